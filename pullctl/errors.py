@@ -1,0 +1,110 @@
+"""The pullctl error tree.
+
+Every error a user can cause or meet is a ``PullctlError``; anything else that escapes is a bug.
+The CLI catches this family in one place, prints ``error: <message>`` to stderr and exits with
+the error's ``exit_code`` (DESIGN §3). Third-party errors (httpx, pymongo, kubernetes, pydantic)
+are translated into this tree in the adapter that calls the library, and secrets are masked
+before a message is built.
+
+    PullctlError                        exit 1 unless said otherwise
+    ├── ConfigError                     exit 2: a config (or several) is invalid; carries located issues
+    ├── UsageError                      exit 2: bad flags or arguments
+    ├── PlanError                       the run could not be planned
+    │   └── IterationError              the iteration list could not be resolved (MCP, static list)
+    ├── SecretError                     a secret could not be resolved
+    ├── FetchError                      one item could not be fetched (recorded, the run goes on)
+    ├── StoreError                      the store is unreachable or refused a write
+    ├── EventError                      an event could not be published
+    ├── ClusterError                    the Kubernetes API refused or could not be reached
+    └── DaprError                       the DAPR sidecar refused or could not be reached
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PullctlError(Exception):
+    """Root of every error pullctl reports to a user."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, order=True)
+class Issue:
+    """One located problem in a config file: ``file:line:col: field.path: message``."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    severity: str = "error"  # "error" | "warning"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(PullctlError):
+    """One or more config files are invalid; ``issues`` holds every located problem."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, issues: list[Issue] | None = None) -> None:
+        self.issues = list(issues or [])
+        if self.issues and not message:
+            message = "\n".join(str(i) for i in self.issues)
+        super().__init__(message)
+
+
+class UsageError(PullctlError):
+    exit_code = 2
+
+
+class PlanError(PullctlError):
+    pass
+
+
+class IterationError(PlanError):
+    pass
+
+
+class SecretError(PullctlError):
+    pass
+
+
+class FetchError(PullctlError):
+    """One item failed; ``attempts`` says how many requests were made for it."""
+
+    def __init__(self, message: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class StoreError(PullctlError):
+    pass
+
+
+class EventError(PullctlError):
+    pass
+
+
+class ClusterError(PullctlError):
+    pass
+
+
+class DaprError(PullctlError):
+    """The DAPR sidecar refused a call; ``status`` and ``error_code`` come from its answer."""
+
+    def __init__(self, message: str, status: int | None = None, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
