@@ -1,0 +1,3 @@
+from pullctl.cli.main import main
+
+main()

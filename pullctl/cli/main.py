@@ -1,0 +1,67 @@
+"""The `pullctl` command: a thin Typer layer over the library.
+
+Every `PullctlError` is caught here, in one place, printed as ``error: <message>`` on stderr, and turned
+into the contract's exit code (DESIGN §3). Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from pullctl import __version__
+from pullctl.cli import output, sources, validate
+from pullctl.errors import PullctlError
+
+
+class _PullctlGroup(TyperGroup):
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except PullctlError as exc:
+            output.error(exc.message)
+            ctx.exit(exc.exit_code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pullctl {__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    cls=_PullctlGroup,
+    name="pullctl",
+    help=(
+        "Scheduled pull ingestion from HTTP/REST JSON APIs: a new source is a YAML file, never code.\n\n"
+        "Example: pullctl validate config/source-configs && pullctl run weather-api --dry-run --limit 2"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """pullctl."""
+
+
+app.command("validate")(validate.validate)
+app.command("list")(sources.list_sources)
+app.command("schema")(sources.schema)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""`pullctl list` and `pullctl schema`: what sources there are, and the schema editors check them with."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pullctl.cli import output
+from pullctl.cli.options import ConfigOption, TableOutputOption
+from pullctl.cli.output import TableOrJson
+
+
+def list_sources(config: ConfigOption = None, out: TableOutputOption = TableOrJson.table) -> None:
+    """List the sources with mode, schedule, next runs, iteration and auth.
+
+    Example: pullctl list --output json | jq '.[].source_id'
+    """
+    from pullctl.config.catalog import source_summary
+    from pullctl.config.loader import load_location
+    from pullctl.settings import Settings
+
+    settings = Settings.from_env(config=config)
+    result = load_location(settings.config, target="dapr")
+    result.raise_for_errors()
+    now = datetime.now(UTC)
+    rows = [source_summary(s, now) for s in result.sources]
+    if out is TableOrJson.json:
+        output.print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("SOURCE", "MODE", "SCHEDULE", "TZ", "NEXT RUN (UTC)", "ITERATION", "AUTH", "ENABLED"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        nxt = r["next_runs"][0][:16].replace("T", " ") if r["next_runs"] else "-"
+        table.add_row(
+            r["source_id"],
+            r["mode"].replace("scheduled_pull", "pull"),
+            r["schedule"] or "-",
+            r["timezone"],
+            nxt,
+            r["iteration"],
+            r["auth_type"] or "-",
+            "yes" if r["enabled"] else "no",
+        )
+    output.stdout.print(table)
+
+
+def schema() -> None:
+    """Print the JSON Schema of a source config, for editors (yaml-language-server) and CI.
+
+    Example: pullctl schema > config/source-config.schema.json
+    """
+    from pullctl.config.models import json_schema
+
+    output.print_json(json_schema())

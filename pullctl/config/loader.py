@@ -1,0 +1,418 @@
+"""YAML source configs -> ``SourceConfig`` models, with every problem located at ``file:line:col``.
+
+A file holds one source, a mapping with ``sources:`` (a list of sources), or several YAML documents
+(``---``) of either kind. Folders are walked for ``*.yaml`` / ``*.yml`` in sorted order. Every problem
+of every file is collected in one pass; nothing stops at the first.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from pullctl.config.models import KNOWN_TOP_LEVEL, SourceConfig, config_hash
+from pullctl.config.schedule import Target
+from pullctl.errors import ConfigError, Issue
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class LoadedSource:
+    config: SourceConfig
+    raw: dict[str, Any]
+    file: str
+    line: int
+    config_hash: str
+
+    @property
+    def source_id(self) -> str:
+        return self.config.source_id
+
+
+@dataclass
+class LoadResult:
+    sources: list[LoadedSource] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    files: int = 0
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    def raise_for_errors(self) -> None:
+        if self.errors:
+            noun = "error" if len(self.errors) == 1 else "errors"
+            lines = "\n".join(str(i) for i in self.errors)
+            raise ConfigError(f"{len(self.errors)} config {noun}:\n{lines}", self.errors)
+
+    def get(self, source_id: str) -> LoadedSource:
+        for s in self.sources:
+            if s.source_id == source_id:
+                return s
+        known = [s.source_id for s in self.sources]
+        hint = get_close_matches(source_id, known, n=1)
+        suggestion = f"; did you mean '{hint[0]}'?" if hint else f" (known: {', '.join(known) or 'none'})"
+        raise ConfigError(f"no source '{source_id}' in the configs{suggestion}")
+
+
+@dataclass
+class _Positions:
+    """Where each value and each key of a document sits (1-based line and column)."""
+
+    values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+
+    def of_value(self, loc: Loc) -> tuple[int, int]:
+        while loc not in self.values and loc:
+            loc = loc[:-1]
+        return self.values.get(loc, (1, 1))
+
+    def of_mapping(self, loc: Loc) -> tuple[int, int]:
+        """The line of the key that holds the mapping at ``loc`` (its own start for a document root)."""
+        while loc and loc not in self.keys:
+            loc = loc[:-1]
+        return self.keys[loc] if loc else self.values.get((), (1, 1))
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class _Builder:
+    """Turns a composed YAML node tree into plain Python values, noting positions and duplicate keys."""
+
+    def __init__(self, loader: yaml.SafeLoader, file: str, issues: list[Issue]) -> None:
+        self.loader = loader
+        self.file = file
+        self.issues = issues
+
+    def build(self, node: yaml.Node, loc: Loc, pos: _Positions) -> Any:
+        block = isinstance(node, yaml.CollectionNode) and not node.flow_style
+        # A block mapping or list is best pointed at by its key; a scalar or flow collection by its value.
+        pos.values[loc] = pos.keys[loc] if block and loc in pos.keys else _mark(node)
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)
+            result: dict[Any, Any] = {}
+            first_seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    line, col = _mark(key_node)
+                    self.issues.append(
+                        Issue(self.file, line, col, format_loc(loc), "a key must be a plain scalar")
+                    )
+                    continue
+                key = self.loader.construct_object(key_node)
+                key = key if isinstance(key, str) else str(key)
+                line, col = _mark(key_node)
+                if key in first_seen:
+                    self.issues.append(
+                        Issue(
+                            self.file,
+                            line,
+                            col,
+                            format_loc((*loc, key)),
+                            f"duplicate key '{key}' (first defined at line {first_seen[key]})",
+                        )
+                    )
+                    continue
+                first_seen[key] = line
+                pos.keys[(*loc, key)] = (line, col)
+                result[key] = self.build(value_node, (*loc, key), pos)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*loc, i), pos) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node)
+
+
+def format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _documents(text: str, file: str, issues: list[Issue]) -> list[tuple[Any, _Positions]]:
+    docs: list[tuple[Any, _Positions]] = []
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        issues.append(
+            Issue(file, 1, 1, "", f"not a YAML text file: {exc.reason} (character #x{exc.character:04x})")
+        )
+        return docs
+    try:
+        builder = _Builder(loader, file, issues)
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            pos = _Positions()
+            before = len(issues)
+            value = builder.build(node, (), pos)
+            if len(issues) == before:  # a document with duplicate or complex keys yields no source
+                docs.append((value, pos))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        issues.append(Issue(file, line, col, "", f"YAML syntax error: {problem}"))
+    except yaml.YAMLError as exc:
+        issues.append(Issue(file, 1, 1, "", f"YAML error: {exc}"))
+    finally:
+        loader.dispose()
+    return docs
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The model class whose field set applies at ``loc`` (for did-you-mean suggestions)."""
+    model: type[BaseModel] | None = SourceConfig
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        model = _find_model(info.annotation)
+    return model
+
+
+def _find_model(tp: Any) -> type[BaseModel] | None:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType, typing.Annotated, list):
+        for arg in typing.get_args(tp):
+            found = _find_model(arg)
+            if found:
+                return found
+    return None
+
+
+_PATTERN_HELP = {
+    "source_id": "must be a lower-case DNS label: a-z, 0-9 and '-', starting and ending alphanumeric",
+    "foreach": "must be an identifier (letters, digits and _, not starting with a digit)",
+    "mcp_path": "must start with '/'",
+}
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean"}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _resolve(data: Any, loc: Loc) -> tuple[Loc, Loc]:
+    """Split ``loc`` into the part that exists in ``data`` and the rest (union tags, missing fields)."""
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            continue
+        if isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            continue
+        return loc[:i], loc[i:]
+    return loc, ()
+
+
+def _validation_issues(
+    exc: ValidationError, data: dict[str, Any], pos: _Positions, file: str, prefix: Loc
+) -> list[Issue]:
+    found: dict[Loc, Issue] = {}
+    union_types: dict[Loc, list[str]] = {}
+    for err in exc.errors():
+        loc: Loc = tuple(err["loc"])
+        kind, msg, value = err["type"], err["msg"], err.get("input")
+        if msg.startswith("Value error, @"):
+            fld, _, msg = msg[len("Value error, @") :].partition("@")
+            loc = (*loc, *fld.split("."))
+            exists, _ = _resolve(data, loc)
+            line, col = pos.of_value(loc) if exists == loc else pos.of_mapping(loc[:-1])
+            found.setdefault(loc, Issue(file, line, col, format_loc(prefix + loc), msg))
+            continue
+        if kind == "missing":
+            line, col = pos.of_mapping(loc[:-1])
+            found.setdefault(
+                loc, Issue(file, line, col, format_loc(prefix + loc), f"'{loc[-1]}' is required")
+            )
+            continue
+        if kind == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            hint = get_close_matches(str(loc[-1]), list(model.model_fields) if model else [], n=1, cutoff=0.6)
+            text = f"unknown field '{loc[-1]}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
+            if model and not hint:
+                text += f" (allowed: {', '.join(model.model_fields)})"
+            line, col = pos.keys.get(loc, pos.of_value(loc))
+            found.setdefault(loc, Issue(file, line, col, format_loc(prefix + loc), text))
+            continue
+        exists, rest = _resolve(data, loc)
+        if rest and all(isinstance(p, str) and p in _TYPE_NAMES for p in rest[-1:]):
+            union_types.setdefault(exists, []).append(_TYPE_NAMES[str(rest[-1])])
+            line, col = pos.of_value(exists)
+            names = union_types[exists]
+            either = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+            message = f"must be {either} (got {_describe(value)})"
+            found[exists] = Issue(file, line, col, format_loc(prefix + exists), message)
+            continue
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]  # our own validators name the value already
+        else:
+            if kind == "string_pattern_mismatch" and loc and loc[-1] in _PATTERN_HELP:
+                msg = _PATTERN_HELP[str(loc[-1])]
+            msg = msg.replace("Input should be", "must be").replace("String should", "must")
+            msg = msg.replace("List should", "must").replace("Dictionary should", "must")
+            if kind == "string_too_long" and loc == ("source_id",):
+                msg += " (the CronJob name pull-<source_id> must fit in 52)"
+            msg += f" (got {_describe(value)})"
+        line, col = pos.of_value(exists)
+        found.setdefault(exists, Issue(file, line, col, format_loc(prefix + exists), msg))
+    return list(found.values())
+
+
+def _source_entries(
+    doc: Any, pos: _Positions, file: str, issues: list[Issue]
+) -> list[tuple[Loc, dict[str, Any]]]:
+    if doc is None:
+        return []
+    expected = "expected a source config (a mapping with source_id and ingestion) or a 'sources:' list"
+    if not isinstance(doc, dict):
+        line, col = pos.of_value(())
+        issues.append(Issue(file, line, col, "", f"{expected}, got {_describe(doc)}"))
+        return []
+    if "sources" not in doc:
+        return [((), doc)]
+    if set(doc) != {"sources"}:
+        others = sorted(set(doc) - {"sources"})
+        line, col = pos.keys[(others[0],)]
+        issues.append(
+            Issue(file, line, col, others[0], "a file with 'sources:' holds nothing else at the top level")
+        )
+        return []
+    entries = doc["sources"]
+    if not isinstance(entries, list):
+        line, col = pos.of_value(("sources",))
+        issues.append(
+            Issue(file, line, col, "sources", f"must be a list of source configs (got {_describe(entries)})")
+        )
+        return []
+    out: list[tuple[Loc, dict[str, Any]]] = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            out.append((("sources", i), entry))
+        else:
+            line, col = pos.of_value(("sources", i))
+            issues.append(Issue(file, line, col, f"sources[{i}]", f"{expected}, got {_describe(entry)}"))
+    return out
+
+
+def _sub_positions(pos: _Positions, prefix: Loc) -> _Positions:
+    n = len(prefix)
+    sub = _Positions()
+    sub.values = {k[n:]: v for k, v in pos.values.items() if k[:n] == prefix}
+    sub.keys = {k[n:]: v for k, v in pos.keys.items() if k[:n] == prefix}
+    return sub
+
+
+def load_text(text: str, file: str, *, target: Target = "k8s", strict: bool = False) -> LoadResult:
+    """Parse and validate one file's text. Pure: no I/O."""
+    result = LoadResult(files=1)
+    docs = _documents(text, file, result.issues)
+    for doc, doc_pos in docs:
+        for prefix, raw in _source_entries(doc, doc_pos, file, result.issues):
+            pos = _sub_positions(doc_pos, prefix)
+            refused = False
+            for name in sorted(set(raw) - set(KNOWN_TOP_LEVEL)):
+                hint = get_close_matches(name, KNOWN_TOP_LEVEL, n=1, cutoff=0.75)
+                line, col = pos.keys[(name,)]
+                if hint:
+                    text_ = f"unknown field '{name}'; did you mean '{hint[0]}'?"
+                    result.issues.append(Issue(file, line, col, format_loc((*prefix, name)), text_))
+                    refused = True
+                    continue
+                text_ = (
+                    f"section '{name}' is not pullctl's: it is passed through to the downstream pipeline,"
+                    " not validated"
+                )
+                severity = "error" if strict else "warning"
+                result.issues.append(Issue(file, line, col, format_loc((*prefix, name)), text_, severity))
+                refused = refused or strict
+            try:
+                config = SourceConfig.model_validate(raw, context={"target": target})
+            except ValidationError as exc:
+                result.issues.extend(_validation_issues(exc, raw, pos, file, prefix))
+                continue
+            if refused:
+                continue
+            line, _ = pos.keys.get(("source_id",), pos.of_value(()))
+            result.sources.append(LoadedSource(config, raw, file, line, config_hash(raw)))
+    if not result.sources and not result.issues:
+        result.issues.append(
+            Issue(file, 1, 1, "", "the file is empty; expected a source config with source_id and ingestion")
+        )
+    return result
+
+
+def iter_config_files(paths: Sequence[str | Path]) -> Iterable[Path]:
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            yield from sorted(f for f in path.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file())
+        elif path.exists():
+            yield path
+        else:
+            raise ConfigError(f"{path}: no such file or folder")
+
+
+def load_paths(paths: Sequence[str | Path], *, target: Target = "k8s", strict: bool = False) -> LoadResult:
+    """Load every config under ``paths``; duplicate source ids across files are errors naming both places."""
+    result = LoadResult()
+    for path in iter_config_files(paths):
+        result.files += 1
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            result.issues.append(Issue(str(path), 1, 1, "", f"cannot read the file: {exc}"))
+            continue
+        one = load_text(text, str(path), target=target, strict=strict)
+        result.issues.extend(one.issues)
+        result.sources.extend(one.sources)
+    seen: dict[str, LoadedSource] = {}
+    unique: list[LoadedSource] = []
+    for src in result.sources:
+        first = seen.get(src.source_id)
+        if first is not None:
+            message = f"duplicate source_id '{src.source_id}' (also defined at {first.file}:{first.line})"
+            result.issues.append(Issue(src.file, src.line, 1, "source_id", message))
+            continue
+        seen[src.source_id] = src
+        unique.append(src)
+    result.sources = unique
+    result.issues.sort(key=lambda i: (i.file, i.line, i.column))
+    return result
+
+
+def load_location(location: str, *, target: Target = "k8s", strict: bool = False) -> LoadResult:
+    """Load configs from where ``PULLCTL_CONFIG`` / ``--config`` points: a folder, a file, or ``mongodb://…``."""
+    if location.startswith(("mongodb://", "mongodb+srv://")):
+        from pullctl.errors import UsageError
+
+        raise UsageError("reading configs from MongoDB is not in this build yet; point --config at a folder")
+    return load_paths([location], target=target, strict=strict)

@@ -1,0 +1,322 @@
+"""The source config schema (DESIGN §2): pydantic v2 models, strict inside ``ingestion``, frozen.
+
+Loading YAML and locating errors is ``loader.py``'s job; these models only say what is valid.
+Cross-field rules raise ``FieldProblem`` so the error lands on the field at fault, not on its parent.
+Validation context: ``{"target": "k8s" | "dapr"}`` selects the schedule dialect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from pullctl.config import templates
+from pullctl.config.schedule import ScheduleError, parse_schedule, parse_timezone
+
+SOURCE_ID_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DEFAULT_RETRY_STATUS = [408, 425, 429, 500, 502, 503, 504]
+
+
+class FieldProblem(ValueError):
+    """A rule broken by ``field`` of the model being validated: the loader points at that field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"@{field}@{message}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Request(_Strict):
+    base_url: Annotated[str, Field(min_length=1, description="URL to fetch; templates allowed")]
+    method: Literal["GET", "POST"] = "GET"
+    auth_type: Literal["none", "api_key", "bearer", "basic"] = "none"
+    auth_header: str = Field("X-API-Key", description="api_key: the header to set")
+    auth_query_param: str | None = Field(None, description="api_key: send as this query parameter instead")
+    secret_store: str | None = Field(None, description='DAPR secret store name, or "kubernetes"')
+    secret_key: str | None = Field(None, description="the secret's name in that store")
+    parameters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="query; templates"
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="templates")
+    body: Any = Field(None, description="POST JSON body; templates inside string values")
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    max_response_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 10 * 1024 * 1024
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        head = v.split("{", 1)[0]
+        if not re.match(r"^https?://[^/{}]+", v) or ("{" in head.split("://", 1)[-1].split("/", 1)[0]):
+            raise ValueError(
+                f"must be an absolute http(s) URL with a literal host, e.g. https://api.example.com/v1"
+                f" (got {v!r})"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _auth(self) -> Request:
+        if self.auth_type != "none":
+            for name in ("secret_store", "secret_key"):
+                if not getattr(self, name):
+                    raise FieldProblem(name, f"required when auth_type is {self.auth_type}")
+        if self.method == "GET" and self.body is not None:
+            raise FieldProblem("body", "a body needs method: POST")
+        for name, value in self.headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise FieldProblem("headers", f"header {name!r} contains a line break")
+        return self
+
+
+class Iteration(_Strict):
+    foreach: Annotated[str, Field(pattern=IDENT_RE, description="template variable name for the item")]
+    source_mcp: str | None = Field(None, description="MCP server: DAPR app-id")
+    source_tool: str | None = Field(None, description="MCP tool that returns the items")
+    tool_arguments: dict[str, Any] = Field(default_factory=dict)
+    mcp_url: str | None = Field(None, description="direct streamable-HTTP URL instead of DAPR invocation")
+    mcp_path: str = Field("/mcp", pattern=r"^/", description="the MCP endpoint's path, for DAPR invocation")
+    items: list[dict[str, Any]] | None = Field(None, description="static list instead of an MCP tool")
+    items_path: str | None = Field(None, description="dotted path to the list inside the tool result")
+    key: str | None = Field(None, description="item field naming the item; default: first scalar field")
+    linkage: dict[str, str] | None = Field(None, description="{name: template}; default: every scalar field")
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 5
+    shards: Annotated[int, Field(ge=1, le=100)] = 1
+
+    @field_validator("foreach")
+    @classmethod
+    def _not_builtin(cls, v: str) -> str:
+        if v in templates.BUILTIN_VARIABLES:
+            raise ValueError(
+                f"'{v}' is a built-in variable ({', '.join(templates.BUILTIN_VARIABLES)}); pick another name"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Iteration:
+        mcp = self.source_mcp is not None or self.mcp_url is not None
+        if mcp and self.items is not None:
+            raise FieldProblem(
+                "items", "set either items (a static list) or source_mcp/source_tool, not both"
+            )
+        if not mcp and self.items is None:
+            raise FieldProblem(
+                "source_mcp", "set source_mcp and source_tool (an MCP tool), or items (a static list)"
+            )
+        if mcp and not self.source_tool:
+            raise FieldProblem(
+                "source_tool", "required with source_mcp/mcp_url: the MCP tool that lists the items"
+            )
+        if self.items is not None and not self.items:
+            raise FieldProblem("items", "the static list is empty")
+        return self
+
+
+PaginationType = Literal["none", "page_number", "offset", "cursor", "next_url", "link_header"]
+_PAGINATION_FIELDS: dict[str, set[str]] = {
+    "page_number": {"page_param", "start_page", "page_size_param", "page_size"},
+    "offset": {"offset_param", "limit_param", "limit"},
+    "cursor": {"cursor_param", "cursor_path"},
+    "next_url": {"next_url_path"},
+    "link_header": set(),
+    "none": set(),
+}
+
+
+class Pagination(_Strict):
+    type: PaginationType = "none"
+    page_param: str = "page"
+    start_page: Annotated[int, Field(ge=0)] = 1
+    page_size_param: str | None = None
+    page_size: Annotated[int, Field(ge=1)] | None = None
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    limit: Annotated[int, Field(ge=1)] = 100
+    cursor_param: str = "cursor"
+    cursor_path: str | None = None
+    next_url_path: str | None = None
+    stop_when_empty_path: str | None = Field(None, description="dotted path to the page's records list")
+    max_pages: Annotated[int, Field(ge=1, le=100_000)] = 100
+
+    @model_validator(mode="after")
+    def _fields_fit_type(self) -> Pagination:
+        common = {"type", "stop_when_empty_path", "max_pages"}
+        for name in sorted(self.model_fields_set - common - _PAGINATION_FIELDS[self.type]):
+            owner = next(t for t, names in _PAGINATION_FIELDS.items() if name in names)
+            raise FieldProblem(name, f"applies to pagination type {owner}, not {self.type}")
+        if self.type == "cursor" and not self.cursor_path:
+            raise FieldProblem(
+                "cursor_path", "required for cursor pagination: where the next cursor is in the response"
+            )
+        if self.type == "next_url" and not self.next_url_path:
+            raise FieldProblem(
+                "next_url_path", "required for next_url pagination: where the next URL is in the response"
+            )
+        if self.type == "page_number" and self.page_size_param and not self.page_size:
+            raise FieldProblem("page_size", "required with page_size_param")
+        return self
+
+
+class Retry(_Strict):
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    backoff: Literal["exponential", "fixed"] = "exponential"
+    initial_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0
+    max_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    retry_on_status: list[Annotated[int, Field(ge=400, le=599)]] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_STATUS)
+    )
+    max_retry_after_seconds: Annotated[float, Field(ge=0)] = 300.0
+
+    @model_validator(mode="after")
+    def _delays(self) -> Retry:
+        if self.max_delay_seconds < self.initial_delay_seconds:
+            raise FieldProblem(
+                "max_delay_seconds",
+                f"must be at least initial_delay_seconds ({self.initial_delay_seconds:g})",
+            )
+        return self
+
+
+class RateLimit(_Strict):
+    requests_per_second: Annotated[float, Field(gt=0, le=100_000)] | None = None
+
+
+class Dedup(_Strict):
+    ignore_fields: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+
+class Events(_Strict):
+    pubsub: str | None = None
+    topic: str | None = None
+
+
+class Ingestion(_Strict):
+    mode: Literal["scheduled_pull", "blob_trigger"] = "scheduled_pull"
+    schedule: str | None = Field(
+        None, description="5-field cron or @hourly/@daily/...; @every/6 fields for DAPR"
+    )
+    timezone: str | None = Field(None, description="IANA zone, e.g. Europe/Berlin")
+    deadline_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = Field(
+        3600, description="longest a run may take (CronJob activeDeadlineSeconds; stale run records)"
+    )
+    request: Request | None = None
+    iteration: Iteration | None = None
+    pagination: Pagination = Field(default_factory=Pagination)
+    retry: Retry = Field(default_factory=Retry)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    dedup: Dedup = Field(default_factory=Dedup)
+    events: Events = Field(default_factory=Events)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None:
+            target = (info.context or {}).get("target", "k8s")
+            try:
+                parse_schedule(v, target)
+            except ScheduleError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str | None) -> str | None:
+        try:
+            parse_timezone(v)
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _pull_needs(self) -> Ingestion:
+        if self.mode != "scheduled_pull":
+            return self
+        if self.schedule is None:
+            raise FieldProblem("schedule", 'required for mode scheduled_pull, e.g. "0 6 * * *"')
+        if self.request is None:
+            raise FieldProblem("request", "required for mode scheduled_pull")
+        self._check_templates()
+        return self
+
+    def _check_templates(self) -> None:
+        assert self.request is not None
+        known = dict(templates.BUILTIN_VARIABLES)
+        if self.iteration is not None:
+            known[self.iteration.foreach] = ()
+        places: list[tuple[str, Any]] = [
+            ("request.base_url", self.request.base_url),
+            ("request.parameters", self.request.parameters),
+            ("request.headers", self.request.headers),
+            ("request.body", self.request.body),
+        ]
+        if self.iteration is not None and self.iteration.linkage:
+            places.append(("iteration.linkage", self.iteration.linkage))
+        for where, value in places:
+            try:
+                fields = templates.template_fields(value)
+            except templates.TemplateSyntaxError as exc:
+                raise FieldProblem(where, str(exc)) from None
+            for fld in fields:
+                problem = _unknown_variable(fld, known)
+                if problem:
+                    raise FieldProblem(where, problem)
+
+
+def _unknown_variable(fld: templates.Field, known: dict[str, tuple[str, ...]]) -> str | None:
+    from difflib import get_close_matches
+
+    if fld.root not in known:
+        hint = get_close_matches(fld.root, list(known), n=1)
+        suggestion = f"; did you mean '{{{hint[0]}{fld.expression[len(fld.root) :]}}}'?" if hint else ""
+        return (
+            f"template '{{{fld.expression}}}' names unknown variable '{fld.root}'"
+            f" (known: {', '.join(sorted(known))}){suggestion}"
+        )
+    allowed = known[fld.root]
+    if allowed and (len(fld.path) != 2 or fld.path[1] not in allowed):
+        return f"template '{{{fld.expression}}}': {fld.root} has the fields {', '.join(allowed)}"
+    return None
+
+
+class SourceConfig(BaseModel):
+    """One source. Top-level sections other than these belong to the downstream pipeline and pass through."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    source_id: Annotated[str, Field(min_length=1, max_length=40, pattern=SOURCE_ID_RE)] = Field(
+        description="lower-case DNS label, at most 40 characters"
+    )
+    display_name: str | None = None
+    description: str | None = None
+    enabled: bool = True
+    ingestion: Ingestion
+
+    @property
+    def extra_sections(self) -> list[str]:
+        return sorted(self.model_extra or {})
+
+    @property
+    def is_scheduled_pull(self) -> bool:
+        return self.ingestion.mode == "scheduled_pull"
+
+
+KNOWN_TOP_LEVEL = tuple(SourceConfig.model_fields)
+
+
+def config_hash(raw: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a config document, as written (defaults are not filled in)."""
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of one source config file, as shipped in ``config/source-config.schema.json``."""
+    schema = SourceConfig.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "pullctl source config"
+    return schema

@@ -1,0 +1,338 @@
+"""Invalid configs and the exact located messages `pullctl validate` must print for them (file is case.yaml)."""
+
+from __future__ import annotations
+
+BASE = """\
+source_id: weather-api
+ingestion:
+  schedule: "0 6 * * *"
+  request:
+    base_url: https://api.example.com/v1/forecast
+"""
+
+ITER = (
+    BASE
+    + """\
+    parameters:
+      latitude: "{region.latitude}"
+  iteration:
+    foreach: region
+    source_mcp: plantation-mcp
+    source_tool: list_active_regions
+"""
+)
+
+# (id, yaml text, target, expected issues as printed)
+INVALID: list[tuple[str, str, str, list[str]]] = [
+    (
+        "yaml-syntax",
+        "source_id: x\ningestion: [a, b\n",
+        "k8s",
+        [
+            "case.yaml:3:1: YAML syntax error: while parsing a flow sequence expected ',' or ']', but got '<stream end>'"
+        ],
+    ),
+    (
+        "empty-file",
+        "",
+        "k8s",
+        ["case.yaml:1:1: the file is empty; expected a source config with source_id and ingestion"],
+    ),
+    (
+        "top-level-list",
+        "- a\n- b\n",
+        "k8s",
+        [
+            "case.yaml:1:1: expected a source config (a mapping with source_id and ingestion) or a 'sources:' list,"
+            " got a list"
+        ],
+    ),
+    (
+        "top-level-scalar",
+        "hello\n",
+        "k8s",
+        [
+            "case.yaml:1:1: expected a source config (a mapping with source_id and ingestion) or a 'sources:' list,"
+            " got 'hello'"
+        ],
+    ),
+    (
+        "unknown-key",
+        BASE.replace("    base_url", "    methd: GET\n    base_url"),
+        "k8s",
+        ["case.yaml:5:5: ingestion.request.methd: unknown field 'methd'; did you mean 'method'?"],
+    ),
+    (
+        "unknown-key-no-hint",
+        BASE + "  frobnicate: 1\n",
+        "k8s",
+        [
+            "case.yaml:6:3: ingestion.frobnicate: unknown field 'frobnicate' (allowed: mode, schedule, timezone,"
+            " deadline_seconds, request, iteration, pagination, retry, rate_limit, dedup, events)"
+        ],
+    ),
+    (
+        "wrong-type",
+        BASE + "  retry:\n    max_attempts: many\n",
+        "k8s",
+        [
+            "case.yaml:7:19: ingestion.retry.max_attempts: must be a valid integer, unable to parse string as an"
+            " integer (got 'many')"
+        ],
+    ),
+    (
+        "out-of-range",
+        BASE + "  retry:\n    max_attempts: 11\n",
+        "k8s",
+        ["case.yaml:7:19: ingestion.retry.max_attempts: must be less than or equal to 10 (got 11)"],
+    ),
+    (
+        "duplicate-key",
+        BASE + "  retry:\n    max_attempts: 2\n    max_attempts: 3\n",
+        "k8s",
+        [
+            "case.yaml:8:5: ingestion.retry.max_attempts: duplicate key 'max_attempts' (first defined at line 7)"
+        ],
+    ),
+    (
+        "source-id-not-dns",
+        BASE.replace("weather-api", "Weather_API"),
+        "k8s",
+        [
+            "case.yaml:1:12: source_id: must be a lower-case DNS label: a-z, 0-9 and '-', starting and ending"
+            " alphanumeric (got 'Weather_API')"
+        ],
+    ),
+    (
+        "source-id-too-long",
+        BASE.replace("weather-api", "a" * 41),
+        "k8s",
+        [
+            "case.yaml:1:12: source_id: must have at most 40 characters (the CronJob name pull-<source_id> must fit"
+            f" in 52) (got '{'a' * 41}')"
+        ],
+    ),
+    (
+        "cron-4-fields",
+        BASE.replace('"0 6 * * *"', '"0 6 * *"'),
+        "k8s",
+        [
+            "case.yaml:3:13: ingestion.schedule: '0 6 * *' has 4 fields; a cron schedule has 5 (minute hour"
+            " day-of-month month day-of-week), e.g. '0 6 * * *'"
+        ],
+    ),
+    (
+        "cron-bad-value",
+        BASE.replace('"0 6 * * *"', '"0 25 * * *"'),
+        "k8s",
+        ["case.yaml:3:13: ingestion.schedule: '0 25 * * *' is not a valid cron schedule: Bad hour"],
+    ),
+    (
+        "cron-6-fields-k8s",
+        BASE.replace('"0 6 * * *"', '"0 0 6 * * *"'),
+        "k8s",
+        [
+            "case.yaml:3:13: ingestion.schedule: '0 0 6 * * *' has 6 fields (seconds first), which only DAPR Jobs"
+            " understand; Kubernetes takes 5 fields (minute hour day-of-month month day-of-week), or validate with"
+            " --target dapr"
+        ],
+    ),
+    (
+        "every-k8s",
+        BASE.replace('"0 6 * * *"', '"@every 1h30m"'),
+        "k8s",
+        [
+            "case.yaml:3:13: ingestion.schedule: '@every 1h30m' is understood only by DAPR Jobs; use a 5-field cron"
+            " for Kubernetes CronJobs, or validate with --target dapr and deploy with 'pullctl jobs sync'"
+        ],
+    ),
+    (
+        "every-bad-duration-dapr",
+        BASE.replace('"0 6 * * *"', '"@every soon"'),
+        "dapr",
+        ["case.yaml:3:13: ingestion.schedule: 'soon' is not a duration like 30s, 15m, 1h30m"],
+    ),
+    (
+        "unknown-macro",
+        BASE.replace('"0 6 * * *"', "'@fortnightly'"),
+        "k8s",
+        [
+            "case.yaml:3:13: ingestion.schedule: unknown macro '@fortnightly'; use one of @yearly, @annually,"
+            " @monthly, @weekly, @daily, @midnight, @hourly or a 5-field cron"
+        ],
+    ),
+    (
+        "bad-timezone",
+        BASE.replace("  request:", "  timezone: Mars/Olympus\n  request:"),
+        "k8s",
+        [
+            "case.yaml:4:13: ingestion.timezone: unknown time zone 'Mars/Olympus'; use an IANA name such as"
+            " Etc/UTC or Europe/Berlin"
+        ],
+    ),
+    (
+        "unknown-template-variable",
+        ITER.replace("{region.latitude}", "{regoin.latitude}"),
+        "k8s",
+        [
+            "case.yaml:6:5: ingestion.request.parameters: template '{regoin.latitude}' names unknown variable"
+            " 'regoin' (known: region, run, source, window); did you mean '{region.latitude}'?"
+        ],
+    ),
+    (
+        "bad-window-field",
+        ITER.replace("{region.latitude}", "{window.begin}"),
+        "k8s",
+        [
+            "case.yaml:6:5: ingestion.request.parameters: template '{window.begin}': window has the fields start,"
+            " end"
+        ],
+    ),
+    (
+        "api-key-without-secret",
+        BASE + "    auth_type: api_key\n",
+        "k8s",
+        ["case.yaml:4:3: ingestion.request.secret_store: required when auth_type is api_key"],
+    ),
+    (
+        "bearer-without-key",
+        BASE + "    auth_type: bearer\n    secret_store: vault\n",
+        "k8s",
+        ["case.yaml:4:3: ingestion.request.secret_key: required when auth_type is bearer"],
+    ),
+    (
+        "items-and-mcp",
+        ITER + "    items: [{id: 1}]\n",
+        "k8s",
+        [
+            "case.yaml:12:12: ingestion.iteration.items: set either items (a static list) or"
+            " source_mcp/source_tool, not both"
+        ],
+    ),
+    (
+        "neither-items-nor-mcp",
+        BASE + "  iteration:\n    foreach: region\n",
+        "k8s",
+        [
+            "case.yaml:6:3: ingestion.iteration.source_mcp: set source_mcp and source_tool (an MCP tool), or items"
+            " (a static list)"
+        ],
+    ),
+    (
+        "concurrency-zero",
+        ITER + "    concurrency: 0\n",
+        "k8s",
+        ["case.yaml:12:18: ingestion.iteration.concurrency: must be greater than or equal to 1 (got 0)"],
+    ),
+    (
+        "concurrency-too-high",
+        ITER + "    concurrency: 257\n",
+        "k8s",
+        ["case.yaml:12:18: ingestion.iteration.concurrency: must be less than or equal to 256 (got 257)"],
+    ),
+    (
+        "missing-source-id",
+        BASE.replace("source_id: weather-api\n", ""),
+        "k8s",
+        ["case.yaml:1:1: source_id: 'source_id' is required"],
+    ),
+    (
+        "missing-request",
+        "source_id: x\ningestion:\n  schedule: '@daily'\n",
+        "k8s",
+        ["case.yaml:2:1: ingestion.request: required for mode scheduled_pull"],
+    ),
+    (
+        "missing-base-url",
+        "source_id: x\ningestion:\n  schedule: '@daily'\n  request:\n    method: GET\n",
+        "k8s",
+        ["case.yaml:4:3: ingestion.request.base_url: 'base_url' is required"],
+    ),
+    (
+        "host-from-template",
+        BASE.replace("https://api.example.com/v1/forecast", "https://{source.id}/x"),
+        "k8s",
+        [
+            "case.yaml:5:15: ingestion.request.base_url: must be an absolute http(s) URL with a literal host, e.g."
+            " https://api.example.com/v1 (got 'https://{source.id}/x')"
+        ],
+    ),
+    (
+        "pagination-field-of-other-type",
+        BASE + "  pagination:\n    type: offset\n    cursor_path: next\n",
+        "k8s",
+        ["case.yaml:8:18: ingestion.pagination.cursor_path: applies to pagination type cursor, not offset"],
+    ),
+    (
+        "cursor-without-path",
+        BASE + "  pagination:\n    type: cursor\n",
+        "k8s",
+        [
+            "case.yaml:6:3: ingestion.pagination.cursor_path: required for cursor pagination: where the next cursor"
+            " is in the response"
+        ],
+    ),
+    (
+        "unclosed-brace",
+        BASE.replace("/forecast", "/{source.id"),
+        "k8s",
+        [
+            "case.yaml:5:15: ingestion.request.base_url: unmatched '{' at position 27 in"
+            " 'https://api.example.com/v1/{source.id' (write '{{' for a literal brace)"
+        ],
+    ),
+    (
+        "retry-delays",
+        BASE + "  retry:\n    initial_delay_seconds: 10\n    max_delay_seconds: 5\n",
+        "k8s",
+        ["case.yaml:8:24: ingestion.retry.max_delay_seconds: must be at least initial_delay_seconds (10)"],
+    ),
+    (
+        "parameter-list",
+        BASE + "    parameters: {x: [1, 2]}\n",
+        "k8s",
+        [
+            "case.yaml:6:21: ingestion.request.parameters.x: must be a string, an integer, a number or a boolean"
+            " (got a list)"
+        ],
+    ),
+    (
+        "sources-not-list",
+        "sources: {a: 1}\n",
+        "k8s",
+        ["case.yaml:1:10: sources: must be a list of source configs (got a mapping)"],
+    ),
+    (
+        "sources-with-other-key",
+        "sources: []\nextra: 1\n",
+        "k8s",
+        ["case.yaml:2:1: extra: a file with 'sources:' holds nothing else at the top level"],
+    ),
+    (
+        "error-in-second-of-list",
+        "sources:\n  - source_id: a\n    ingestion: {schedule: '@daily', request: {base_url: 'http://x/'}}\n"
+        "  - source_id: b\n    ingestion: {schedule: '@daily', request: {base_url: 'http://x/', method: PUT}}\n",
+        "k8s",
+        ["case.yaml:5:78: sources[1].ingestion.request.method: must be 'GET' or 'POST' (got 'PUT')"],
+    ),
+    (
+        "typo-top-level",
+        BASE.replace("ingestion:", "ingestoin:"),
+        "k8s",
+        [
+            "case.yaml:1:1: ingestion: 'ingestion' is required",
+            "case.yaml:2:1: ingestoin: unknown field 'ingestoin'; did you mean 'ingestion'?",
+        ],
+    ),
+    (
+        "several-errors-one-pass",
+        BASE
+        + "  retry:\n    max_attempts: 0\n    backoff: linear\n  rate_limit:\n    requests_per_second: -1\n",
+        "k8s",
+        [
+            "case.yaml:7:19: ingestion.retry.max_attempts: must be greater than or equal to 1 (got 0)",
+            "case.yaml:8:14: ingestion.retry.backoff: must be 'exponential' or 'fixed' (got 'linear')",
+            "case.yaml:10:26: ingestion.rate_limit.requests_per_second: must be greater than 0 (got -1)",
+        ],
+    ),
+]
