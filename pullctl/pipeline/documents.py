@@ -1,0 +1,160 @@
+"""Raw documents, their canonical content hash, and run records (DESIGN §5). Pure data, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+RUN_STATUSES = ("running", "succeeded", "partial", "failed")
+COUNT_NAMES = (
+    "items",
+    "fetched",
+    "stored",
+    "duplicates",
+    "failed",
+    "skipped",
+    "pages",
+    "requests",
+    "retries",
+)
+MAX_RECORDED_ERRORS = 100
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no spaces, UTF-8: the same data always gives the same bytes."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def drop_fields(value: Any, paths: list[str]) -> Any:
+    """A copy of ``value`` without the dotted ``paths``; a path through a list applies to each element."""
+    if not paths:
+        return value
+    split = [p.split(".") for p in paths]
+    return _drop(value, split)
+
+
+def _drop(value: Any, paths: list[list[str]]) -> Any:
+    if isinstance(value, list):
+        return [_drop(v, paths) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, sub in value.items():
+        if [key] in paths:
+            continue
+        deeper = [p[1:] for p in paths if len(p) > 1 and p[0] == key]
+        out[key] = _drop(sub, deeper) if deeper else sub
+    return out
+
+
+def content_hash(parsed: Any, ignore_fields: list[str]) -> str:
+    """sha256 hex of the canonical JSON after ``dedup.ignore_fields`` are removed."""
+    return hashlib.sha256(canonical_json(drop_fields(parsed, ignore_fields))).hexdigest()
+
+
+def document_id(source_id: str, digest: str) -> str:
+    """Deterministic: the same content of the same source always has the same id (an idempotent event id)."""
+    return hashlib.sha256(f"{source_id}\0{digest}".encode()).hexdigest()[:32]
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or utcnow()
+    return f"{now:%Y%m%dT%H%M%SZ}-{os.urandom(3).hex()}"
+
+
+@dataclass
+class Document:
+    """One fetched page of one item, as stored in ``raw_documents``."""
+
+    id: str
+    source_id: str
+    content_hash: str
+    content: bytes
+    content_type: str
+    linkage: dict[str, Any]
+    run_id: str
+    window: dict[str, str]
+    request: dict[str, Any]  # url (secrets redacted), status, page
+    fetched_at: datetime
+    event_status: str = "pending"  # pending | sent | none (no event sink)
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.content)
+
+    def event(self) -> dict[str, Any]:
+        """The domain event's data (DESIGN §5)."""
+        return {
+            "source_id": self.source_id,
+            "document_id": self.id,
+            "content_hash": self.content_hash,
+            "run_id": self.run_id,
+            "linkage": self.linkage,
+            "size_bytes": self.size_bytes,
+            "fetched_at": self.fetched_at.isoformat(),
+        }
+
+
+@dataclass
+class RunError:
+    item: str | None
+    message: str
+    attempts: int = 0
+
+
+@dataclass
+class RunRecord:
+    """One run of one source, as stored in ``pull_runs`` and printed by ``run --output json``."""
+
+    run_id: str
+    source_id: str
+    trigger: str  # schedule | dapr | manual | backfill
+    window: dict[str, str]
+    started_at: datetime = field(default_factory=utcnow)
+    status: str = "running"
+    finished_at: datetime | None = None
+    shard: str | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_NAMES, 0))
+    events: dict[str, int] = field(default_factory=lambda: {"sent": 0, "pending": 0})
+    errors: list[RunError] = field(default_factory=list)
+    failed_items: list[str] = field(default_factory=list)
+    message: str | None = None  # a fatal error that ended the run
+
+    def add_error(self, item: str | None, message: str, attempts: int = 0) -> None:
+        if len(self.errors) < MAX_RECORDED_ERRORS:
+            self.errors.append(RunError(item, message, attempts))
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        data["duration_seconds"] = self.duration_seconds
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for name in ("started_at", "finished_at"):
+            if isinstance(data.get(name), str):
+                data[name] = datetime.fromisoformat(data[name])
+            if isinstance(data.get(name), datetime) and data[name].tzinfo is None:
+                data[name] = data[name].replace(tzinfo=UTC)
+        data["errors"] = [RunError(**e) for e in data.get("errors") or []]
+        data["counts"] = {**dict.fromkeys(COUNT_NAMES, 0), **(data.get("counts") or {})}
+        return cls(**data)

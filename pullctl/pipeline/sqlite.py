@@ -1,0 +1,257 @@
+"""The embedded store: one SQLite file in WAL mode, tables named and shaped like the MongoDB collections.
+
+All SQLite calls run on one dedicated thread, so the event loop never blocks on disk and the connection
+is never shared between threads. The unique index (source_id, content_hash) makes a duplicate a no-op,
+also when two processes race on one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pullctl.errors import StoreError
+from pullctl.pipeline.documents import Document, RunRecord
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS raw_documents (
+    _id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    content BLOB NOT NULL,
+    content_type TEXT,
+    size_bytes INTEGER NOT NULL,
+    linkage TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    window TEXT NOT NULL,
+    request TEXT NOT NULL,
+    fetched_at TEXT NOT NULL,
+    event_status TEXT NOT NULL DEFAULT 'pending'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS raw_documents_source_hash ON raw_documents (source_id, content_hash);
+CREATE INDEX IF NOT EXISTS raw_documents_outbox ON raw_documents (source_id, event_status, fetched_at);
+CREATE TABLE IF NOT EXISTS pull_runs (
+    _id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pull_runs_source_started ON pull_runs (source_id, started_at);
+CREATE TABLE IF NOT EXISTS source_configs (
+    _id TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dapr_jobs (
+    _id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    registered_at TEXT NOT NULL
+);
+"""
+
+_DOC_COLUMNS = (
+    "_id, source_id, content_hash, content, content_type, size_bytes, linkage, run_id, window, request,"
+    " fetched_at, event_status"
+)
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pullctl-sqlite")
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        path = url.removeprefix("sqlite://")
+        path = path[1:] if path.startswith("/") else path  # sqlite:///rel/path and sqlite:////abs/path
+        if not path:
+            raise StoreError(f"'{url}' names no file: use sqlite:///path/to/file.db")
+        return cls(path)
+
+    @property
+    def location(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            if self._conn is None:
+                raise StoreError(f"store {self.location} is not open")
+            try:
+                return fn(self._conn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite store {self.location}: {exc}") from None
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+                conn.executescript(SCHEMA)
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreError(f"cannot open the SQLite store {self.location}: {exc}") from None
+            self._conn = conn
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=True)
+
+    async def insert_documents(self, docs: list[Document]) -> list[bool]:
+        rows = [
+            (
+                d.id,
+                d.source_id,
+                d.content_hash,
+                d.content,
+                d.content_type,
+                d.size_bytes,
+                json.dumps(d.linkage, default=str),
+                d.run_id,
+                json.dumps(d.window),
+                json.dumps(d.request),
+                d.fetched_at.isoformat(),
+                d.event_status,
+            )
+            for d in docs
+        ]
+        sql = f"INSERT INTO raw_documents ({_DOC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
+
+        def insert(conn: sqlite3.Connection) -> list[bool]:
+            out: list[bool] = []
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    out.append(conn.execute(sql, row).rowcount == 1)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return out
+
+        return await self._call(insert)
+
+    async def save_run(self, record: RunRecord) -> None:
+        row = (
+            record.run_id,
+            record.source_id,
+            record.status,
+            record.started_at.isoformat(),
+            json.dumps(record.to_dict(), default=str),
+        )
+        sql = (
+            "INSERT OR REPLACE INTO pull_runs (_id, source_id, status, started_at, record) VALUES (?,?,?,?,?)"
+        )
+        await self._call(lambda c: c.execute(sql, row))
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        row = await self._call(
+            lambda c: c.execute("SELECT record FROM pull_runs WHERE _id = ?", (run_id,)).fetchone()
+        )
+        return RunRecord.from_dict(json.loads(row[0])) if row else None
+
+    async def list_runs(self, source_id: str | None = None, limit: int = 20) -> list[RunRecord]:
+        if source_id:
+            sql, args = (
+                "SELECT record FROM pull_runs WHERE source_id = ? ORDER BY started_at DESC LIMIT ?",
+                (
+                    source_id,
+                    limit,
+                ),
+            )
+        else:
+            sql, args = "SELECT record FROM pull_runs ORDER BY started_at DESC LIMIT ?", (limit,)
+        rows = await self._call(lambda c: c.execute(sql, args).fetchall())
+        return [RunRecord.from_dict(json.loads(r[0])) for r in rows]
+
+    async def close_stale_runs(self, source_id: str, started_before: datetime, message: str) -> int:
+        def close(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT record FROM pull_runs WHERE source_id = ? AND status = 'running' AND started_at < ?",
+                (source_id, started_before.isoformat()),
+            ).fetchall()
+            now = datetime.now(UTC)
+            for (raw,) in rows:
+                record = RunRecord.from_dict(json.loads(raw))
+                record.status, record.finished_at, record.message = "failed", now, message
+                conn.execute(
+                    "UPDATE pull_runs SET status = 'failed', record = ? WHERE _id = ?",
+                    (json.dumps(record.to_dict(), default=str), record.run_id),
+                )
+            return len(rows)
+
+        return await self._call(close)
+
+    async def pending_events(self, source_id: str, limit: int = 1000) -> list[Document]:
+        sql = (
+            f"SELECT {_DOC_COLUMNS} FROM raw_documents WHERE source_id = ? AND event_status = 'pending'"
+            " ORDER BY fetched_at LIMIT ?"
+        )
+        rows = await self._call(lambda c: c.execute(sql, (source_id, limit)).fetchall())
+        return [_document(r) for r in rows]
+
+    async def mark_events(self, document_ids: list[str], status: str) -> None:
+        def mark(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE raw_documents SET event_status = ? WHERE _id = ?", [(status, i) for i in document_ids]
+            )
+
+        await self._call(mark)
+
+    async def find_documents(self, source_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        sql = f"SELECT {_DOC_COLUMNS} FROM raw_documents WHERE source_id = ? ORDER BY fetched_at DESC LIMIT ?"
+        rows = await self._call(lambda c: c.execute(sql, (source_id, limit)).fetchall())
+        return [_document_dict(r) for r in rows]
+
+    async def count_documents(self, source_id: str) -> int:
+        sql = "SELECT COUNT(*) FROM raw_documents WHERE source_id = ?"
+        row = await self._call(lambda c: c.execute(sql, (source_id,)).fetchone())
+        return int(row[0])
+
+
+def _document_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    keys = [k.strip() for k in _DOC_COLUMNS.split(",")]
+    data = dict(zip(keys, row, strict=True))
+    for name in ("linkage", "window", "request"):
+        data[name] = json.loads(data[name])
+    data["fetched_at"] = datetime.fromisoformat(data["fetched_at"])
+    return data
+
+
+def _document(row: tuple[Any, ...]) -> Document:
+    d = _document_dict(row)
+    return Document(
+        id=d["_id"],
+        source_id=d["source_id"],
+        content_hash=d["content_hash"],
+        content=d["content"],
+        content_type=d["content_type"],
+        linkage=d["linkage"],
+        run_id=d["run_id"],
+        window=d["window"],
+        request=d["request"],
+        fetched_at=d["fetched_at"],
+        event_status=d["event_status"],
+    )
