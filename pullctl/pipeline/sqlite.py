@@ -137,7 +137,8 @@ class SqliteStore:
             )
             for d in docs
         ]
-        sql = f"INSERT INTO raw_documents ({_DOC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
+        values = ",".join("?" * 12)
+        sql = f"INSERT INTO raw_documents ({_DOC_COLUMNS}) VALUES ({values}) ON CONFLICT DO NOTHING"
 
         def insert(conn: sqlite3.Connection) -> list[bool]:
             out: list[bool] = []
