@@ -9,6 +9,14 @@ from typer.testing import CliRunner
 
 from pullctl.cli.main import app
 
+pytest_plugins = [
+    "tests.servers.upstream",
+    "tests.servers.mcp_server",
+    "tests.emulators.dapr",
+    "tests.emulators.kube",
+    "tests.stores",
+]
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "config" / "source-configs"
 

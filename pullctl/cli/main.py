@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from pullctl import __version__
-from pullctl.cli import output, sources, validate
+from pullctl.cli import output, run, sources, validate
 from pullctl.errors import PullctlError
 
 
@@ -57,6 +57,8 @@ def _root(
 app.command("validate")(validate.validate)
 app.command("list")(sources.list_sources)
 app.command("schema")(sources.schema)
+app.command("run")(run.run)
+app.command("runs")(run.runs)
 
 
 def main() -> None:

@@ -142,8 +142,8 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["started_at"] = self.started_at.isoformat()
-        data["finished_at"] = self.finished_at.isoformat() if self.finished_at else None
+        data["started_at"] = self.started_at.astimezone(UTC).isoformat()
+        data["finished_at"] = self.finished_at.astimezone(UTC).isoformat() if self.finished_at else None
         data["duration_seconds"] = self.duration_seconds
         return data
 

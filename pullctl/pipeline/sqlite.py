@@ -132,7 +132,7 @@ class SqliteStore:
                 d.run_id,
                 json.dumps(d.window),
                 json.dumps(d.request),
-                d.fetched_at.isoformat(),
+                d.fetched_at.astimezone(UTC).isoformat(),
                 d.event_status,
             )
             for d in docs
@@ -159,7 +159,7 @@ class SqliteStore:
             record.run_id,
             record.source_id,
             record.status,
-            record.started_at.isoformat(),
+            record.started_at.astimezone(UTC).isoformat(),
             json.dumps(record.to_dict(), default=str),
         )
         sql = (
@@ -174,6 +174,7 @@ class SqliteStore:
         return RunRecord.from_dict(json.loads(row[0])) if row else None
 
     async def list_runs(self, source_id: str | None = None, limit: int = 20) -> list[RunRecord]:
+        args: tuple[Any, ...]
         if source_id:
             sql, args = (
                 "SELECT record FROM pull_runs WHERE source_id = ? ORDER BY started_at DESC LIMIT ?",
@@ -191,7 +192,7 @@ class SqliteStore:
         def close(conn: sqlite3.Connection) -> int:
             rows = conn.execute(
                 "SELECT record FROM pull_runs WHERE source_id = ? AND status = 'running' AND started_at < ?",
-                (source_id, started_before.isoformat()),
+                (source_id, started_before.astimezone(UTC).isoformat()),
             ).fetchall()
             now = datetime.now(UTC)
             for (raw,) in rows:

@@ -1,0 +1,153 @@
+"""Domain events for new documents: DAPR pub/sub, an HTTP webhook, or none (DESIGN §4, §4a, §5).
+
+The store is the outbox: a new document is stored with ``event_status: pending`` and marked ``sent``
+once its event is acknowledged. A sink publishes a batch and says which events were acknowledged;
+a publish that fails after its retries leaves the document pending for the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import httpx
+
+from pullctl.config.models import SourceConfig
+from pullctl.errors import PullctlError, UsageError
+from pullctl.pipeline.documents import Document
+from pullctl.settings import Settings
+
+
+class EventSink(Protocol):
+    name: str
+
+    async def publish(self, docs: list[Document]) -> list[str | None]:
+        """Publish one event per document; per document None = acknowledged, else the failure reason."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class NoEvents:
+    name = "none"
+
+    async def publish(self, docs: list[Document]) -> list[str | None]:
+        return [None] * len(docs)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _with_retries(
+    send: Callable[[], Awaitable[None]],
+    attempts: int,
+    delay: float,
+    sleep: Callable[[float], Awaitable[None]],
+) -> str | None:
+    reason: str | None = None
+    for attempt in range(attempts):
+        try:
+            await send()
+            return None
+        except (PullctlError, httpx.HTTPError) as exc:
+            reason = str(exc) or type(exc).__name__
+        if attempt + 1 < attempts:
+            await sleep(delay * 2**attempt)
+    return reason
+
+
+class DaprPubSub:
+    def __init__(
+        self,
+        settings: Settings,
+        pubsub: str,
+        topic: str,
+        attempts: int = 3,
+        delay: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        from pullctl.dapr import DaprClient
+
+        self.name = f"dapr://{pubsub}/{topic}"
+        self.pubsub, self.topic = pubsub, topic
+        self._dapr = DaprClient(settings.dapr_endpoint, settings.dapr_api_token)
+        self._attempts, self._delay, self._sleep = attempts, delay, sleep
+
+    async def publish(self, docs: list[Document]) -> list[str | None]:
+        out: list[str | None] = []
+        for doc in docs:
+
+            async def send(doc: Document = doc) -> None:
+                await self._dapr.publish(self.pubsub, self.topic, doc.event(), doc.id)
+
+            out.append(await _with_retries(send, self._attempts, self._delay, self._sleep))
+        return out
+
+    async def aclose(self) -> None:
+        await self._dapr.aclose()
+
+
+class Webhook:
+    def __init__(
+        self,
+        url: str,
+        attempts: int = 3,
+        delay: float = 0.5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.name = url
+        self.url = url
+        self._client = httpx.AsyncClient(timeout=10.0)
+        self._attempts, self._delay, self._sleep = attempts, delay, sleep
+
+    async def publish(self, docs: list[Document]) -> list[str | None]:
+        out: list[str | None] = []
+        for doc in docs:
+
+            async def send(doc: Document = doc) -> None:
+                response = await self._client.post(
+                    self.url, json=doc.event(), headers={"Idempotency-Key": doc.id, "ce-id": doc.id}
+                )
+                if response.status_code >= 300:
+                    raise PullctlError(f"webhook {self.url} answered HTTP {response.status_code}")
+
+            out.append(await _with_retries(send, self._attempts, self._delay, self._sleep))
+        return out
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def event_target(config: SourceConfig, settings: Settings) -> str:
+    """``PULLCTL_EVENTS``, with the source's ``events.pubsub`` / ``events.topic`` overriding its parts."""
+    target = settings.events
+    ev = config.ingestion.events
+    if ev.pubsub or ev.topic:
+        pubsub, topic = None, None
+        if target.startswith("dapr://"):
+            pubsub, _, topic = target.removeprefix("dapr://").partition("/")
+        pubsub, topic = ev.pubsub or pubsub, ev.topic or topic
+        if not pubsub or not topic:
+            raise UsageError(
+                f"source '{config.source_id}' sets events.{'topic' if ev.topic else 'pubsub'} but no"
+                f" {'pubsub' if ev.topic else 'topic'}: set both, or PULLCTL_EVENTS=dapr://<pubsub>/<topic>"
+            )
+        return f"dapr://{pubsub}/{topic}"
+    return target
+
+
+def open_sink(config: SourceConfig, settings: Settings) -> EventSink:
+    target = event_target(config, settings)
+    if target in ("", "none"):
+        return NoEvents()
+    if target.startswith("dapr://"):
+        pubsub, _, topic = target.removeprefix("dapr://").partition("/")
+        if not pubsub or not topic or "/" in topic:
+            raise UsageError(f"PULLCTL_EVENTS '{target}': expected dapr://<pubsub>/<topic>")
+        return DaprPubSub(settings, pubsub, topic)
+    if target.startswith(("http://", "https://")):
+        return Webhook(target)
+    raise UsageError(
+        f"PULLCTL_EVENTS '{target}': expected dapr://<pubsub>/<topic>, an http(s):// URL, or none"
+    )

@@ -1,0 +1,139 @@
+"""The iteration list: a static ``items`` list, or an MCP tool's result (DESIGN §4b).
+
+The MCP server is reached at ``iteration.mcp_url``, else ``PULLCTL_MCP_URL_<APP_ID>``, else through DAPR
+service invocation. Any failure (unreachable, a tool error, a result that is not a list of objects)
+is an ``IterationError`` naming the server, the tool and what came back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pullctl.config.models import Iteration
+from pullctl.errors import IterationError
+from pullctl.settings import Settings
+
+
+def mcp_endpoint(iteration: Iteration, settings: Settings) -> tuple[str, bool]:
+    """The MCP URL, and whether it goes through the DAPR sidecar."""
+    if iteration.mcp_url:
+        return iteration.mcp_url, False
+    assert iteration.source_mcp
+    direct = settings.mcp_url_for(iteration.source_mcp)
+    if direct:
+        return direct, False
+    from urllib.parse import quote
+
+    app = quote(iteration.source_mcp, safe="")
+    return f"{settings.dapr_endpoint}/v1.0/invoke/{app}/method{iteration.mcp_path}", True
+
+
+def _lookup(value: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def extract_items(
+    structured: Any, texts: list[str], items_path: str | None, where: str
+) -> list[dict[str, Any]]:
+    """Items from a tool result: ``structured_content`` first, else the text contents parsed as JSON."""
+    candidate: Any = None
+    if structured is not None:
+        if items_path:
+            candidate = _lookup(structured, items_path)
+            if candidate is None:
+                raise IterationError(
+                    f"{where}: no '{items_path}' (items_path) in the result {_describe(structured)}"
+                )
+        elif isinstance(structured, dict) and set(structured) == {"result"}:
+            candidate = structured["result"]
+        else:
+            candidate = structured
+    else:
+        parsed: list[Any] = []
+        for text in texts:
+            try:
+                parsed.append(json.loads(text))
+            except ValueError:
+                raise IterationError(
+                    f"{where}: the tool returned text that is not JSON: {text[:200]!r}"
+                ) from None
+        one = len(parsed) == 1 and isinstance(parsed[0], list | dict)
+        candidate = parsed[0] if one else parsed
+        if items_path:
+            candidate = _lookup(candidate, items_path)
+            if candidate is None:
+                raise IterationError(
+                    f"{where}: no '{items_path}' (items_path) in the result {_describe(parsed)}"
+                )
+    if not isinstance(candidate, list):
+        hint = "" if items_path else " (set iteration.items_path if the list is nested)"
+        raise IterationError(f"{where}: expected a list of objects, got {_describe(candidate)}{hint}")
+    bad = [i for i, v in enumerate(candidate) if not isinstance(v, dict)]
+    if bad:
+        raise IterationError(
+            f"{where}: expected a list of objects, but item {bad[0]} is {_describe(candidate[bad[0]])}"
+        )
+    return candidate
+
+
+async def call_mcp_tool(
+    iteration: Iteration, settings: Settings, deadline: float = 60.0
+) -> list[dict[str, Any]]:
+    import anyio
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.types import TextContent
+
+    url, via_dapr = mcp_endpoint(iteration, settings)
+    server = iteration.source_mcp or url
+    where = f"MCP tool '{iteration.source_tool}' on {server} ({url})"
+    headers = {"dapr-api-token": settings.dapr_api_token} if via_dapr and settings.dapr_api_token else {}
+    assert iteration.source_tool
+    try:
+        with anyio.fail_after(deadline):
+            async with (
+                httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(deadline)) as http,
+                Client(streamable_http_client(url, http_client=http), mode="auto") as client,
+            ):
+                result = await client.call_tool(iteration.source_tool, dict(iteration.tool_arguments))
+    except TimeoutError:
+        raise IterationError(f"{where}: no answer within {deadline:g} s") from None
+    except IterationError:
+        raise
+    except Exception as exc:  # the SDK raises many types (transport, protocol, ExceptionGroup)
+        raise IterationError(f"{where}: {_root_cause(exc)}") from None
+    texts = [c.text for c in result.content if isinstance(c, TextContent)]
+    if result.is_error:
+        raise IterationError(f"{where} failed: {' '.join(texts)[:500] or 'no message'}")
+    return extract_items(result.structured_content, texts, iteration.items_path, where)
+
+
+def _root_cause(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    while exc.__cause__ is not None and str(exc) == "":
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def resolve_items(iteration: Iteration | None, settings: Settings) -> list[dict[str, Any]] | None:
+    """The items to iterate over, or None for a source without iteration (one fetch)."""
+    if iteration is None:
+        return None
+    if iteration.items is not None:
+        return list(iteration.items)
+    return await call_mcp_tool(iteration, settings)

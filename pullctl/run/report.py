@@ -1,0 +1,78 @@
+"""Run observers: JSON log lines for pods and pipes, a rich progress bar for people at a terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO, Any
+
+from pullctl.pipeline.documents import RunRecord
+from pullctl.run.plan import Plan
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class JsonLogObserver:
+    """One JSON object per line on stderr: what log collectors in a cluster expect."""
+
+    def __init__(self, stream: IO[str] | None = None, every: int = 0) -> None:
+        self.stream = stream or sys.stderr
+        self.every = every  # a progress line every N items (0: none)
+        self._done = 0
+
+    def log(self, level: str, event: str, record: RunRecord, **fields: Any) -> None:
+        line = {
+            "ts": _now(),
+            "level": level,
+            "event": event,
+            "source_id": record.source_id,
+            "run_id": record.run_id,
+            **fields,
+        }
+        self.stream.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+    def started(self, record: RunRecord, plan: Plan) -> None:
+        self.log(
+            "info",
+            "run_started",
+            record,
+            window=record.window,
+            trigger=record.trigger,
+            items=plan.items,
+            tasks=len(plan.tasks),
+            skipped=len(plan.skipped),
+            shard=record.shard,
+        )
+        for key, reason in plan.skipped:
+            self.log("warning", "item_skipped", record, item=key, reason=reason)
+
+    def item_done(self, record: RunRecord, key: str, error: str | None) -> None:
+        self._done += 1
+        if error is not None:
+            attempts = next((e.attempts for e in reversed(record.errors) if e.item == key), None)
+            self.log("error", "item_failed", record, item=key, reason=error, attempts=attempts)
+        elif self.every and self._done % self.every == 0:
+            self.log("info", "progress", record, done=self._done, counts=record.counts)
+
+    def stored(self, record: RunRecord) -> None:
+        return None
+
+    def dry_run_document(self, document: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(document, default=str, ensure_ascii=False) + "\n")
+
+    def finished(self, record: RunRecord) -> None:
+        level = {"succeeded": "info", "partial": "warning"}.get(record.status, "error")
+        self.log(
+            level,
+            "run_finished",
+            record,
+            status=record.status,
+            counts=record.counts,
+            events=record.events,
+            duration_seconds=record.duration_seconds,
+            message=record.message,
+        )

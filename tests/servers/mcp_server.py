@@ -1,0 +1,199 @@
+"""A real MCP server for the iteration tests: ``mcp.server.mcpserver.MCPServer`` over streamable HTTP.
+
+``McpTestServer`` serves ``MCPServer.streamable_http_app()`` with uvicorn on 127.0.0.1 (through
+``pullctl.asgi.BackgroundServer``); ``url`` is ``http://127.0.0.1:<port>/mcp``. The ``mcp_server`` fixture
+gives a started one per test. ``regions`` (a list of dicts, default ``DEFAULT_REGIONS``) and ``delay``
+(seconds before ``list_active_regions`` answers) may be changed while it runs; ``calls`` records
+``(tool name, arguments)`` for every call.
+
+What ``mcp.Client(url, mode="auto").call_tool(name, {})`` returns (``CallToolResult``), checked against
+mcp 2.3 in ``tests/test_servers.py``; ``R`` is the region list::
+
+    tool                   is_error  structured_content          content
+    list_active_regions    False     {"result": R}               one TextContent per region, each an
+                                                                 indented JSON object
+    list_regions_failing   True      None                        [TextContent("Error executing tool
+                                                                 list_regions_failing: region service
+                                                                 unavailable")]
+    list_regions_wrapped   False     {"regions": R, "total": n}  [TextContent(that object as indented JSON)]
+    list_regions_string    False     {"result": "r1,r2,..."}     [TextContent("r1,r2,...")]
+    list_region_ids        False     {"result": ["r1", ...]}     one TextContent per id ("r1", ...)
+    list_regions_text      False     None                        [TextContent(json.dumps(R))]: one text
+                                                                 item holding the whole list
+    list_regions_text_items False    None                        one TextContent per region (indented JSON
+                                                                 object): "one object per text item"
+
+So a tool returning a list does give ``{"result": [...]}`` (DESIGN §4b), and a non-object return value is
+wrapped the same way (``{"result": "..."}``). ``list_active_regions`` takes an optional ``limit`` argument
+(the first ``limit`` regions), so tests can check that ``tool_arguments`` arrive. The legacy
+initialize/session protocol (``mode="legacy"``) returns the same results.
+
+Host checking (DNS-rebinding protection): ``streamable_http_app()`` turns it on by itself for
+``host="127.0.0.1"``, allowing only ``Host: 127.0.0.1:<port>``, ``localhost:<port>`` and ``[::1]:<port>``
+(and matching ``Origin``s); any other ``Host`` (a proxy that forwards ``Host: plantation-mcp``, or
+``localhost`` without a port) gets ``421 Invalid Host header``. ``McpTestServer`` turns it off by default
+so requests relayed by the DAPR emulator arrive whatever their Host; ``dns_rebinding_protection=True``
+keeps the SDK's default to test that case.
+
+``MCPServer()`` calls ``logging.basicConfig()`` (a Rich handler on the root logger at INFO) when the root
+logger has no handler; ``build_mcp_server`` keeps that from happening, so building one has no global
+side effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pullctl.asgi import BackgroundServer
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+__all__ = ["DEFAULT_REGIONS", "McpTestServer", "build_mcp_server", "mcp_server"]
+
+DEFAULT_REGIONS: list[dict[str, Any]] = [
+    {"region_id": "r1", "name": "Berlin", "latitude": 52.52, "longitude": 13.41},
+    {"region_id": "r2", "name": "Nairobi", "latitude": -1.29, "longitude": 36.82},
+    {"region_id": "r3", "name": "Sao Paulo", "latitude": -23.55, "longitude": -46.63},
+    {"region_id": "r4", "name": "Tokyo", "latitude": 35.68, "longitude": 139.69},
+    {"region_id": "r5", "name": "Reykjavik", "latitude": 64.15, "longitude": -21.94},
+]
+
+
+@contextmanager
+def _no_root_logging_setup() -> Iterator[None]:
+    """Give the root logger a handler for a moment, so ``logging.basicConfig()`` does nothing."""
+    root = logging.getLogger()
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)
+    try:
+        yield
+    finally:
+        root.removeHandler(placeholder)
+
+
+def build_mcp_server(state: McpTestServer) -> MCPServer[Any]:
+    """The ``MCPServer`` with the test tools, reading ``state.regions`` at call time."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    with _no_root_logging_setup():
+        server: MCPServer[Any] = MCPServer("pullctl-test-mcp", log_level="WARNING")
+
+    def regions(tool: str, arguments: dict[str, Any]) -> list[dict[str, Any]]:
+        state.calls.append((tool, arguments))
+        return copy.deepcopy(state.regions)
+
+    @server.tool()
+    async def list_active_regions(limit: int | None = None) -> list[dict[str, Any]]:
+        """The active regions (the first ``limit`` of them when given)."""
+        found = regions("list_active_regions", {} if limit is None else {"limit": limit})
+        if state.delay:
+            await asyncio.sleep(state.delay)
+        return found if limit is None else found[:limit]
+
+    @server.tool()
+    def list_regions_failing() -> list[dict[str, Any]]:
+        """Always fails: the client gets ``is_error=True``."""
+        regions("list_regions_failing", {})
+        raise ToolError("region service unavailable")
+
+    @server.tool()
+    def list_regions_wrapped() -> dict[str, Any]:
+        """The regions nested in an object: ``{"regions": [...], "total": n}``."""
+        found = regions("list_regions_wrapped", {})
+        return {"regions": found, "total": len(found)}
+
+    @server.tool()
+    def list_regions_string() -> str:
+        """Not a list: the region ids joined by commas."""
+        return ",".join(str(r.get("region_id")) for r in regions("list_regions_string", {}))
+
+    @server.tool()
+    def list_region_ids() -> list[str]:
+        """A list of non-objects: the region ids."""
+        return [str(r.get("region_id")) for r in regions("list_region_ids", {})]
+
+    @server.tool(structured_output=False)
+    def list_regions_text() -> str:
+        """No structured content: one text item holding the JSON list."""
+        return json.dumps(regions("list_regions_text", {}))
+
+    @server.tool(structured_output=False)
+    def list_regions_text_items() -> list[dict[str, Any]]:
+        """No structured content: one text item per region, each a JSON object."""
+        return regions("list_regions_text_items", {})
+
+    return server
+
+
+class McpTestServer:
+    """The test MCP server on loopback; see the module docstring."""
+
+    def __init__(
+        self,
+        regions: list[dict[str, Any]] | None = None,
+        *,
+        dns_rebinding_protection: bool = False,
+        stateless_http: bool = False,
+    ) -> None:
+        self.regions: list[dict[str, Any]] = copy.deepcopy(DEFAULT_REGIONS if regions is None else regions)
+        self.delay = 0.0
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.dns_rebinding_protection = dns_rebinding_protection
+        self.stateless_http = stateless_http
+        self.mcp = build_mcp_server(self)
+        self._server: BackgroundServer | None = None
+
+    def start(self) -> McpTestServer:
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        if self._server is not None:
+            raise RuntimeError("McpTestServer already started")
+        # None lets the SDK protect loopback itself (see the module docstring).
+        security = (
+            None
+            if self.dns_rebinding_protection
+            else TransportSecuritySettings(enable_dns_rebinding_protection=False)
+        )
+        app = self.mcp.streamable_http_app(transport_security=security, stateless_http=self.stateless_http)
+        self._server = BackgroundServer(app).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> McpTestServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``: the app's root, for DAPR-style invocation."""
+        if self._server is None:
+            raise RuntimeError("McpTestServer is not started")
+        return self._server.url
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>/mcp``: the streamable-HTTP endpoint."""
+        return f"{self.base_url}/mcp"
+
+
+@pytest.fixture
+def mcp_server() -> Iterator[McpTestServer]:
+    """A started ``McpTestServer`` with ``DEFAULT_REGIONS``, stopped after the test."""
+    with McpTestServer() as server:
+        yield server

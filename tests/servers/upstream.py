@@ -1,0 +1,834 @@
+"""A fake upstream REST API for the ``pullctl run`` tests, served for real by uvicorn on 127.0.0.1.
+
+``Upstream`` wraps a Starlette app in ``pullctl.asgi.BackgroundServer``; the ``upstream`` fixture gives a
+fresh, started one per test (``with Upstream() as up: ...`` outside pytest).
+
+Endpoints (every JSON error body is ``{"error": true, "reason": "..."}``, like Open-Meteo):
+
+``GET /v1/forecast``
+    Open-Meteo shaped: ``latitude``, ``longitude``, ``generationtime_ms`` (random on every call: use
+    ``dedup.ignore_fields``), ``utc_offset_seconds`` (0), ``timezone`` (the ``timezone`` parameter,
+    default ``GMT``), ``timezone_abbreviation``, ``elevation``, and with ``hourly=a,b`` the sections
+    ``hourly_units`` and ``hourly`` (``time`` plus one list per variable; ``HOURLY_UNITS`` lists the known
+    ones). Everything but ``generationtime_ms`` is a function of the query. Hours run from ``start_date``
+    to ``end_date`` inclusive (``YYYY-MM-DD``, both or neither, at most 92 days), else ``forecast_days``
+    (default 2, 1..16) from ``DEFAULT_START`` (a fixed date, so runs repeat exactly). Two days of the
+    four usual variables is about 2 KB. 400 when ``latitude``/``longitude`` is missing, not a number or
+    out of range, for an unknown ``hourly`` variable, or for bad dates.
+``/auth/api-key`` (header ``Upstream.api_key_header``, default ``X-API-Key``), ``/auth/api-key-query``
+(query parameter ``Upstream.api_key_query_param``, default ``api_key``), ``/auth/bearer``, ``/auth/basic``
+    GET or POST. The secret must equal ``Upstream.api_key`` / ``.bearer_token`` /
+    ``.basic_user:.basic_password``, else 401. Success echoes ``{"authenticated": true, "scheme": ...,
+    "query": {...}}`` (the query minus the api key parameter); a secret is never echoed.
+Pagination over ``Upstream.records`` (default ``make_records(23)``, ``{"id": 1..23, "name", "value"}``):
+    ``/pages/page-number?page=1&per_page=10`` -> ``{"data": [...], "page", "per_page", "total"}``;
+    pages start at 1.
+    ``/pages/offset?offset=0&limit=10`` -> ``{"data": [...], "offset", "limit", "total"}``
+    ``/pages/cursor?cursor=&limit=10`` -> ``{"data": [...], "next_cursor": str|null,
+    "meta": {"next_cursor": ...}}``; the cursor is opaque, an unknown one is 400.
+    ``/pages/next-url?limit=10`` -> ``{"results": [...], "next": "<absolute url>"|null}``; the next URL
+    carries every query parameter of the request plus ``after`` and a ``sig`` the client cannot guess
+    (a missing or wrong ``sig`` is 400).
+    ``/pages/link-header?page=1&per_page=10`` -> a bare JSON list, with
+    ``Link: <url>; rel="next", <url>; rel="last"`` (and ``first``/``prev`` after page 1); the other query
+    parameters are carried into the links.
+    ``/pages/endless`` -> always a full page (``per_page`` or ``limit``, default 10) and always a next
+    page, in every style at once (``data``, ``page``, ``next_cursor``, ``next``, ``Link``): for
+    ``max_pages`` tests.
+    ``/pages/empty`` -> ``{"data": []}``
+    A page past the end is empty (200). A repeated query parameter (``?page=1&page=2``) is 400 on every
+    ``/pages/*`` endpoint, so a client that re-adds its ``parameters`` to a next URL gets caught.
+``/echo`` (GET, POST, PUT)
+    ``{"method", "path", "query": {name: last value}, "headers": {lower-case name: value},
+    "json": parsed body or null, "body": body text}``.
+
+Recording: every request lands in ``requests`` (``RecordedRequest``), and ``hits`` counts it under its
+path and, when the request has the ``key_param`` query parameter (default ``latitude``), under
+``(path, value)`` too::
+
+    upstream.hits["/v1/forecast"] == 3
+    upstream.hits["/v1/forecast", "52.52"] == 2
+    upstream.count("/pages/page-number", page="2") == 1
+
+Failure injection: ``fail(path, kind, **options) -> Rule`` adds a rule. A request is served by the first
+rule (in the order added) whose ``path`` equals the request path (``"*"`` matches any path), whose
+``query`` items all equal the request's query parameters, and that has not used up its ``times``
+(``None``: forever). So "the first two requests fail, then it works" is ``times=2``, and
+``query={"latitude": "52.52"}`` fails one item of a run while the others succeed. ``rule.applied``
+counts the requests a rule has served. Every rule first waits ``delay`` seconds.
+
+=================  ======================================================================================
+kind               response
+=================  ======================================================================================
+``status``         ``status`` (required) with ``{"error": true, "reason": "injected <status>"}``, and a
+                   ``Retry-After`` header when ``retry_after`` is given: a number is sent as whole
+                   seconds, a ``datetime`` as an HTTP date, a string verbatim (see ``http_date()``)
+``delay``          the normal response, after ``delay`` seconds
+``trickle``        the normal response, its body sent ``chunk_size`` bytes at a time with ``interval``
+                   seconds between chunks (Content-Length is the full size)
+``reset``          the normal status and headers (with the full Content-Length), the first
+                   ``after_bytes`` bytes of the body (never all of it), then the connection is closed
+``truncated_json`` the first half of the normal body, with a Content-Length that matches (valid HTTP)
+``malformed_json`` 200, ``application/json``, a body that is not JSON
+``html``           ``status`` (default 200), ``text/html``, an HTML error page
+``large``          200, a valid JSON object of exactly ``size`` bytes; ``chunked=True`` streams it
+                   without Content-Length
+``redirect_loop``  302 to the same URL with a ``_hop`` counter, forever
+``empty``          200, ``application/json``, an empty body
+=================  ======================================================================================
+
+Example::
+
+    upstream.fail("/v1/forecast", "status", status=429, retry_after=2, times=1)
+    upstream.fail("/v1/forecast", "reset", after_bytes=50, query={"latitude": "52.52"})
+    upstream.fail("/v1/forecast", "delay", delay=5.0)
+
+``reset()`` drops the rules, the recorded requests and the counters; settings (records, secrets) stay.
+``stop()`` ends every injected wait at once, so a test that times out does not hold the server up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import math
+import random
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any, Literal, get_args
+from urllib.parse import parse_qsl, urlencode
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pullctl.asgi import BackgroundServer
+
+__all__ = [
+    "DEFAULT_START",
+    "HOURLY_UNITS",
+    "FaultKind",
+    "RecordedRequest",
+    "Rule",
+    "Upstream",
+    "http_date",
+    "make_records",
+    "upstream",
+]
+
+FaultKind = Literal[
+    "status",
+    "delay",
+    "trickle",
+    "reset",
+    "truncated_json",
+    "malformed_json",
+    "html",
+    "large",
+    "redirect_loop",
+    "empty",
+]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+
+DEFAULT_START = date(2026, 1, 1)
+HOURLY_UNITS: dict[str, str] = {
+    "temperature_2m": "°C",
+    "relative_humidity_2m": "%",
+    "dew_point_2m": "°C",
+    "apparent_temperature": "°C",
+    "precipitation": "mm",
+    "rain": "mm",
+    "cloud_cover": "%",
+    "surface_pressure": "hPa",
+    "wind_speed_10m": "km/h",
+    "wind_direction_10m": "°",
+    "weather_code": "wmo code",
+}
+MALFORMED_JSON = b'{"latitude": 52.52, "hourly": {"time": ["2026-01-01T00:00",, ], temperature_2m: NaN'
+HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+    b"<body><h1>Bad Gateway</h1><p>The upstream server is temporarily unavailable.</p></body></html>\n"
+)
+
+
+def make_records(n: int) -> list[dict[str, Any]]:
+    """``n`` records ``{"id": i, "name": "record-00i", "value": i * 1.5}``, ids from 1."""
+    return [{"id": i, "name": f"record-{i:03d}", "value": i * 1.5} for i in range(1, n + 1)]
+
+
+def http_date(seconds_from_now: float) -> str:
+    """An HTTP date (RFC 9110 IMF-fixdate) ``seconds_from_now`` from now, for ``Retry-After``."""
+    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds_from_now), usegmt=True)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]  # the last value of each parameter
+    query_string: str
+    headers: dict[str, str]  # lower-case names
+
+
+@dataclass
+class Rule:
+    """One injected failure; see the module docstring. ``applied`` counts the requests it served."""
+
+    path: str
+    kind: FaultKind
+    times: int | None = None
+    query: dict[str, str] = field(default_factory=dict)
+    status: int | None = None
+    retry_after: float | str | datetime | None = None
+    delay: float = 0.0
+    chunk_size: int = 64
+    interval: float = 0.2
+    after_bytes: int = 100
+    size: int = 0
+    chunked: bool = False
+    applied: int = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.times is not None and self.applied >= self.times
+
+    def matches(self, path: str, query: Mapping[str, str]) -> bool:
+        if self.path not in ("*", path) or self.exhausted:
+            return False
+        return all(query.get(name) == value for name, value in self.query.items())
+
+
+class _InjectedReset(Exception):
+    """Raised by the ``reset`` fault after a partial body: uvicorn then closes the connection."""
+
+
+class _DropInjectedResets(logging.Filter):
+    """Keep uvicorn from logging our deliberate resets as application errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _InjectedReset))
+
+
+_uvicorn_error_logger = logging.getLogger("uvicorn.error")
+if not any(isinstance(f, _DropInjectedResets) for f in _uvicorn_error_logger.filters):
+    _uvicorn_error_logger.addFilter(_DropInjectedResets())
+
+
+class _BadRequest(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _error(reason: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": True, "reason": reason}, status_code=status)
+
+
+def _int_param(request: Request, name: str, default: int, minimum: int, maximum: int = 10_000) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _BadRequest(f"Parameter '{name}' must be an integer. Given: {raw}") from None
+    if not minimum <= value <= maximum:
+        raise _BadRequest(f"Parameter '{name}' must be in range of {minimum} to {maximum}. Given: {value}")
+    return value
+
+
+def _float_param(request: Request, name: str, limit: float) -> float:
+    raw = request.query_params.get(name)
+    if raw is None:
+        raise _BadRequest(f"Required parameter '{name}' is missing")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _BadRequest(f"Cannot initialize Float from invalid String value {raw} for key {name}") from None
+    if not math.isfinite(value) or not -limit <= value <= limit:
+        raise _BadRequest(f"{name.capitalize()} must be in range of -{limit:g} to {limit:g}°. Given: {raw}.")
+    return value
+
+
+def _date_param(request: Request, name: str) -> date:
+    raw = request.query_params[name]
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise _BadRequest(f"Invalid date format for '{name}': {raw}. Expected YYYY-MM-DD") from None
+
+
+def _reject_repeated_params(request: Request) -> None:
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise _BadRequest(f"Repeated query parameter(s): {', '.join(repeated)}")
+
+
+def _url_with(request: Request, path: str, drop: tuple[str, ...], **params: Any) -> str:
+    """An absolute URL on this server: the request's query minus ``drop``, plus ``params``."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in drop and k not in params]
+    query = urlencode([*kept, *((k, str(v)) for k, v in params.items())])
+    return f"{str(request.base_url).rstrip('/')}{path}?{query}"
+
+
+def _hourly_value(variable: str, rng: random.Random, latitude: float, hour: int) -> float | int:
+    diurnal = math.sin((hour - 9) / 24 * 2 * math.pi)
+    base_temp = 28 - abs(latitude) * 0.45
+    match variable:
+        case "temperature_2m" | "apparent_temperature":
+            return round(base_temp + 6 * diurnal + rng.uniform(-1.5, 1.5), 1)
+        case "dew_point_2m":
+            return round(base_temp - 6 + rng.uniform(-2, 2), 1)
+        case "relative_humidity_2m" | "cloud_cover":
+            return rng.randint(35, 100)
+        case "precipitation" | "rain":
+            return round(max(0.0, rng.gauss(0, 0.6)), 1)
+        case "surface_pressure":
+            return round(1013 + rng.uniform(-12, 12), 1)
+        case "wind_speed_10m":
+            return round(rng.uniform(0, 28), 1)
+        case "wind_direction_10m":
+            return rng.randint(0, 359)
+        case _:  # weather_code
+            return rng.choice([0, 1, 2, 3, 45, 51, 61, 80])
+
+
+class Upstream:
+    """The fake upstream API; see the module docstring for endpoints and ``fail()``."""
+
+    def __init__(
+        self,
+        *,
+        records: list[dict[str, Any]] | int = 23,
+        api_key: str = "test-api-key",
+        bearer_token: str = "test-bearer-token",
+        basic_user: str = "test-user",
+        basic_password: str = "test-password",
+        key_param: str = "latitude",
+    ) -> None:
+        self.records: list[dict[str, Any]] = make_records(records) if isinstance(records, int) else records
+        self.api_key = api_key
+        self.api_key_header = "X-API-Key"
+        self.api_key_query_param = "api_key"
+        self.bearer_token = bearer_token
+        self.basic_user = basic_user
+        self.basic_password = basic_password
+        self.key_param = key_param
+        self.rules: list[Rule] = []
+        self.requests: list[RecordedRequest] = []
+        self.hits: Counter[str | tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._server: BackgroundServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: asyncio.Event | None = None
+        self.app: ASGIApp = _FaultMiddleware(self._build_app(), self)
+
+    # -- lifecycle
+
+    def start(self) -> Upstream:
+        if self._server is not None:
+            raise RuntimeError("Upstream already started")
+        self._server = BackgroundServer(self.app).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        if self._loop is not None and self._closing is not None:
+            with contextlib.suppress(RuntimeError):  # the loop may already be gone
+                self._loop.call_soon_threadsafe(self._closing.set)
+        self._server.stop()
+        self._server = None
+
+    def __enter__(self) -> Upstream:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``, without a trailing slash."""
+        if self._server is None:
+            raise RuntimeError("Upstream is not started")
+        return self._server.url
+
+    # -- failure injection and recording
+
+    def fail(
+        self,
+        path: str,
+        kind: FaultKind = "status",
+        *,
+        times: int | None = None,
+        query: Mapping[str, str] | None = None,
+        status: int | None = None,
+        retry_after: float | str | datetime | None = None,
+        delay: float = 0.0,
+        chunk_size: int = 64,
+        interval: float = 0.2,
+        after_bytes: int = 100,
+        size: int = 0,
+        chunked: bool = False,
+    ) -> Rule:
+        """Add a failure rule for requests to ``path``; see the module docstring."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}")
+        if kind == "status" and status is None:
+            raise ValueError("fail(kind='status') needs status=")
+        if kind == "delay" and delay <= 0:
+            raise ValueError("fail(kind='delay') needs delay= > 0")
+        if kind == "large" and size < 16:
+            raise ValueError("fail(kind='large') needs size= of at least 16 bytes")
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1, or None for every request")
+        rule = Rule(
+            path=path,
+            kind=kind,
+            times=times,
+            query=dict(query or {}),
+            status=status,
+            retry_after=retry_after,
+            delay=delay,
+            chunk_size=chunk_size,
+            interval=interval,
+            after_bytes=after_bytes,
+            size=size,
+            chunked=chunked,
+        )
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def reset(self) -> None:
+        """Forget the rules, the recorded requests and the counters."""
+        with self._lock:
+            self.rules.clear()
+            self.requests.clear()
+            self.hits.clear()
+
+    def count(self, path: str, **query: str) -> int:
+        """How many recorded requests went to ``path`` with all of ``query``."""
+        with self._lock:
+            return sum(
+                1
+                for r in self.requests
+                if r.path == path and all(r.query.get(k) == v for k, v in query.items())
+            )
+
+    def _record(self, request: RecordedRequest) -> Rule | None:
+        with self._lock:
+            self.requests.append(request)
+            self.hits[request.path] += 1
+            key = request.query.get(self.key_param)
+            if key is not None:
+                self.hits[request.path, key] += 1
+            for rule in self.rules:
+                if rule.matches(request.path, request.query):
+                    rule.applied += 1
+                    return rule
+        return None
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less when the server stops; True when it stopped."""
+        if seconds <= 0:
+            return False
+        if self._closing is None:
+            await asyncio.sleep(seconds)
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        return self._closing.is_set()
+
+    # -- the app
+
+    def _build_app(self) -> Starlette:
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+            self._loop = asyncio.get_running_loop()
+            self._closing = asyncio.Event()
+            yield
+
+        def handled(endpoint: Any) -> Any:
+            async def wrapper(request: Request) -> Response:
+                try:
+                    response: Response = await endpoint(request)
+                    return response
+                except _BadRequest as exc:
+                    return _error(exc.reason)
+
+            return wrapper
+
+        auth = ["GET", "POST"]
+        routes = [
+            Route("/v1/forecast", handled(self._forecast)),
+            Route("/auth/api-key", handled(self._auth_api_key), methods=auth),
+            Route("/auth/api-key-query", handled(self._auth_api_key_query), methods=auth),
+            Route("/auth/bearer", handled(self._auth_bearer), methods=auth),
+            Route("/auth/basic", handled(self._auth_basic), methods=auth),
+            Route("/pages/page-number", handled(self._page_number)),
+            Route("/pages/offset", handled(self._offset)),
+            Route("/pages/cursor", handled(self._cursor)),
+            Route("/pages/next-url", handled(self._next_url)),
+            Route("/pages/link-header", handled(self._link_header)),
+            Route("/pages/endless", handled(self._endless)),
+            Route("/pages/empty", handled(self._empty)),
+            Route("/echo", handled(self._echo), methods=["GET", "POST", "PUT"]),
+        ]
+        return Starlette(routes=routes, lifespan=lifespan)
+
+    async def _forecast(self, request: Request) -> Response:
+        latitude = _float_param(request, "latitude", 90)
+        longitude = _float_param(request, "longitude", 180)
+        params = request.query_params
+        if ("start_date" in params) != ("end_date" in params):
+            raise _BadRequest("Parameter 'start_date' and 'end_date' must be set both or none")
+        if "start_date" in params:
+            start, end = _date_param(request, "start_date"), _date_param(request, "end_date")
+            if end < start:
+                raise _BadRequest(f"End-date {end} must not be before start-date {start}")
+            if (end - start).days >= 92:
+                raise _BadRequest("At most 92 days between start_date and end_date")
+            days = (end - start).days + 1
+        else:
+            start, days = DEFAULT_START, _int_param(request, "forecast_days", 2, 1, 16)
+        variables = [v for v in params.get("hourly", "").split(",") if v]
+        unknown = [v for v in variables if v not in HOURLY_UNITS]
+        if unknown:
+            raise _BadRequest(
+                f"Cannot initialize WeatherVariable from invalid String value {unknown[0]} for key hourly"
+            )
+        timezone = params.get("timezone", "GMT")
+        body: dict[str, Any] = {
+            "latitude": round(latitude, 4),
+            "longitude": round(longitude, 4),
+            "generationtime_ms": round(random.uniform(0.01, 0.9), 6),
+            "utc_offset_seconds": 0,
+            "timezone": timezone,
+            "timezone_abbreviation": "GMT",
+            "elevation": float(round(abs(latitude * 7 + longitude * 3) % 900)),
+        }
+        if variables:
+            times: list[str] = []
+            series: dict[str, list[float | int]] = {v: [] for v in variables}
+            for offset in range(days):
+                day = start + timedelta(days=offset)
+                times.extend(f"{day.isoformat()}T{hour:02d}:00" for hour in range(24))
+                for variable in variables:
+                    rng = random.Random(f"{latitude:.4f},{longitude:.4f},{day.isoformat()},{variable}")
+                    series[variable].extend(_hourly_value(variable, rng, latitude, h) for h in range(24))
+            body["hourly_units"] = {"time": "iso8601", **{v: HOURLY_UNITS[v] for v in variables}}
+            body["hourly"] = {"time": times, **series}
+        return JSONResponse(body)
+
+    @staticmethod
+    def _authenticated(scheme: str, request: Request, drop: str | None = None) -> JSONResponse:
+        query = {k: v for k, v in request.query_params.items() if k != drop}
+        return JSONResponse({"authenticated": True, "scheme": scheme, "query": query})
+
+    async def _auth_api_key(self, request: Request) -> Response:
+        if request.headers.get(self.api_key_header) != self.api_key:
+            return _error(f"missing or wrong {self.api_key_header} header", 401)
+        return self._authenticated("api_key", request)
+
+    async def _auth_api_key_query(self, request: Request) -> Response:
+        if request.query_params.get(self.api_key_query_param) != self.api_key:
+            return _error(f"missing or wrong {self.api_key_query_param} query parameter", 401)
+        return self._authenticated("api_key_query", request, drop=self.api_key_query_param)
+
+    async def _auth_bearer(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {self.bearer_token}":
+            response = _error("missing or wrong bearer token", 401)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="upstream"'
+            return response
+        return self._authenticated("bearer", request)
+
+    async def _auth_basic(self, request: Request) -> Response:
+        credentials = f"{self.basic_user}:{self.basic_password}".encode()
+        expected = "Basic " + base64.b64encode(credentials).decode()
+        if request.headers.get("authorization") != expected:
+            response = _error("missing or wrong basic credentials", 401)
+            response.headers["WWW-Authenticate"] = 'Basic realm="upstream"'
+            return response
+        return self._authenticated("basic", request)
+
+    async def _page_number(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        page = _int_param(request, "page", 1, 1)
+        per_page = _int_param(request, "per_page", 10, 1, 1000)
+        data = self.records[(page - 1) * per_page : page * per_page]
+        return JSONResponse({"data": data, "page": page, "per_page": per_page, "total": len(self.records)})
+
+    async def _offset(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        offset = _int_param(request, "offset", 0, 0, 1_000_000)
+        limit = _int_param(request, "limit", 10, 1, 1000)
+        data = self.records[offset : offset + limit]
+        return JSONResponse({"data": data, "offset": offset, "limit": limit, "total": len(self.records)})
+
+    @staticmethod
+    def _encode_cursor(position: int) -> str:
+        return base64.urlsafe_b64encode(f"pos:{position}".encode()).decode().rstrip("=")
+
+    @staticmethod
+    def _decode_cursor(cursor: str) -> int:
+        try:
+            text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            prefix, _, number = text.partition(":")
+            if prefix != "pos":
+                raise ValueError(text)
+            return int(number)
+        except ValueError:
+            raise _BadRequest(f"Invalid cursor: {cursor}") from None
+
+    async def _cursor(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        cursor = request.query_params.get("cursor") or ""
+        position = self._decode_cursor(cursor) if cursor else 0
+        limit = _int_param(request, "limit", 10, 1, 1000)
+        data = self.records[position : position + limit]
+        following = position + limit
+        next_cursor = self._encode_cursor(following) if following < len(self.records) else None
+        return JSONResponse({"data": data, "next_cursor": next_cursor, "meta": {"next_cursor": next_cursor}})
+
+    @staticmethod
+    def _signature(after: int) -> str:
+        return f"s{after * 7919 % 10007:x}"
+
+    async def _next_url(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        after = _int_param(request, "after", 0, 0, 1_000_000)
+        if after and request.query_params.get("sig") != self._signature(after):
+            raise _BadRequest("Invalid or missing 'sig' for 'after'; follow the 'next' URL as given")
+        limit = _int_param(request, "limit", 10, 1, 1000)
+        data = self.records[after : after + limit]
+        following = after + limit
+        next_url = None
+        if following < len(self.records):
+            next_url = _url_with(
+                request, "/pages/next-url", ("after", "sig"), after=following, sig=self._signature(following)
+            )
+        return JSONResponse({"results": data, "next": next_url})
+
+    async def _link_header(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        page = _int_param(request, "page", 1, 1)
+        per_page = _int_param(request, "per_page", 10, 1, 1000)
+        last = max(1, math.ceil(len(self.records) / per_page))
+        data = self.records[(page - 1) * per_page : page * per_page]
+
+        def link(target: int, rel: str) -> str:
+            return f'<{_url_with(request, "/pages/link-header", (), page=target)}>; rel="{rel}"'
+
+        links = []
+        if page < last:
+            links.append(link(page + 1, "next"))
+        links.append(link(last, "last"))
+        if page > 1:
+            links += [link(1, "first"), link(min(page - 1, last), "prev")]
+        return JSONResponse(data, headers={"Link": ", ".join(links)})
+
+    async def _endless(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        size = _int_param(request, "per_page", _int_param(request, "limit", 10, 1, 1000), 1, 1000)
+        cursor = request.query_params.get("cursor") or ""
+        if cursor:
+            position = self._decode_cursor(cursor)
+        elif "offset" in request.query_params:
+            position = _int_param(request, "offset", 0, 0, 10**9)
+        else:
+            position = (_int_param(request, "page", 1, 1, 10**9) - 1) * size
+        page = position // size + 1
+        data = [{"id": i, "name": f"endless-{i}"} for i in range(position + 1, position + size + 1)]
+        next_url = _url_with(
+            request, "/pages/endless", ("cursor", "offset", "limit"), page=page + 1, per_page=size
+        )
+        body = {
+            "data": data,
+            "page": page,
+            "next_cursor": self._encode_cursor(position + size),
+            "next": next_url,
+        }
+        return JSONResponse(body, headers={"Link": f'<{next_url}>; rel="next"'})
+
+    async def _empty(self, request: Request) -> Response:
+        return JSONResponse({"data": []})
+
+    async def _echo(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            parsed: Any = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        return JSONResponse(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": dict(request.query_params),
+                "headers": dict(request.headers),
+                "json": parsed,
+                "body": raw.decode("utf-8", errors="replace"),
+            }
+        )
+
+
+# -- failure injection as ASGI middleware
+
+
+@dataclass
+class _Captured:
+    status: int = 500
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+
+    def headers_with_length(self, length: int | None) -> list[tuple[bytes, bytes]]:
+        kept = [(k, v) for k, v in self.headers if k.lower() != b"content-length"]
+        return kept if length is None else [*kept, (b"content-length", str(length).encode())]
+
+
+async def _capture(app: ASGIApp, scope: Scope, receive: Receive) -> _Captured:
+    captured = _Captured()
+    parts: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            captured.status = message["status"]
+            captured.headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            parts.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    captured.body = b"".join(parts)
+    return captured
+
+
+async def _respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, length: bool = True
+) -> None:
+    if length:
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _retry_after_value(value: float | str | datetime) -> str:
+    if isinstance(value, datetime):
+        return format_datetime(value.astimezone(UTC), usegmt=True)
+    if isinstance(value, str):
+        return value
+    return str(max(0, round(value)))
+
+
+class _FaultMiddleware:
+    """Records every request and applies the first matching ``Rule``."""
+
+    def __init__(self, app: ASGIApp, upstream: Upstream) -> None:
+        self.app = app
+        self.upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        recorded = RecordedRequest(
+            method=scope["method"],
+            path=scope["path"],
+            query=dict(parse_qsl(query_string, keep_blank_values=True)),
+            query_string=query_string,
+            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+        )
+        rule = self.upstream._record(recorded)
+        if rule is None:
+            await self.app(scope, receive, send)
+            return
+        if await self.upstream._sleep(rule.delay):
+            raise _InjectedReset("server stopping")
+        await self._apply(rule, recorded, scope, receive, send)
+
+    async def _apply(
+        self, rule: Rule, recorded: RecordedRequest, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        json_type = (b"content-type", b"application/json")
+        match rule.kind:
+            case "delay":
+                await self.app(scope, receive, send)
+            case "status":
+                assert rule.status is not None
+                headers = [json_type]
+                if rule.retry_after is not None:
+                    headers.append((b"retry-after", _retry_after_value(rule.retry_after).encode()))
+                body = json.dumps({"error": True, "reason": f"injected {rule.status}"}).encode()
+                await _respond(send, rule.status, headers, body)
+            case "trickle":
+                captured = await _capture(self.app, scope, receive)
+                start = {"type": "http.response.start", "status": captured.status}
+                await send({**start, "headers": captured.headers_with_length(len(captured.body))})
+                size = max(1, rule.chunk_size)
+                for offset in range(0, len(captured.body), size):
+                    if offset and await self.upstream._sleep(rule.interval):
+                        raise _InjectedReset("server stopping")
+                    chunk = captured.body[offset : offset + size]
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            case "reset":
+                captured = await _capture(self.app, scope, receive)
+                start = {"type": "http.response.start", "status": captured.status}
+                await send({**start, "headers": captured.headers_with_length(len(captured.body))})
+                partial = captured.body[: min(rule.after_bytes, max(0, len(captured.body) - 1))]
+                await send({"type": "http.response.body", "body": partial, "more_body": True})
+                raise _InjectedReset(f"reset after {len(partial)} bytes")
+            case "truncated_json":
+                captured = await _capture(self.app, scope, receive)
+                body = captured.body[: len(captured.body) // 2]
+                await _respond(send, captured.status, captured.headers_with_length(None), body)
+            case "malformed_json":
+                await _respond(send, 200, [json_type], MALFORMED_JSON)
+            case "html":
+                headers = [(b"content-type", b"text/html; charset=utf-8")]
+                await _respond(send, rule.status or 200, headers, HTML_PAGE)
+            case "large":
+                await self._large(rule, send)
+            case "redirect_loop":
+                hop = int(recorded.query.get("_hop", "0")) + 1
+                query = urlencode(
+                    [*((k, v) for k, v in recorded.query.items() if k != "_hop"), ("_hop", hop)]
+                )
+                headers = [(b"location", f"{recorded.path}?{query}".encode()), json_type]
+                await _respond(send, 302, headers, b'{"redirect": true}')
+            case "empty":
+                await _respond(send, 200, [json_type], b"")
+
+    async def _large(self, rule: Rule, send: Send) -> None:
+        prefix, suffix = b'{"data":"', b'"}'
+        filler = rule.size - len(prefix) - len(suffix)
+        headers = [(b"content-type", b"application/json")]
+        if not rule.chunked:
+            await _respond(send, 200, headers, prefix + b"x" * filler + suffix)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": prefix, "more_body": True})
+        block = b"x" * 65536
+        while filler > 0:
+            piece = block[: min(filler, len(block))]
+            filler -= len(piece)
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": suffix, "more_body": False})
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    """A started ``Upstream``, stopped after the test."""
+    with Upstream() as server:
+        yield server
