@@ -168,7 +168,7 @@ def run(
     if not records:
         output.stderr.print(f"run {replay} has no failed items: nothing to replay")
     for record in records:
-        if out is OutputFormat.json:
+        if out is OutputFormat.json and not dry_run:  # a dry run's stdout carries the documents only
             output.print_json_line(record.to_dict())
         elif interactive:
             _summary(record)
