@@ -262,7 +262,7 @@ def test_static_items_and_pagination_each_style(cli: Cli, tmp_path: Path, upstre
             pagination=pagination,
             retry={"max_attempts": 1},
         )
-        code, [record], stderr = runner.run_json(name)
+        code, [record], _ = runner.run_json(name)
         assert code == 0, (name, record["errors"])
         assert record["counts"]["pages"] == 3, name  # 10 + 10 + 3 records of 23
         assert len(runner.documents(name)) == 3
@@ -319,7 +319,7 @@ def test_shards_partition_the_items(runner: Runner, upstream: Upstream) -> None:
         assert finished["event"] == "run_finished"
         seen.append(finished["counts"]["fetched"])
     assert sum(seen) == 5
-    code, [record], _ = runner.run_json("weather-api", JOB_COMPLETION_INDEX="0")
+    _, [record], _ = runner.run_json("weather-api", JOB_COMPLETION_INDEX="0")
     assert record["shard"] is None  # shards: 1 in the config: the index is ignored
 
 

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from pullctl import __version__
-from pullctl.cli import output, run, sources, validate
+from pullctl.cli import k8s, output, run, sources, validate
 from pullctl.errors import PullctlError
 
 
@@ -59,6 +59,8 @@ app.command("list")(sources.list_sources)
 app.command("schema")(sources.schema)
 app.command("run")(run.run)
 app.command("runs")(run.runs)
+app.command("render")(k8s.render)
+app.command("sync")(k8s.sync)
 
 
 def main() -> None:

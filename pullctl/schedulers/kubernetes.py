@@ -1,10 +1,10 @@
 """Kubernetes CronJobs for scheduled pulls (DESIGN §6): ``render`` is pure, ``sync`` applies and prunes.
 
-    load_sources(location)             configs -> LoadedSource list (target "k8s": DAPR-only schedules are errors)
-    render(sources, RenderOptions)     -> [ConfigMap, CronJob, ...] plain camelCase dicts; no I/O
-    dump_yaml(objects)                 -> one byte-stable YAML string (sorted keys, block text for file contents)
-    plan_sync(desired, live, ...)      -> [PlanEntry]: create / update / unchanged / delete (pure)
-    sync(objects, cluster, ...)        -> SyncResult: the plan, applied with server-side apply, per-object errors
+    load_sources(location)          -> [LoadedSource] (target "k8s": a DAPR-only schedule is an error)
+    render(sources, RenderOptions)  -> [ConfigMap, CronJob, ...] as plain camelCase dicts; no I/O
+    dump_yaml(objects)              -> one byte-stable YAML string (sorted keys, file contents as blocks)
+    plan_sync(desired, live, ...)   -> [PlanEntry]: create / update / unchanged / delete (pure)
+    sync(objects, cluster, ...)     -> SyncResult: the plan, applied by server-side apply, per-object errors
 
 Every rendered object carries ``pullctl.dev/config-hash``: the sha256 of the object as rendered (without that
 annotation). Image, namespace, DAPR, service account and the source config all feed it, so ``sync`` applies an
@@ -16,6 +16,7 @@ object exactly when its rendering changed and a no-change resync makes only the 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import hashlib
@@ -68,9 +69,9 @@ _LABEL_KEY_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Render options
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -166,9 +167,9 @@ def _valid_label_key(key: str) -> bool:
     return len(name) <= 63 and bool(_LABEL_KEY_NAME.match(name))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Loading
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def load_sources(location: str, only: Sequence[str] = ()) -> list[LoadedSource]:
@@ -212,9 +213,9 @@ def _suggest_jobs_sync(issue: Issue) -> Issue:
     return issue
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Render (pure)
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def object_name(source_id: str) -> str:
@@ -287,8 +288,8 @@ def _configmap(src: LoadedSource, options: RenderOptions) -> Obj:
                     src.line,
                     1,
                     "",
-                    f"the config is {len(text.encode())} bytes; a ConfigMap holds at most {CONFIGMAP_MAX_BYTES}"
-                    " (move a long static items list to an MCP tool)",
+                    f"the config is {len(text.encode())} bytes; a ConfigMap holds at most"
+                    f" {CONFIGMAP_MAX_BYTES} (move a long static items list to an MCP tool)",
                 )
             ],
         )
@@ -396,8 +397,8 @@ def _job_spec(src: LoadedSource, options: RenderOptions) -> Obj:
         "backoffLimit": BACKOFF_LIMIT,
         "activeDeadlineSeconds": ingestion.deadline_seconds,
         "ttlSecondsAfterFinished": TTL_SECONDS_AFTER_FINISHED,
-        # Exit 2 (config error) and 3 (partial: the rest is stored; `run --replay` retries the failed items) are
-        # final; exit 1 (nothing fetched) may be a passing outage and is retried; an eviction does not count.
+        # Exit 2 (config error) and 3 (partial: the rest is stored; `run --replay` retries the failed items)
+        # are final; exit 1 (nothing fetched) may be a passing outage and is retried; evictions do not count.
         "podFailurePolicy": {
             "rules": [
                 {
@@ -495,8 +496,8 @@ class WrittenFiles:
 
 
 def write_files(objects: Sequence[Obj], out_dir: Path, options: RenderOptions, prune: bool) -> WrittenFiles:
-    """One ``pull-<source_id>.yaml`` per source in ``out_dir`` (for GitOps). With ``prune``, a ``pull-*.yaml`` of
-    the same set whose source is no longer rendered is removed, so a deleted source leaves the repository too."""
+    """One ``pull-<source_id>.yaml`` per source in ``out_dir`` (for GitOps). With ``prune``, a ``pull-*.yaml``
+    of the same set whose source is no longer rendered is removed, so a deleted source leaves the repo too."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for source_id, objs in by_source(objects).items():
@@ -530,9 +531,9 @@ def _owned_file(path: Path, set_name: str) -> bool:
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Plan (pure)
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 KINDS = ("ConfigMap", "CronJob")  # apply order: a CronJob never starts without its ConfigMap
 _RESOURCE = {"ConfigMap": "configmaps", "CronJob": "cronjobs.batch"}
@@ -606,7 +607,7 @@ def plan_sync(
     return entries
 
 
-# -- field-level diff ---------------------------------------------------------------------------------------------
+# -- field-level diff ------------------------------------------------------------------------------------
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -632,7 +633,7 @@ def _flatten(value: Any, path: str = "", out: dict[str, Any] | None = None) -> d
 
 
 def _owned_paths(live: Obj, manager: str = FIELD_MANAGER) -> set[str]:
-    """Leaf paths the manager's last apply set (``metadata.managedFields``, FieldsV1), in ``_flatten`` form."""
+    """Leaf paths the manager's last apply set (``managedFields``, FieldsV1), named as ``_flatten`` does."""
     paths: set[str] = set()
 
     def walk(node: Obj, path: str) -> None:
@@ -704,9 +705,9 @@ def field_diff(desired: Obj, live: Obj) -> list[str]:
     return lines
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # The cluster (the one place that talks to the Kubernetes API)
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 class Cluster(Protocol):
@@ -746,7 +747,7 @@ class KubeCluster:
     def close(self) -> None:
         self.api_client.close()
 
-    # -- calls ------------------------------------------------------------------------------------------------
+    # -- calls --------------------------------------------------------------------------------------------
 
     def list(self, kind: str, selector: str) -> list[Obj]:
         call = (
@@ -810,12 +811,10 @@ class KubeCluster:
             else self._core.delete_namespaced_config_map
         )
         body = V1DeleteOptions(propagation_policy="Background", dry_run=["All"] if dry_run else None)
-        try:
+        with contextlib.suppress(_NotFound):  # already gone: what we wanted
             self._call("delete", kind, name, call, name, self.namespace, body=body)
-        except _NotFound:
-            pass  # already gone: what we wanted
 
-    # -- error translation ------------------------------------------------------------------------------------
+    # -- error translation --------------------------------------------------------------------------------
 
     def _call(
         self, verb: str, kind: str, name: str | None, call: Callable[..., Any], *args: Any, **kwargs: Any
@@ -858,9 +857,9 @@ class KubeCluster:
             )
         if status == 401:
             return ClusterError(
-                f'unauthorized: the Kubernetes API at {self.server} rejected the credentials of context "{self.context}"'
-                f' while trying to {verb} {resource} in namespace "{self.namespace}"; refresh the kubeconfig'
-                f" credentials (the permissions sync needs are in {RBAC_HINT})"
+                f"unauthorized: the Kubernetes API at {self.server} rejected the credentials of context"
+                f' "{self.context}" while trying to {verb} {resource} in namespace "{self.namespace}";'
+                f" refresh the kubeconfig credentials (the permissions sync needs are in {RBAC_HINT})"
             )
         target = f"{resource}/{name}" if name else resource
         reason = str(body.get("reason") or exc.reason or "").strip()
@@ -871,8 +870,8 @@ class KubeCluster:
 
     def _unreachable(self, exc: BaseException) -> ClusterError:
         return ClusterError(
-            f'cannot reach the Kubernetes API server {self.server} of context "{self.context}": {_reason(exc)};'
-            " check that the cluster is up and that --context/--kubeconfig point at it"
+            f'cannot reach the Kubernetes API server {self.server} of context "{self.context}":'
+            f" {_reason(exc)}; check that the cluster is up and that --context/--kubeconfig point at it"
         )
 
 
@@ -919,8 +918,8 @@ IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/names
 def connect(
     kubeconfig: str | None = None, context: str | None = None, namespace: str | None = None
 ) -> KubeCluster:
-    """A ``KubeCluster`` from a kubeconfig (``--kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``) or,
-    with none of those and inside a pod, the in-cluster config. The namespace: ``namespace``, else the
+    """A ``KubeCluster`` from a kubeconfig (``--kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``)
+    or, with none of those and inside a pod, the in-cluster config. The namespace: ``namespace``, else the
     context's, else the pod's, else ``default``."""
     import os
 
@@ -958,9 +957,9 @@ def connect(
     return KubeCluster(api_client, ns, str(chosen["name"]))
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Sync
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -1022,7 +1021,8 @@ def sync(
         ns = obj["metadata"].get("namespace")
         if ns != cluster.namespace:
             raise UsageError(
-                f"{obj['kind']} {obj['metadata']['name']} is rendered for namespace {ns!r}, not {cluster.namespace!r}"
+                f"{obj['kind']} {obj['metadata']['name']} is rendered for namespace {ns!r},"
+                f" not {cluster.namespace!r}"
             )
     live = [o for kind in KINDS for o in cluster.list(kind, selector)]
     entries = plan_sync(objects, live, prune=prune, diff=diff)
@@ -1078,3 +1078,47 @@ def _not_ours(entry: PlanEntry, found: Obj, namespace: str, set_name: str) -> st
         f'{entry.ref} already exists in namespace "{namespace}" and belongs to {owner}; pullctl does not take'
         " over objects it does not own: delete or rename that object, or sync with that --set-name"
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Entry points (what the CLI calls)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def render_configs(location: str, options: RenderOptions, only: Sequence[str] = ()) -> list[Obj]:
+    """Load the configs at ``location`` and render all ``scheduled_pull`` sources, or those in ``only``."""
+    return render(load_sources(location, only), options)
+
+
+def sync_configs(
+    location: str,
+    options: RenderOptions,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    prune: bool = True,
+    dry_run: bool = False,
+    server_dry_run: bool = False,
+    diff: bool = False,
+    on_plan: Callable[[SyncResult], None] | None = None,
+) -> SyncResult:
+    """Load and validate the configs (a config error stops here, before the cluster is contacted), connect,
+    render for the cluster's namespace (``options.namespace``, else the context's) and ``sync``."""
+    from dataclasses import replace
+
+    sources = load_sources(location)
+    cluster = connect(kubeconfig, context, options.namespace)
+    try:
+        objects = render(sources, replace(options, namespace=cluster.namespace))
+        return sync(
+            objects,
+            cluster,
+            set_name=options.set_name,
+            prune=prune,
+            dry_run=dry_run,
+            server_dry_run=server_dry_run,
+            diff=diff,
+            on_plan=on_plan,
+        )
+    finally:
+        cluster.close()

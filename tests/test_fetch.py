@@ -1,0 +1,267 @@
+"""Single HTTP behaviours of the fetcher (pytest-httpx): retries, Retry-After, auth, bodies, redirects."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+from pullctl.config.models import Retry, SourceConfig
+from pullctl.errors import FetchError, SecretError
+from pullctl.redact import Redactor
+from pullctl.run.fetch import Fetcher, RateLimiter
+from pullctl.run.plan import FetchTask
+from pullctl.run.retry import backoff_delay, retry_after_seconds
+
+URL = "https://api.example.com/v1/data"
+
+
+def config(**request: Any) -> SourceConfig:
+    retry = request.pop("retry", {})
+    pagination = request.pop("pagination", {"type": "none"})
+    return SourceConfig.model_validate(
+        {
+            "source_id": "s",
+            "ingestion": {
+                "schedule": "@daily",
+                "request": {"base_url": URL, **request},
+                "retry": {"initial_delay_seconds": 1, "max_delay_seconds": 30, **retry},
+                "pagination": pagination,
+            },
+        }
+    )
+
+
+class Harness:
+    def __init__(self, cfg: SourceConfig, secret: str | None = None) -> None:
+        self.sleeps: list[float] = []
+        self.counts = {"requests": 0, "retries": 0}
+        self.redact = Redactor([secret] if secret else [])
+
+        async def sleep(seconds: float) -> None:
+            self.sleeps.append(seconds)
+
+        self.cfg, self.secret, self.sleep = cfg, secret, sleep
+
+    async def pages(self, task: FetchTask | None = None) -> list[Any]:
+        async with httpx.AsyncClient() as client:
+            fetcher = Fetcher(
+                self.cfg, client, self.secret, self.redact, self.counts, sleep=self.sleep, rng=lambda: 0.5
+            )
+            return [p async for p in fetcher.pages(task or FetchTask("k", URL, {}, {}, None, {}))]
+
+
+@pytest.mark.anyio
+async def test_retry_after_seconds_is_obeyed(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=429, headers={"Retry-After": "7"})
+    httpx_mock.add_response(json={"ok": 1})
+    h = Harness(config())
+    [page] = await h.pages()
+    assert page.data == {"ok": 1}
+    assert h.sleeps == [7.0] and h.counts == {"requests": 2, "retries": 1}
+
+
+@pytest.mark.anyio
+async def test_retry_after_http_date_is_obeyed_and_capped(httpx_mock: HTTPXMock) -> None:
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    httpx_mock.add_response(status_code=503, headers={"Retry-After": when})
+    httpx_mock.add_response(json=[1])
+    h = Harness(config())
+    await h.pages()
+    assert h.sleeps == [30.0]  # capped at max_delay_seconds
+
+
+@pytest.mark.anyio
+async def test_retry_after_zero_is_no_hint(httpx_mock: HTTPXMock) -> None:
+    for _ in range(2):
+        httpx_mock.add_response(status_code=429, headers={"Retry-After": "0"})
+    httpx_mock.add_response(json={})
+    h = Harness(config())
+    await h.pages()
+    assert h.sleeps == [0.75, 1.5]  # exponential with equal jitter (rng 0.5), not zero
+
+
+@pytest.mark.anyio
+async def test_retry_after_above_the_cap_fails_at_once(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=429, headers={"Retry-After": "3600"})
+    h = Harness(config())
+    with pytest.raises(FetchError) as exc:
+        await h.pages()
+    assert exc.value.message == "rate limited for 3600 s (Retry-After above max_retry_after_seconds=300)"
+    assert exc.value.attempts == 1 and h.sleeps == []
+
+
+@pytest.mark.anyio
+async def test_other_4xx_is_not_retried(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=404, text="no such region")
+    h = Harness(config())
+    with pytest.raises(FetchError) as exc:
+        await h.pages()
+    assert exc.value.message == f"HTTP 404 Not Found from {URL}: no such region"
+    assert h.counts["requests"] == 1
+
+
+@pytest.mark.anyio
+async def test_gives_up_after_max_attempts_with_fixed_backoff(httpx_mock: HTTPXMock) -> None:
+    for _ in range(4):
+        httpx_mock.add_response(status_code=502)
+    h = Harness(config(retry={"max_attempts": 4, "backoff": "fixed", "initial_delay_seconds": 2}))
+    with pytest.raises(FetchError) as exc:
+        await h.pages()
+    assert exc.value.message == f"HTTP 502 Bad Gateway from {URL} (gave up after 4 attempts)"
+    assert h.sleeps == [2, 2, 2]
+
+
+@pytest.mark.anyio
+async def test_connect_errors_are_retried(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_exception(httpx.ConnectError("refused"))
+    httpx_mock.add_response(json={})
+    h = Harness(config())
+    await h.pages()
+    assert h.counts["retries"] == 1
+
+
+@pytest.mark.parametrize(
+    ("request_cfg", "secret", "header", "query"),
+    [
+        ({"auth_type": "api_key"}, "k3y-value", ("X-API-Key", "k3y-value"), None),
+        ({"auth_type": "api_key", "auth_header": "X-Token"}, "k3y-value", ("X-Token", "k3y-value"), None),
+        (
+            {"auth_type": "api_key", "auth_query_param": "access_key"},
+            "k3y-value",
+            None,
+            ("access_key", "k3y-value"),
+        ),
+        ({"auth_type": "bearer"}, "t0ken", ("Authorization", "Bearer t0ken"), None),
+        (
+            {"auth_type": "basic"},
+            "user:pa55",
+            ("Authorization", "Basic " + base64.b64encode(b"user:pa55").decode()),
+            None,
+        ),
+    ],
+)
+@pytest.mark.anyio
+async def test_auth(
+    httpx_mock: HTTPXMock, request_cfg: dict[str, str], secret: str, header: Any, query: Any
+) -> None:
+    httpx_mock.add_response(json={})
+    h = Harness(config(secret_store="store", secret_key="key", **request_cfg), secret)
+    [page] = await h.pages()
+    sent = httpx_mock.get_requests()[0]
+    if header:
+        assert sent.headers[header[0]] == header[1]
+    if query:
+        assert sent.url.params[query[0]] == query[1]
+        assert page.url == f"{URL}?access_key=***"
+
+
+@pytest.mark.anyio
+async def test_basic_secret_without_colon() -> None:
+    with pytest.raises(SecretError, match="the secret 'key' for basic auth must hold 'user:password'"):
+        await Harness(config(auth_type="basic", secret_store="s", secret_key="key"), "nocolon").pages()
+
+
+@pytest.mark.anyio
+async def test_error_messages_never_carry_the_secret(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=400, text="bad key s3cr3t-value")
+    h = Harness(
+        config(auth_type="api_key", auth_query_param="key", secret_store="s", secret_key="k"), "s3cr3t-value"
+    )
+    with pytest.raises(FetchError) as exc:
+        await h.pages()
+    assert "s3cr3t" not in exc.value.message
+    assert exc.value.message == f"HTTP 400 Bad Request from {URL}?key=***: bad key ***"
+
+
+@pytest.mark.anyio
+async def test_oversized_and_non_json_bodies(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(content=b"x" * 5000, headers={"Content-Type": "application/json"})
+    h = Harness(config(max_response_bytes=1024))
+    with pytest.raises(FetchError, match=r"^response of 5000 bytes is larger than max_response_bytes=1024$"):
+        await h.pages()
+    httpx_mock.add_response(text="<html>maintenance</html>", headers={"Content-Type": "text/html"})
+    with pytest.raises(FetchError) as exc:
+        await Harness(config()).pages()
+    assert exc.value.message == (
+        f"response from {URL} is not JSON (text/html): Expecting value: line 1 column 1 (char 0);"
+        " starts '<html>maintenance</html>'"
+    )
+
+
+@pytest.mark.anyio
+async def test_redirect_to_another_origin_keeps_credentials(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(status_code=302, headers={"Location": "https://evil.example/steal"})
+    h = Harness(config(auth_type="bearer", secret_store="s", secret_key="k"), "t0ken")
+    with pytest.raises(FetchError) as exc:
+        await h.pages()
+    assert exc.value.message == "redirected to another origin (evil.example); credentials not sent"
+    assert len(httpx_mock.get_requests()) == 1
+
+
+@pytest.mark.anyio
+async def test_same_origin_redirect_is_followed(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(url=URL, status_code=301, headers={"Location": "/v2/data"})
+    httpx_mock.add_response(url="https://api.example.com/v2/data", json={"moved": True})
+    [page] = await Harness(config()).pages()
+    assert page.data == {"moved": True} and page.url == "https://api.example.com/v2/data"
+
+
+@pytest.mark.anyio
+async def test_next_page_on_another_origin_is_refused_with_credentials(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json={"results": [1], "next": "https://evil.example/p2"})
+    h = Harness(
+        config(
+            auth_type="bearer",
+            secret_store="s",
+            secret_key="k",
+            pagination={"type": "next_url", "next_url_path": "next"},
+        ),
+        "t0ken",
+    )
+    with pytest.raises(
+        FetchError,
+        match=r"the next page is on another origin \(evil.example\); pullctl sends credentials only to api.example.com",
+    ):
+        await h.pages()
+
+
+def test_retry_after_parsing() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert retry_after_seconds("12", now) == 12
+    assert retry_after_seconds("0", now) is None
+    assert retry_after_seconds("Thu, 01 Jan 2026 00:01:00 GMT", now) == 60
+    assert retry_after_seconds("Wed, 31 Dec 2025 00:00:00 GMT", now) is None
+    assert retry_after_seconds("soon", now) is None
+    assert retry_after_seconds(None, now) is None
+
+
+def test_backoff() -> None:
+    policy = Retry(initial_delay_seconds=1, max_delay_seconds=10)
+    assert [backoff_delay(policy, n, rng=lambda: 1.0) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 8, 10]
+    assert [backoff_delay(policy, n, rng=lambda: 0.0) for n in (1, 2)] == [0.5, 1]
+    assert backoff_delay(policy, 1, retry_after=99) == 10
+
+
+@pytest.mark.anyio
+async def test_rate_limiter_spaces_requests() -> None:
+    clock = [0.0]
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    limiter = RateLimiter(4, clock=lambda: clock[0], sleep=sleep)
+    for _ in range(3):
+        await limiter.acquire()
+    assert slept == [0.25, 0.5]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
