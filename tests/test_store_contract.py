@@ -482,3 +482,35 @@ async def test_mongodb_collections_have_the_documented_shape(mongo_uri: str) -> 
         await store.close()
         await client.drop_database(database)
         await client.close()
+
+
+# -- the config store and the DAPR job registry ---------------------------------------------------------------
+
+
+async def test_config_store_round_trip(store: Store) -> None:
+    config = {"source_id": "a", "ingestion": {"schedule": "@daily", "request": {"base_url": "https://x/"}}}
+    assert await store.put_config("a", config, "h1") == "created"
+    assert await store.put_config("a", config, "h1") == "unchanged"
+    assert await store.put_config("a", {**config, "enabled": False}, "h2") == "updated"
+    got = await store.get_config("a")
+    assert got is not None and got["config"]["enabled"] is False and got["config_hash"] == "h2"
+    assert got["updated_at"].tzinfo is not None
+    await store.put_config("b", config, "h3")
+    assert [c["_id"] for c in await store.list_configs()] == ["a", "b"]
+    assert await store.delete_config("a") is True
+    assert await store.delete_config("a") is False
+    assert await store.get_config("a") is None
+
+
+async def test_job_registry(store: Store) -> None:
+    await store.put_job("pull-a", "a", "h1")
+    await store.put_job("pull-b", "b", "h2")
+    await store.put_job("pull-a", "a", "h9")
+    jobs = await store.list_jobs()
+    assert [(j["_id"], j["source_id"], j["config_hash"]) for j in jobs] == [
+        ("pull-a", "a", "h9"),
+        ("pull-b", "b", "h2"),
+    ]
+    await store.delete_job("pull-a")
+    await store.delete_job("pull-missing")
+    assert [j["_id"] for j in await store.list_jobs()] == ["pull-b"]

@@ -43,12 +43,15 @@ SecretRefOption = Annotated[
     typer.Option(
         help="Take secret_key from another Secret: SECRET_KEY=SECRET_NAME[/KEY]"
         " [default: Secret and key named like secret_key]",
+        metavar="SECRET_KEY=NAME[/KEY]",
         show_default=False,
     ),
 ]
 PodLabelOption = Annotated[
     list[str] | None,
-    typer.Option(help="Extra pod label KEY=VALUE, e.g. azure.workload.identity/use=true", show_default=False),
+    typer.Option(
+        help="Extra pod label, e.g. azure.workload.identity/use=true", metavar="KEY=VALUE", show_default=False
+    ),
 ]
 
 
@@ -85,7 +88,8 @@ def _options(
 
 def render(
     sources: Annotated[
-        list[str] | None, typer.Argument(help="Source ids to render [default: every scheduled_pull source]")
+        list[str] | None,
+        typer.Argument(help="Source ids to render [default: every scheduled_pull source]", metavar="SOURCE"),
     ] = None,
     config: ConfigOption = None,
     image: ImageOption = None,
@@ -158,7 +162,7 @@ def sync(
     ] = None,
     fmt: OutputOption = OutputFormat.text,
 ) -> None:
-    """Apply the CronJobs to the cluster (server-side apply), print the plan, prune what this set no longer has.
+    """Apply the CronJobs to the cluster (server-side apply) and prune what this set no longer renders.
 
     Exit 0 when every object converged, 1 when any failed (the rest are still applied), 2 on config errors.
 

@@ -277,6 +277,54 @@ class MongoStore:
         )
         return result.matched_count
 
+    # -- configs and DAPR job registry ----------------------------------------------------------------
+
+    @_translate_errors
+    async def put_config(self, source_id: str, config: dict[str, Any], config_hash: str) -> str:
+        coll = self._collection("source_configs")
+        existing = await coll.find_one({"_id": source_id}, {"config_hash": 1})
+        if existing and existing.get("config_hash") == config_hash:
+            return "unchanged"
+        doc = {
+            "_id": source_id,
+            "config": config,
+            "config_hash": config_hash,
+            "updated_at": datetime.now(UTC),
+        }
+        await coll.replace_one({"_id": source_id}, doc, upsert=True)
+        return "updated" if existing else "created"
+
+    @_translate_errors
+    async def get_config(self, source_id: str) -> dict[str, Any] | None:
+        return await self._collection("source_configs").find_one({"_id": source_id})
+
+    @_translate_errors
+    async def list_configs(self) -> list[dict[str, Any]]:
+        return [d async for d in self._collection("source_configs").find({}).sort("_id", ASCENDING)]
+
+    @_translate_errors
+    async def delete_config(self, source_id: str) -> bool:
+        result = await self._collection("source_configs").delete_one({"_id": source_id})
+        return result.deleted_count > 0
+
+    @_translate_errors
+    async def put_job(self, name: str, source_id: str, config_hash: str) -> None:
+        doc = {
+            "_id": name,
+            "source_id": source_id,
+            "config_hash": config_hash,
+            "registered_at": datetime.now(UTC),
+        }
+        await self._collection("dapr_jobs").replace_one({"_id": name}, doc, upsert=True)
+
+    @_translate_errors
+    async def list_jobs(self) -> list[dict[str, Any]]:
+        return [d async for d in self._collection("dapr_jobs").find({}).sort("_id", ASCENDING)]
+
+    @_translate_errors
+    async def delete_job(self, name: str) -> None:
+        await self._collection("dapr_jobs").delete_one({"_id": name})
+
 
 def _refused(exc: BulkWriteError) -> list[dict[str, Any]]:
     """The errors of a bulk insert other than duplicate keys (which are not errors here)."""

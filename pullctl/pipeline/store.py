@@ -47,6 +47,30 @@ class Store(Protocol):
 
     async def count_documents(self, source_id: str) -> int: ...
 
+    # source_configs: the config store (``PULLCTL_CONFIG=mongodb://…``, ``pullctl config push``)
+
+    async def put_config(self, source_id: str, config: dict[str, Any], config_hash: str) -> str:
+        """Upsert a config; "created", "updated" or "unchanged" (same hash)."""
+        ...
+
+    async def get_config(self, source_id: str) -> dict[str, Any] | None:
+        """``{"_id", "config", "config_hash", "updated_at"}`` or None."""
+        ...
+
+    async def list_configs(self) -> list[dict[str, Any]]: ...
+
+    async def delete_config(self, source_id: str) -> bool: ...
+
+    # dapr_jobs: what ``jobs sync`` registered, so it can prune what it owns
+
+    async def put_job(self, name: str, source_id: str, config_hash: str) -> None: ...
+
+    async def list_jobs(self) -> list[dict[str, Any]]:
+        """``{"_id", "source_id", "config_hash", "registered_at"}`` per registered job."""
+        ...
+
+    async def delete_job(self, name: str) -> None: ...
+
 
 def mask_url(url: str) -> str:
     """``mongodb://user:secret@host`` -> ``mongodb://user:***@host``."""

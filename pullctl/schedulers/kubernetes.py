@@ -762,7 +762,8 @@ class KubeCluster:
             page = self._call(
                 "list", kind, None, call, self.namespace, label_selector=selector, limit=LIST_PAGE, **extra
             )
-            for item in page.get("items") or []:
+            for item in page.get("items") or []:  # list items come without apiVersion and kind
+                item.setdefault("apiVersion", "batch/v1" if kind == "CronJob" else "v1")
                 item.setdefault("kind", kind)
                 items.append(item)
             token = (page.get("metadata") or {}).get("continue") or None
