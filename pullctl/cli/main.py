@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from pullctl import __version__
-from pullctl.cli import k8s, output, run, sources, validate
+from pullctl.cli import configs, k8s, output, run, sources, validate
 from pullctl.errors import PullctlError
 
 
@@ -61,6 +61,7 @@ app.command("run")(run.run)
 app.command("runs")(run.runs)
 app.command("render")(k8s.render)
 app.command("sync")(k8s.sync)
+app.add_typer(configs.app, name="config")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ def list_sources(config: ConfigOption = None, out: TableOutputOption = TableOrJs
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config)
-    result = load_location(settings.config, target="dapr")
+    result = load_location(settings.config, target="dapr", database=settings.mongodb_database)
     result.raise_for_errors()
     now = datetime.now(UTC)
     rows = [source_summary(s, now) for s in result.sources]

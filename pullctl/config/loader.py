@@ -409,10 +409,12 @@ def load_paths(paths: Sequence[str | Path], *, target: Target = "k8s", strict: b
     return result
 
 
-def load_location(location: str, *, target: Target = "k8s", strict: bool = False) -> LoadResult:
+def load_location(
+    location: str, *, target: Target = "k8s", strict: bool = False, database: str = "pullctl"
+) -> LoadResult:
     """Load configs from where ``PULLCTL_CONFIG`` / ``--config`` points: a folder, a file, or ``mongodb://…``."""
     if location.startswith(("mongodb://", "mongodb+srv://")):
-        from pullctl.errors import UsageError
+        from pullctl.pipeline.config_store import load_from_mongodb
 
-        raise UsageError("reading configs from MongoDB is not in this build yet; point --config at a folder")
+        return load_from_mongodb(location, database, target=target, strict=strict)
     return load_paths([location], target=target, strict=strict)

@@ -35,7 +35,7 @@ class Backfill:
 
 def load_source(settings: Settings, source_id: str) -> LoadedSource:
     """The one source ``source_id`` from where the settings point; other sources' errors do not block it."""
-    result = load_location(settings.config, target="dapr")
+    result = load_location(settings.config, target="dapr", database=settings.mongodb_database)
     source = result.get(source_id)  # raises with a did-you-mean when unknown
     if any(i.file == source.file and i.severity == "error" for i in result.issues):
         result.raise_for_errors()
