@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 import json
 import time
-import warnings
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
