@@ -23,7 +23,7 @@ from pullctl.config.schedule import Target
 from pullctl.errors import ConfigError, Issue
 
 Loc = tuple[str | int, ...]
-# libyaml's parser when PyYAML was built with it (about 5x faster); the same nodes, marks and errors otherwise.
+# libyaml's parser when PyYAML was built with it (about 5x faster); same nodes, marks and errors otherwise.
 _YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

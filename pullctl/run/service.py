@@ -5,7 +5,9 @@ The CLI and ``serve`` both call ``run_pulls``; neither builds a run by hand.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -14,10 +16,13 @@ from pullctl.config.loader import LoadedSource, load_location
 from pullctl.errors import PullctlError, UsageError
 from pullctl.pipeline.documents import RunRecord
 from pullctl.pipeline.events import open_sink
+from pullctl.pipeline.metrics import export_run_metrics
 from pullctl.pipeline.store import Store, open_store
 from pullctl.run.plan import Shard, Window, backfill_windows, parse_instant, parse_step
 from pullctl.run.runner import EXIT_CODES, RunObserver, RunOptions, run_source
 from pullctl.settings import Settings
+
+logger = logging.getLogger("pullctl")
 
 
 @dataclass
@@ -100,6 +105,9 @@ async def run_pulls(
                 now=now,
             )
             records.append(record)
+            warning = await asyncio.to_thread(export_run_metrics, record, settings.environ)
+            if warning:
+                logger.warning(warning)
         return records
     finally:
         if sink is not None:
