@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test check lint format typecheck bench clean
+.PHONY: install test demo check lint format typecheck bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The whole flow offline on loopback; `make demo DEMO_ARGS=--keep` keeps the demo servers up.
+demo: $(STAMP)
+	$(BIN)/pullctl demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

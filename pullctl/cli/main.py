@@ -12,7 +12,8 @@ import typer
 from typer.core import TyperGroup
 
 from pullctl import __version__
-from pullctl.cli import configs, k8s, output, run, sources, validate
+from pullctl.cli import configs, jobs, k8s, output, run, serve, sources, validate
+from pullctl.cli.demo import demo
 from pullctl.errors import PullctlError
 
 
@@ -61,7 +62,10 @@ app.command("run")(run.run)
 app.command("runs")(run.runs)
 app.command("render")(k8s.render)
 app.command("sync")(k8s.sync)
+app.command("demo")(demo)
 app.add_typer(configs.app, name="config")
+app.add_typer(jobs.app, name="jobs")
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

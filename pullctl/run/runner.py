@@ -148,6 +148,11 @@ async def run_source(
         fatal = True
         record.message = state.redact(exc.message)
         record.add_error(None, record.message)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        fatal = True
+        record.message = "interrupted before the run finished"
+        record.add_error(None, record.message)
+        raise
     finally:
         record.finished_at = utcnow()
         record.status = finish_status(record, fatal)
@@ -217,6 +222,7 @@ async def _execute(
             fetching.result()
         finally:
             fetching.cancel()
+            await asyncio.gather(fetching, return_exceptions=True)
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
