@@ -132,7 +132,7 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         [
             "case.yaml:3:13: ingestion.schedule: '0 0 6 * * *' has 6 fields (seconds first), which only DAPR Jobs"
             " understand; Kubernetes takes 5 fields (minute hour day-of-month month day-of-week), or validate with"
-            " --target dapr"
+            " --target dapr and deploy with 'pullctl jobs sync'"
         ],
     ),
     (

@@ -150,3 +150,12 @@ def test_examples_point_editors_at_the_schema() -> None:
 
 def test_version(cli: Cli) -> None:
     assert cli("--version").stdout == "pullctl 0.1.0\n"
+
+
+def test_hidden_folders_of_a_mounted_configmap_are_skipped(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "..2026_01_01_00_00_00.123").mkdir()
+    (tmp_path / "..2026_01_01_00_00_00.123" / "a.yaml").write_text(BASE)
+    (tmp_path / "a.yaml").write_text(BASE)
+    result = cli("validate", str(tmp_path))
+    assert result.exit_code == 0
+    assert result.stderr == "✓ 1 file: 1 source, 0 errors, 0 warnings\n"

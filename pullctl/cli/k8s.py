@@ -113,24 +113,18 @@ def render(
 
     Example: pullctl render --image ghcr.io/acme/pullctl:1.4.0 --namespace pulls --out deploy/pulls
     """
-    from pullctl.schedulers.kubernetes import render_configs, write_files
+    from pullctl.schedulers.kubernetes import dump_yaml, render_configs, write_files
     from pullctl.settings import Settings
 
     options = _options(image, namespace, set_name, service_account, dapr, store_secret, secret_ref, pod_label)
     objects = render_configs(Settings.from_env(config=config).config, options, sources or ())
     if out is None:
-        typer.echo(_dump(objects), nl=False)
+        typer.echo(dump_yaml(objects), nl=False)
         return
     files = write_files(objects, out, options, prune=not sources)
     for path in files.removed:
         output.stderr.print(f"removed {path}", markup=False)
     output.stderr.print(f"wrote {output.plural(len(files.written), 'file')} to {out}", markup=False)
-
-
-def _dump(objects: list[dict[str, object]]) -> str:
-    from pullctl.schedulers.kubernetes import dump_yaml
-
-    return dump_yaml(objects)
 
 
 def sync(

@@ -376,7 +376,10 @@ def iter_config_files(paths: Sequence[str | Path]) -> Iterable[Path]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            yield from sorted(f for f in path.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file())
+            # Hidden entries are skipped: a mounted ConfigMap keeps a copy of each file under ..<timestamp>/
+            found = (f for f in path.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file())
+            visible = (f for f in found if not any(n.startswith(".") for n in f.relative_to(path).parts))
+            yield from sorted(visible)
         elif path.exists():
             yield path
         else:

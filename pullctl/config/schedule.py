@@ -133,6 +133,7 @@ def parse_schedule(text: str, target: Target = "k8s") -> Schedule:
             raise ScheduleError(
                 f"'{raw}' has 6 fields (seconds first), which only DAPR Jobs understand; Kubernetes takes"
                 " 5 fields (minute hour day-of-month month day-of-week), or validate with --target dapr"
+                " and deploy with 'pullctl jobs sync'"
             )
         seconds, fields = fields[0], fields[1:]
         if not _SECONDS_FIELD.match(seconds) or any(

@@ -136,9 +136,10 @@ class RenderOptions:
         if problems:
             raise UsageError("; ".join(problems))
 
-    def selector(self) -> str:
-        """The label selector of the objects this set owns (what ``sync`` lists and may prune)."""
-        return f"{LABEL_MANAGED_BY}=pullctl,{LABEL_SET}={self.set_name}"
+
+def set_selector(set_name: str) -> str:
+    """The label selector of the objects a set owns (what ``sync`` lists and may prune)."""
+    return f"{LABEL_MANAGED_BY}=pullctl,{LABEL_SET}={set_name}"
 
 
 _DNS_LABEL_HELP = "must be a lower-case DNS label (a-z, 0-9, '-'; at most 63 characters)"
@@ -181,11 +182,7 @@ def load_sources(location: str, only: Sequence[str] = ()) -> list[LoadedSource]:
     from pullctl.config.loader import load_location
 
     result = load_location(location, target="k8s")
-    if result.errors:
-        issues = [_suggest_jobs_sync(i) for i in result.errors]
-        noun = "error" if len(issues) == 1 else "errors"
-        lines = "\n".join(str(i) for i in issues)
-        raise ConfigError(f"{len(issues)} config {noun}:\n{lines}", issues)
+    result.raise_for_errors()
     if only:
         picked = [result.get(source_id) for source_id in dict.fromkeys(only)]
         for src in picked:
@@ -197,20 +194,6 @@ def load_sources(location: str, only: Sequence[str] = ()) -> list[LoadedSource]:
     else:
         picked = [s for s in result.sources if s.config.is_scheduled_pull]
     return sorted(picked, key=lambda s: s.source_id)
-
-
-def _suggest_jobs_sync(issue: Issue) -> Issue:
-    """A DAPR-only schedule: say how to deploy it instead (the loader names the dialect, not the command)."""
-    if (
-        issue.path.endswith("ingestion.schedule")
-        and "DAPR" in issue.message
-        and "jobs sync" not in issue.message
-    ):
-        message = (
-            f"{issue.message}; to schedule it with DAPR Jobs instead, deploy it with 'pullctl jobs sync'"
-        )
-        return Issue(issue.file, issue.line, issue.column, issue.path, message, issue.severity)
-    return issue
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -266,7 +249,7 @@ def _check_k8s_schedule(src: LoadedSource) -> None:
     try:
         parse_schedule(schedule, "k8s")
     except ScheduleError as exc:
-        issue = _suggest_jobs_sync(Issue(src.file, src.line, 1, "ingestion.schedule", str(exc)))
+        issue = Issue(src.file, src.line, 1, "ingestion.schedule", str(exc))
         raise ConfigError("", [issue]) from None
 
 
@@ -684,25 +667,24 @@ def field_diff(desired: Obj, live: Obj) -> list[str]:
     skip = _child(_child(_child("", "metadata"), "annotations"), HASH_ANNOTATION)
     want = _flatten(desired)
     have = _flatten({k: v for k, v in live.items() if k != "status"})
-    lines: list[str] = []
+    changes: dict[str, list[str]] = {}  # path -> its lines, printed in path order
     for path, new in want.items():
         if path == skip:
             continue
         if path not in have:
-            lines.append(f"+ {path}: {_show(new)}")
+            changes[path] = [f"+ {path}: {_show(new)}"]
         elif have[path] != new:
             old = have[path]
             if isinstance(old, str) and isinstance(new, str) and ("\n" in old or "\n" in new):
-                lines.append(f"~ {path}:")
                 body = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=1)
-                lines.extend(f"    {line}" for line in list(body)[2:])
+                changes[path] = [f"~ {path}:", *(f"    {line}" for line in list(body)[2:])]
             else:
-                lines.append(f"~ {path}: {_show(old)} -> {_show(new)}")
+                changes[path] = [f"~ {path}: {_show(old)} -> {_show(new)}"]
     kept = {prefix for p in want for prefix in _prefixes(p)}
-    for path in sorted(_owned_paths(live)):
+    for path in _owned_paths(live):
         if path and path != skip and path not in kept and path in have:
-            lines.append(f"- {path}")
-    return lines
+            changes[path] = [f"- {path}"]
+    return [line for path in sorted(changes) for line in changes[path]]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -719,7 +701,7 @@ class Cluster(Protocol):
 
     def list(self, kind: str, selector: str) -> list[Obj]: ...
     def get(self, kind: str, name: str) -> Obj | None: ...
-    def apply(self, obj: Obj, dry_run: bool) -> None: ...
+    def apply(self, obj: Obj, dry_run: bool, create: bool = False) -> None: ...
     def delete(self, kind: str, name: str, dry_run: bool) -> None: ...
 
 
@@ -781,7 +763,8 @@ class KubeCluster:
         except _NotFound:
             return None
 
-    def apply(self, obj: Obj, dry_run: bool) -> None:
+    def apply(self, obj: Obj, dry_run: bool, create: bool = False) -> None:
+        """Server-side apply; ``create`` says the plan expects a new object (RBAC wants create too, then)."""
         kind, name = obj["kind"], obj["metadata"]["name"]
         call = (
             self._batch.patch_namespaced_cron_job
@@ -790,7 +773,7 @@ class KubeCluster:
         )
         extra = {"dry_run": "All"} if dry_run else {}
         self._call(
-            "patch",
+            "create" if create else "patch",
             kind,
             name,
             call,
@@ -848,6 +831,7 @@ class KubeCluster:
         if status == 0:
             return self._unreachable(exc)
         if status == 403:
+            # The RBAC filter names user and verb; the extra create check of an apply names neither.
             match = re.search(r'User "([^"]*)" cannot (\w+)', message)
             who = f'User "{match.group(1)}"' if match else "the current identity"
             did = match.group(2) if match else verb
@@ -939,6 +923,8 @@ def connect(
         if namespace is None and IN_CLUSTER_NAMESPACE.is_file():
             namespace = IN_CLUSTER_NAMESPACE.read_text().strip()
         return KubeCluster(kubernetes.client.ApiClient(configuration), namespace or "default", "in-cluster")
+    if not exists and kubeconfig is not None:
+        raise ClusterError(f"--kubeconfig {kubeconfig}: no such file")
     if not exists:
         raise ClusterError(
             f"no kubeconfig at {path} and not running in a cluster; pass --kubeconfig or set KUBECONFIG"
@@ -952,7 +938,7 @@ def connect(
         api_client = kubernetes.config.new_client_from_config(
             config_file=path, context=chosen["name"], persist_config=False
         )
-    except kubernetes.config.ConfigException as exc:
+    except (kubernetes.config.ConfigException, OSError) as exc:
         raise ClusterError(f"cannot use the kubeconfig {path}: {exc}") from None
     ns = namespace or (chosen.get("context") or {}).get("namespace") or "default"
     return KubeCluster(api_client, ns, str(chosen["name"]))
@@ -1017,7 +1003,7 @@ def sync(
     object is recorded in its entry and the rest still go; listing failures raise ``ClusterError``.
     """
     started = time.monotonic()
-    selector = f"{LABEL_MANAGED_BY}=pullctl,{LABEL_SET}={set_name}"
+    selector = set_selector(set_name)
     for obj in objects:
         ns = obj["metadata"].get("namespace")
         if ns != cluster.namespace:
@@ -1047,16 +1033,21 @@ def sync(
         result.seconds = time.monotonic() - started
         return result
     wanted = {_key(o): o for o in objects}
+    failed_configmaps: set[str] = set()
     for entry in _apply_order(entries):
-        if entry.error is not None:
-            continue
-        try:
-            if entry.action == "delete":
-                cluster.delete(entry.kind, entry.name, server_dry_run)
-            else:
-                cluster.apply(wanted[(entry.kind, entry.name)], server_dry_run)
-        except ClusterError as exc:
-            entry.error = exc.message
+        if entry.kind == "CronJob" and entry.action != "delete" and entry.name in failed_configmaps:
+            # Its pods would mount a ConfigMap that is stale or not ours: leave the CronJob as it is.
+            entry.error = f"not applied because configmap/{entry.name} failed"
+        if entry.error is None:
+            try:
+                if entry.action == "delete":
+                    cluster.delete(entry.kind, entry.name, server_dry_run)
+                else:
+                    cluster.apply(wanted[(entry.kind, entry.name)], server_dry_run, entry.action == "create")
+            except ClusterError as exc:
+                entry.error = exc.message
+        if entry.error is not None and entry.kind == "ConfigMap":
+            failed_configmaps.add(entry.name)
     result.seconds = time.monotonic() - started
     return result
 
