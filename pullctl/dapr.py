@@ -16,6 +16,7 @@ import httpx
 from pullctl.errors import DaprError
 
 JOBS_API_VERSIONS = ("v1.0", "v1.0-alpha1")
+VALUE_TYPE_URL = "type.googleapis.com/google.protobuf.Value"
 
 
 class DaprClient:
@@ -108,7 +109,96 @@ class DaprClient:
         if response.status_code not in (200, 204):
             raise self._error(response, what)
 
+    # -- jobs ------------------------------------------------------------------------------------------------
+
+    @property
+    def jobs_api_version(self) -> str | None:
+        """``v1.0`` or ``v1.0-alpha1`` once a jobs call found out which one the sidecar serves, else None."""
+        return self._jobs_version
+
+    async def _jobs_request(self, method: str, name: str, what: str, **kwargs: Any) -> httpx.Response:
+        """A jobs call on ``/v1.0/jobs``, falling back to ``/v1.0-alpha1/jobs`` on 404 (DAPR < 1.18).
+
+        The version that answered is remembered for the life of this client.
+        """
+        versions = (self._jobs_version,) if self._jobs_version else JOBS_API_VERSIONS
+        response: httpx.Response | None = None
+        for version in versions:
+            response = await self._request(method, f"/{version}/jobs/{quote(name, safe='')}", what, **kwargs)
+            if response.status_code != 404:
+                self._jobs_version = version
+                return response
+        assert response is not None
+        if self._jobs_version is None:
+            raise DaprError(
+                f"DAPR could not {what}: the sidecar at {self.endpoint} serves neither /v1.0/jobs nor"
+                " /v1.0-alpha1/jobs (the jobs API needs DAPR 1.14 or later)",
+                404,
+            )
+        raise self._error(response, what)
+
+    async def schedule_job(
+        self,
+        name: str,
+        *,
+        schedule: str,
+        data: Any = None,
+        failure_policy: dict[str, Any] | None = None,
+    ) -> None:
+        """Create or replace the job ``name`` (``overwrite: true``; the name goes in the URL only)."""
+        what = f"schedule job '{name}'"
+        body: dict[str, Any] = {"schedule": schedule, "overwrite": True}
+        if data is not None:
+            body["data"] = data
+        if failure_policy is not None:
+            body["failurePolicy"] = failure_policy
+        response = await self._jobs_request(
+            "POST",
+            name,
+            what,
+            content=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        if response.status_code not in (200, 204):
+            raise self._error(response, what)
+
+    async def get_job(self, name: str) -> dict[str, Any] | None:
+        """The job as DAPR holds it (``data`` unwrapped from its ``protobuf.Value``), or None if missing.
+
+        DAPR answers a GET of a missing job with 500 ``DAPR_SCHEDULER_GET_JOB`` "... job not found ...".
+        """
+        what = f"get job '{name}'"
+        response = await self._jobs_request("GET", name, what)
+        if response.status_code != 200:
+            error = self._error(response, what)
+            if error.error_code == "DAPR_SCHEDULER_GET_JOB" and "not found" in error.message.lower():
+                return None
+            raise error
+        try:
+            job = response.json()
+        except ValueError:
+            raise DaprError(f"DAPR could not {what}: the answer is not JSON") from None
+        if not isinstance(job, dict):
+            raise DaprError(f"DAPR could not {what}: the answer is not a JSON object")
+        if "data" in job:
+            job["data"] = unwrap_value(job["data"])
+        return job
+
+    async def delete_job(self, name: str) -> None:
+        """Delete the job ``name``; deleting a missing job is no error (DAPR answers 204)."""
+        what = f"delete job '{name}'"
+        response = await self._jobs_request("DELETE", name, what)
+        if response.status_code not in (200, 204):
+            raise self._error(response, what)
+
     async def shutdown(self) -> None:
         response = await self._request("POST", "/v1.0/shutdown", "shut the sidecar down")
         if response.status_code not in (200, 204):
             raise self._error(response, "shut the sidecar down")
+
+
+def unwrap_value(data: Any) -> Any:
+    """``{"@type": "type.googleapis.com/google.protobuf.Value", "value": X}`` -> ``X``; else as is."""
+    if isinstance(data, dict) and data.get("@type") == VALUE_TYPE_URL and set(data) <= {"@type", "value"}:
+        return data.get("value")
+    return data

@@ -417,7 +417,9 @@ def test_six_field_schedule_points_at_jobs_sync(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         render_configs(str(tmp_path), OPTIONS)
     assert caught.value.issues[0].path == "ingestion.schedule"
-    assert caught.value.issues[0].message.endswith("or validate with --target dapr and deploy with 'pullctl jobs sync'")
+    assert caught.value.issues[0].message.endswith(
+        "or validate with --target dapr and deploy with 'pullctl jobs sync'"
+    )
 
 
 def test_a_source_loaded_for_dapr_is_still_refused_by_render(tmp_path: Path) -> None:

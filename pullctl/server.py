@@ -1,0 +1,416 @@
+"""`pullctl serve`: the app DAPR calls when a pull's job fires (DESIGN §3, §4a).
+
+Routes
+    ``POST /job/{name}``                       the DAPR scheduler's callback; body = the job's ``data``
+                                               (``{"source_id", "config_hash"}``); no body: ``pull-<id>``
+    ``POST /api/v1/triggers/job/{source_id}``  the same run, for people and other services
+    ``GET /healthz``                           200 while the store answers, else 503
+    ``GET /readyz``                            200 once the store is open and the start-up jobs sync is done
+
+A trigger runs the pull with ``run_pulls(..., RunOptions(trigger="dapr"))`` and answers with the run record:
+200 when it succeeded or was partial (``status`` says which), 500 when it failed (so DAPR's failure policy
+retries), 409 while a run of that source is in progress in this process, 404 only when no such source
+exists. DAPR treats a 404 as success and drops the trigger silently, so that case is logged as an error.
+
+At start-up (lifespan) the store is opened and a background task performs ``jobs sync``, retried with
+bounded back-off while the sidecar is not ready yet; the app listens meanwhile (daprd waits for the app
+port). On shutdown, in-flight runs get ``shutdown_grace`` seconds to finish; those that do not are cancelled
+and their run records marked failed ("interrupted"). Log lines are JSON objects on stderr.
+
+With ``APP_API_TOKEN`` set (DAPR's app API token), the trigger routes require ``dapr-api-token: <token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from pullctl.config.loader import LoadResult, load_location
+from pullctl.dapr import DaprClient, unwrap_value
+from pullctl.errors import PullctlError
+from pullctl.pipeline.documents import RunRecord, new_run_id, utcnow
+from pullctl.pipeline.store import Store, mask_url, open_store
+from pullctl.schedulers.dapr_jobs import JobsPlan, source_id_of, startup_delays, sync_until_ready
+from pullctl.settings import Settings
+
+INTERRUPTED = "interrupted: pullctl serve shut down before the run finished"
+
+
+class JsonLog:
+    """One JSON object per line: ``ts``, ``level``, ``event`` and the fields."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream
+
+    @property
+    def stream(self) -> IO[str]:
+        return self._stream or sys.stderr
+
+    def __call__(self, level: str, event: str, **fields: Any) -> None:
+        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": level, "event": event}
+        line.update(fields)
+        self.stream.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+
+class JsonFormatter(logging.Formatter):
+    """uvicorn's own log records as the same JSON lines (``serve`` installs it)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "event": "server",
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for uvicorn: JSON lines on stderr, no access log."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+@dataclass
+class _Outcome:
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass
+class _InFlight:
+    source_id: str
+    run_id: str
+    task: asyncio.Task[_Outcome]
+
+
+class PullService:
+    """The state behind the app: the store, the DAPR client, runs in flight, the start-up sync."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sync_on_start: bool = True,
+        startup_attempts: int = 8,
+        startup_first_delay: float = 1.0,
+        startup_max_delay: float = 15.0,
+        shutdown_grace: float = 5.0,
+        log: JsonLog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sync_on_start = sync_on_start
+        self.startup_delays = startup_delays(startup_attempts, startup_first_delay, startup_max_delay)
+        self.shutdown_grace = shutdown_grace
+        self.log = log or JsonLog()
+        self.app_token = settings.environ.get("APP_API_TOKEN") or None
+        self.store: Store | None = None
+        self.dapr: DaprClient | None = None
+        self.in_flight: dict[str, _InFlight] = {}
+        self.jobs_state = "syncing" if sync_on_start else "off"
+        self.jobs_detail: dict[str, Any] = {}
+        self._sync_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        store = open_store(self.settings.store, self.settings.mongodb_database)
+        try:
+            await store.open()
+        except PullctlError as exc:
+            self.log("error", "store_unreachable", message=exc.message)
+            raise
+        self.store = store
+        self.dapr = DaprClient(self.settings.dapr_endpoint, self.settings.dapr_api_token)
+        self.log(
+            "info", "serve_started", config=mask_url(self.settings.config), dapr=self.settings.dapr_endpoint
+        )
+        if self.sync_on_start:
+            self._sync_task = asyncio.create_task(self._startup_sync(), name="pullctl-startup-jobs-sync")
+
+    async def stop(self) -> None:
+        if self._sync_task is not None and not self._sync_task.done():
+            self._sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync_task
+        await self._drain()
+        if self.dapr is not None:
+            await self.dapr.aclose()
+        if self.store is not None:
+            await self.store.close()
+        self.log("info", "serve_stopped")
+
+    async def _drain(self) -> None:
+        """Give in-flight runs ``shutdown_grace`` seconds; cancel the rest and mark their records failed."""
+        flights = list(self.in_flight.values())
+        if not flights:
+            return
+        self.log("info", "waiting_for_runs", runs=[f.run_id for f in flights], seconds=self.shutdown_grace)
+        _, pending = await asyncio.wait([f.task for f in flights], timeout=self.shutdown_grace)
+        for flight in flights:
+            if flight.task not in pending:
+                continue
+            flight.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await flight.task
+            await self._record_interrupted(flight)
+
+    async def _record_interrupted(self, flight: _InFlight) -> None:
+        assert self.store is not None
+        try:
+            record = await self.store.get_run(flight.run_id)
+            if record is not None:
+                record.status, record.message = "failed", INTERRUPTED
+                record.finished_at = record.finished_at or utcnow()
+                record.add_error(None, INTERRUPTED)
+                await self.store.save_run(record)
+        except PullctlError as exc:
+            self.log(
+                "error",
+                "run_not_recorded",
+                source_id=flight.source_id,
+                run_id=flight.run_id,
+                message=exc.message,
+            )
+            return
+        self.log(
+            "error", "run_interrupted", source_id=flight.source_id, run_id=flight.run_id, message=INTERRUPTED
+        )
+
+    # -- start-up jobs sync ------------------------------------------------------------------------------
+
+    async def _startup_sync(self) -> None:
+        assert self.dapr is not None and self.store is not None
+        try:
+            loaded = await self._load()
+            loaded.raise_for_errors()
+        except PullctlError as exc:
+            self._sync_failed(f"the configs could not be loaded: {exc.message}")
+            return
+
+        def retry(attempt: int, delay: float, reason: str) -> None:
+            self.log("warning", "jobs_sync_retry", attempt=attempt, retry_in_seconds=delay, reason=reason)
+
+        try:
+            plan = await sync_until_ready(
+                self.dapr, self.store, loaded.sources, delays=self.startup_delays, on_retry=retry
+            )
+        except PullctlError as exc:  # the sidecar never answered, or the registry (store) failed
+            self._sync_failed(exc.message)
+            return
+        self._sync_done(plan)
+
+    def _sync_failed(self, message: str) -> None:
+        self.jobs_state = "failed"
+        self.jobs_detail = {"error": message}
+        self.log(
+            "error", "jobs_sync_failed", message=message, fix="run 'pullctl jobs sync' once DAPR answers"
+        )
+
+    def _sync_done(self, plan: JobsPlan) -> None:
+        for entry in plan.entries:
+            level = "error" if entry.error else "info"
+            self.log(level, "job_synced", job=entry.name, action=entry.action, error=entry.error)
+        self.jobs_state = "partial" if plan.failed else "synced"
+        self.jobs_detail = {"counts": plan.counts(), "failed": [e.to_dict() for e in plan.failed]}
+        self.log("warning" if plan.failed else "info", "jobs_synced", counts=plan.counts())
+
+    async def _load(self) -> LoadResult:
+        settings = self.settings
+        return await asyncio.to_thread(
+            load_location, settings.config, target="dapr", database=settings.mongodb_database
+        )
+
+    # -- triggers ----------------------------------------------------------------------------------------
+
+    def authorized(self, request: Request) -> bool:
+        if self.app_token is None:
+            return True
+        given = request.headers.get("dapr-api-token", "")
+        return hmac.compare_digest(given.encode(), self.app_token.encode())
+
+    async def trigger(self, source_id: str, via: str) -> _Outcome:
+        """Run ``source_id`` unless a run of it is in flight here (409)."""
+        flight = self.in_flight.get(source_id)
+        if flight is not None:
+            message = (
+                f"a run of '{source_id}' is already in progress ({flight.run_id}); this trigger is skipped"
+            )
+            self.log("warning", "trigger_conflict", source_id=source_id, run_id=flight.run_id, via=via)
+            return _Outcome(409, {"error": message, "source_id": source_id, "run_id": flight.run_id})
+        run_id = new_run_id()
+        task = asyncio.create_task(self._run(source_id, run_id, via), name=f"pull-{source_id}")
+        self.in_flight[source_id] = _InFlight(source_id, run_id, task)
+        task.add_done_callback(lambda _t: self.in_flight.pop(source_id, None))
+        # shielded: a caller that goes away (or uvicorn's shutdown) does not cancel the run itself
+        return await asyncio.shield(task)
+
+    async def _run(self, source_id: str, run_id: str, via: str) -> _Outcome:
+        from pullctl.run.report import JsonLogObserver
+        from pullctl.run.runner import RunOptions
+        from pullctl.run.service import run_pulls
+
+        self.log("info", "trigger_received", source_id=source_id, run_id=run_id, via=via)
+        try:
+            loaded = await self._load()
+        except PullctlError as exc:
+            return self._failed(source_id, f"the configs could not be loaded: {exc.message}")
+        source = next((s for s in loaded.sources if s.source_id == source_id), None)
+        if source is None:
+            if loaded.errors:  # it may be one of the invalid ones: not a 404, which DAPR would drop
+                message = (
+                    f"no valid source '{source_id}'; {len(loaded.errors)} config error(s), the first:"
+                    f" {loaded.errors[0]}"
+                )
+                return self._failed(source_id, message)
+            message = f"no source '{source_id}' in the configs at {mask_url(self.settings.config)}"
+            self.log(
+                "error",
+                "unknown_source",
+                source_id=source_id,
+                message=message,
+                note="DAPR counts a 404 as delivered and drops the trigger: delete the job with"
+                f" 'pullctl jobs delete {source_id}' if the source is gone",
+            )
+            return _Outcome(404, {"error": message, "source_id": source_id})
+        if not (source.config.enabled and source.config.is_scheduled_pull):
+            reason = "disabled" if not source.config.enabled else f"mode {source.config.ingestion.mode}"
+            self.log("warning", "trigger_skipped", source_id=source_id, reason=reason)
+            return _Outcome(200, {"source_id": source_id, "status": "skipped", "reason": reason})
+        try:
+            [record, *_] = await run_pulls(
+                self.settings,
+                source_id,
+                RunOptions(trigger="dapr", run_id=run_id),
+                observer_for=lambda _window: JsonLogObserver(stream=self.log.stream),
+                store=self.store,
+            )
+        except PullctlError as exc:
+            return self._failed(source_id, exc.message)
+        return self._finished(record)
+
+    def _failed(self, source_id: str, message: str) -> _Outcome:
+        self.log("error", "trigger_failed", source_id=source_id, message=message)
+        return _Outcome(500, {"error": message, "source_id": source_id})
+
+    def _finished(self, record: RunRecord) -> _Outcome:
+        status = 500 if record.status == "failed" else 200
+        level = {"succeeded": "info", "partial": "warning"}.get(record.status, "error")
+        self.log(
+            level,
+            "trigger_done",
+            source_id=record.source_id,
+            run_id=record.run_id,
+            status=record.status,
+            http_status=status,
+        )
+        return _Outcome(status, record.to_dict())
+
+    # -- health ------------------------------------------------------------------------------------------
+
+    async def healthy(self) -> tuple[bool, str | None]:
+        if self.store is None:
+            return False, "the store is not open"
+        try:
+            await asyncio.wait_for(self.store.list_jobs(), timeout=5)
+        except (PullctlError, TimeoutError) as exc:
+            return False, getattr(exc, "message", None) or "the store did not answer within 5 s"
+        return True, None
+
+
+def _job_source_id(name: str, body: bytes) -> str | None:
+    """The source of a job trigger: the body's ``source_id``, else the job name ``pull-<source_id>``."""
+    data: Any = None
+    with contextlib.suppress(ValueError):
+        data = unwrap_value(json.loads(body)) if body.strip() else None
+    if isinstance(data, dict) and isinstance(data.get("source_id"), str) and data["source_id"]:
+        return str(data["source_id"])
+    return source_id_of(name)
+
+
+def create_app(settings: Settings, service: PullService | None = None) -> Starlette:
+    """The Starlette app ``pullctl serve`` runs (``service`` lets tests tune retries and grace)."""
+    svc = service or PullService(settings)
+
+    def unauthorized(request: Request) -> JSONResponse:
+        svc.log("warning", "trigger_unauthorized", path=request.url.path)
+        return JSONResponse({"error": "missing or wrong dapr-api-token (APP_API_TOKEN)"}, status_code=401)
+
+    async def job(request: Request) -> JSONResponse:
+        if not svc.authorized(request):
+            return unauthorized(request)
+        name = request.path_params["name"]
+        source_id = _job_source_id(name, await request.body())
+        if source_id is None:
+            message = f"job '{name}' names no source (pullctl's jobs are pull-<source_id>)"
+            svc.log("error", "unknown_job", job=name, message=message, note="DAPR drops a 404 silently")
+            return JSONResponse({"error": message}, status_code=404)
+        outcome = await svc.trigger(source_id, via=f"job/{name}")
+        return JSONResponse(outcome.body, status_code=outcome.status)
+
+    async def api_trigger(request: Request) -> JSONResponse:
+        if not svc.authorized(request):
+            return unauthorized(request)
+        outcome = await svc.trigger(request.path_params["source_id"], via="api")
+        return JSONResponse(outcome.body, status_code=outcome.status)
+
+    async def healthz(request: Request) -> JSONResponse:
+        ok, reason = await svc.healthy()
+        body: dict[str, Any] = {"status": "ok" if ok else "unhealthy"}
+        if reason:
+            body["error"] = reason
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    async def readyz(request: Request) -> JSONResponse:
+        ready = svc.store is not None and svc.jobs_state in ("synced", "partial", "off")
+        body = {"ready": ready, "jobs": svc.jobs_state, **svc.jobs_detail}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await svc.start()
+        try:
+            yield
+        finally:
+            await svc.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/job/{name}", job, methods=["POST"]),
+            Route("/api/v1/triggers/job/{source_id}", api_trigger, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+    return app
