@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
 
 from pullctl.cli import output
 from pullctl.cli.options import ConfigOption, TableOutputOption
@@ -46,11 +49,24 @@ def list_sources(config: ConfigOption = None, out: TableOutputOption = TableOrJs
     output.stdout.print(table)
 
 
-def schema() -> None:
+def schema(
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="json (JSON Schema) or markdown (the reference)")
+    ] = "json",
+) -> None:
     """Print the JSON Schema of a source config, for editors (yaml-language-server) and CI.
 
     Example: pullctl schema > config/source-config.schema.json
     """
+    if fmt == "markdown":
+        from pullctl.config.reference import render_reference
+
+        typer.echo(render_reference(), nl=False)
+        return
+    if fmt != "json":
+        from pullctl.errors import UsageError
+
+        raise UsageError(f"--format '{fmt}': use json or markdown")
     from pullctl.config.models import json_schema
 
     output.print_json(json_schema())
