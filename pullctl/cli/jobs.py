@@ -99,13 +99,9 @@ def _print_outcome(plan: JobsPlan) -> None:
             f"{where}: {c['register']} registered, {c['update']} updated, {c['unchanged']} unchanged,"
             f" {c['delete']} deleted"
         )
-    if c["keep"]:
-        summary += f", {c['keep']} kept (--no-prune)"
-    if plan.failed:
-        output.stderr.print(f"[red]✗[/] {len(plan.failed)} of {len(plan.entries)} failed; ", end="")
-    else:
-        output.stderr.print("[green]✓[/] ", end="")
-    output.stderr.print(f"{summary} in {plan.seconds:.1f} s", markup=False)
+    output.plan_outcome(
+        summary, keep=c["keep"], failed=len(plan.failed), total=len(plan.entries), seconds=plan.seconds
+    )
 
 
 @app.command("list")

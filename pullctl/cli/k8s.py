@@ -210,10 +210,6 @@ def _print_outcome(result: SyncResult) -> None:
             f"{where}: {c['create']} created, {c['update']} updated, {c['unchanged']} unchanged,"
             f" {c['delete']} deleted"
         )
-    if c["keep"]:
-        summary += f", {c['keep']} kept (--no-prune)"
-    if result.failed:
-        output.stderr.print(f"[red]✗[/] {len(result.failed)} of {len(result.entries)} failed; ", end="")
-    else:
-        output.stderr.print("[green]✓[/] ", end="")
-    output.stderr.print(f"{summary} in {result.seconds:.1f} s", markup=False)
+    output.plan_outcome(
+        summary, keep=c["keep"], failed=len(result.failed), total=len(result.entries), seconds=result.seconds
+    )

@@ -45,5 +45,16 @@ def warning(message: str) -> None:
     stderr.print(message, markup=False)
 
 
+def plan_outcome(summary: str, *, keep: int, failed: int, total: int, seconds: float) -> None:
+    """The closing line of a sync-like command (``sync``, ``jobs sync``): ✓ or ✗, the counts, the time."""
+    if keep:
+        summary += f", {keep} kept (--no-prune)"
+    if failed:
+        stderr.print(f"[red]✗[/] {failed} of {total} failed; ", end="")
+    else:
+        stderr.print("[green]✓[/] ", end="")
+    stderr.print(f"{summary} in {seconds:.1f} s", markup=False)
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
