@@ -14,7 +14,7 @@ from pytest_httpx import HTTPXMock
 from pullctl.config.models import Retry, SourceConfig
 from pullctl.errors import FetchError, SecretError
 from pullctl.redact import Redactor
-from pullctl.run.fetch import Fetcher, RateLimiter
+from pullctl.run.fetch import USER_AGENT, Fetcher, RateLimiter
 from pullctl.run.plan import FetchTask
 from pullctl.run.retry import backoff_delay, retry_after_seconds
 
@@ -49,9 +49,9 @@ class Harness:
         self.cfg, self.secret, self.sleep = cfg, secret, sleep
 
     async def pages(self, task: FetchTask | None = None) -> list[Any]:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncHTTPTransport() as transport:
             fetcher = Fetcher(
-                self.cfg, client, self.secret, self.redact, self.counts, sleep=self.sleep, rng=lambda: 0.5
+                self.cfg, transport, self.secret, self.redact, self.counts, sleep=self.sleep, rng=lambda: 0.5
             )
             return [p async for p in fetcher.pages(task or FetchTask("k", URL, {}, {}, None, {}))]
 
@@ -265,3 +265,19 @@ async def test_rate_limiter_spaces_requests() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_every_request_carries_the_default_headers_params_and_auth(httpx_mock: HTTPXMock) -> None:
+    httpx_mock.add_response(json={})
+    h = Harness(config(auth_type="api_key", auth_header="X-Key", secret_store="s", secret_key="k"), "t0ken")
+    task = FetchTask(
+        "k", f"{URL}?fixed=1", {"q": "a b/c&d", "n": "2"}, {"X-Trace": "t1", "X-Key": "x"}, None, {}
+    )
+    await h.pages(task)
+    sent = httpx_mock.get_requests()[0]
+    assert sent.headers["User-Agent"] == USER_AGENT
+    assert sent.headers["Accept"] == "application/json"
+    assert sent.headers["X-Trace"] == "t1"
+    assert sent.headers["X-Key"] == "t0ken"  # the credential wins over a configured header of the same name
+    assert str(sent.url) == f"{URL}?fixed=1&q=a+b%2Fc%26d&n=2"  # encoded as httpx encodes params=

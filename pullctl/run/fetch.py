@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -28,6 +28,7 @@ from pullctl.run.retry import Fatal, Retryable, backoff_delay, check_retry_after
 
 MAX_REDIRECTS = 5
 USER_AGENT = "pullctl/0.1 (+https://github.com/pullctl/pullctl)"
+DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
 
 
 @dataclass
@@ -65,17 +66,26 @@ class RateLimiter:
             await self._sleep(slot - now)
 
 
-def make_client(concurrency: int, timeout: float) -> httpx.AsyncClient:
-    """The run's one HTTP client: the httpx API over aiohttp's connection pool (see bench/run_bench.py)."""
+def make_transport(concurrency: int) -> httpx.AsyncBaseTransport:
+    """The run's one connection pool: an httpx transport over aiohttp's pool (see bench/run_bench.py).
+
+    The fetcher sends straight through it, not through an ``httpx.AsyncClient``: pullctl does its own
+    redirects, auth, timeouts and headers, and wants no cookie jar, so the client layer only adds cost.
+    Measured on 2 cores, 5,000 GETs at concurrency 50 over this pool: 1,300 requests/s through
+    ``AsyncClient.stream``, 2,400 through the transport.
+    """
     from httpx_aiohttp import AiohttpTransport
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    return httpx.AsyncClient(
-        transport=AiohttpTransport(limits=limits),
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=False,
-        headers={"User-Agent": USER_AGENT},
+    return AiohttpTransport(
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     )
+
+
+def with_query(url: str, params: dict[str, str] | None) -> str:
+    """``url`` with ``params`` appended to its query, encoded as httpx encodes ``params=``."""
+    if not params:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -99,7 +109,7 @@ class Fetcher:
     def __init__(
         self,
         config: SourceConfig,
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         secret: str | None,
         redact: Redactor,
         counts: dict[str, int],
@@ -111,13 +121,14 @@ class Fetcher:
         self.request = config.ingestion.request
         self.policy = config.ingestion.retry
         self.pagination = config.ingestion.pagination
-        self.client = client
+        self.transport = transport
         self.redact = redact
         self.counts = counts
         self.limiter = limiter or RateLimiter(config.ingestion.rate_limit.requests_per_second)
         self._sleep = sleep
         self._rng = rng
         self._auth_headers, self._auth_params = self._auth(secret)
+        self._headers = {**DEFAULT_HEADERS, **self._auth_headers}
         self._retry_status = frozenset(self.policy.retry_on_status)
 
     def _auth(self, secret: str | None) -> tuple[dict[str, str], dict[str, str]]:
@@ -149,7 +160,6 @@ class Fetcher:
         elif p.type == "offset":
             params[p.offset_param] = "0"
             params[p.limit_param] = str(p.limit)
-        home = _origin(task.url)
         number = 1
         while True:
             page = await self._fetch(url, params, task, number)
@@ -164,6 +174,7 @@ class Fetcher:
                 raise FetchError(f"stopped at max_pages={p.max_pages} with more pages left", 0)
             if next_url is not None:
                 absolute = str(httpx.URL(page.url).join(next_url)) if page.url else next_url
+                home = _origin(task.url)
                 if (self._auth_headers or self._auth_params) and _origin(absolute) != home:
                     raise FetchError(
                         f"the next page is on another origin ({_origin(absolute)[1]}); pullctl sends"
@@ -289,27 +300,29 @@ class Fetcher:
     async def _exchange(self, url: str, params: dict[str, str] | None, task: FetchTask, number: int) -> Page:
         method = self.request.method
         body = task.body
-        all_params = {**params, **self._auth_params} if params is not None else (self._auth_params or None)
-        headers = {**task.headers, **self._auth_headers} or None
-        # One URL parse here instead of two inside httpx (params= makes it parse and merge again).
-        target: httpx.URL | str = httpx.URL(url).copy_merge_params(all_params) if all_params else url
-        home = _origin(task.url)
+        all_params = {**params, **self._auth_params} if params is not None else self._auth_params
+        headers = {**DEFAULT_HEADERS, **task.headers, **self._auth_headers} if task.headers else self._headers
+        target = with_query(url, all_params)
         for _ in range(MAX_REDIRECTS + 1):
-            async with self.client.stream(method, target, headers=headers, json=body) as resp:
+            request = httpx.Request(method, target, headers=headers, json=body)
+            resp = await self.transport.handle_async_request(request)
+            try:
                 if resp.status_code in (301, 302, 303, 307, 308) and "location" in resp.headers:
-                    url = str(resp.url.join(resp.headers["location"]))
-                    target = url
+                    target = str(request.url.join(resp.headers["location"]))
                     if resp.status_code == 303:
                         method, body = "GET", None
-                    if (self._auth_headers or self._auth_params) and _origin(url) != home:
-                        raise Fatal(f"redirected to another origin ({_origin(url)[1]}); credentials not sent")
+                    if (self._auth_headers or self._auth_params) and _origin(target) != _origin(task.url):
+                        raise Fatal(
+                            f"redirected to another origin ({_origin(target)[1]}); credentials not sent"
+                        )
                     continue
-                return await self._page(resp, number)
-        raise Fatal(f"redirect loop: more than {MAX_REDIRECTS} redirects (last to {self.redact(url)})")
+                return await self._page(resp, self.redact(str(request.url)), number)
+            finally:
+                await resp.aclose()
+        raise Fatal(f"redirect loop: more than {MAX_REDIRECTS} redirects (last to {self.redact(target)})")
 
-    async def _page(self, resp: httpx.Response, number: int) -> Page:
+    async def _page(self, resp: httpx.Response, shown_url: str, number: int) -> Page:
         status = resp.status_code
-        shown_url = self.redact(str(resp.url))
         if status in self._retry_status:
             hint = retry_after_seconds(resp.headers.get("retry-after"))
             check_retry_after(self.policy, hint)

@@ -30,13 +30,14 @@ from pullctl.pipeline.documents import (
 from pullctl.pipeline.events import EventSink, NoEvents
 from pullctl.pipeline.store import Store
 from pullctl.redact import Redactor
-from pullctl.run.fetch import Fetcher, Page, make_client
+from pullctl.run.fetch import Fetcher, Page, make_transport
 from pullctl.run.iteration import resolve_items
 from pullctl.run.plan import FetchTask, Plan, Shard, Window, build_plan, scheduled_window
 from pullctl.run.secrets import resolve_secret
 from pullctl.settings import Settings
 
 BATCH_SIZE = 200
+BATCH_LINGER_SECONDS = 0.05
 
 
 @dataclass
@@ -114,7 +115,7 @@ async def run_source(
     options: RunOptions | None = None,
     sink: EventSink | None = None,
     observer: RunObserver | None = None,
-    client: httpx.AsyncClient | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
     now: datetime | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> RunRecord:
@@ -143,7 +144,7 @@ async def run_source(
             )
             await store.save_run(record)
             await _publish_pending(state)
-        await _execute(state, settings, options, window, client, sleep)
+        await _execute(state, settings, options, window, transport, sleep)
     except PullctlError as exc:
         fatal = True
         record.message = state.redact(exc.message)
@@ -170,7 +171,7 @@ async def _execute(
     settings: Settings,
     options: RunOptions,
     window: Window,
-    client: httpx.AsyncClient | None,
+    transport: httpx.AsyncBaseTransport | None,
     sleep: Callable[[float], Awaitable[None]],
 ) -> None:
     config = state.loaded.config
@@ -207,8 +208,8 @@ async def _execute(
     concurrency = min(
         options.concurrency or (ing.iteration.concurrency if ing.iteration else 1), len(plan.tasks)
     )
-    own_client = client is None
-    http = client or make_client(concurrency, ing.request.timeout_seconds)
+    own_transport = transport is None
+    http = transport or make_transport(concurrency)
     try:
         fetcher = Fetcher(config, http, secret, state.redact, record.counts, sleep=sleep)
         writer = asyncio.create_task(_writer(state))
@@ -230,7 +231,7 @@ async def _execute(
                 await state.queue.put(None)
             await writer  # re-raises a store failure
     finally:
-        if own_client:
+        if own_transport:
             await http.aclose()
 
 
@@ -278,12 +279,18 @@ def _document(state: _Run, task: FetchTask, page: Page, window: Window) -> Docum
 
 
 async def _writer(state: _Run) -> None:
-    """Drain the queue in batches: whatever is waiting, up to BATCH_SIZE, is one store call."""
+    """Drain the queue in batches of up to BATCH_SIZE, one store call each.
+
+    After the first document of a batch the writer waits up to BATCH_LINGER_SECONDS for more (unless a
+    full batch is already waiting): fewer, larger transactions cost far less than one per few documents.
+    """
     queue = state.queue
     while True:
         first = await queue.get()
         if first is None:
             return
+        if queue.qsize() < BATCH_SIZE - 1:
+            await asyncio.sleep(BATCH_LINGER_SECONDS)
         batch = [first]
         closing = False
         while len(batch) < BATCH_SIZE and not queue.empty():
