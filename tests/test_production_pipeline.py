@@ -246,3 +246,14 @@ def test_bad_events_setting(cli: Cli, tmp_path: Path, upstream: Upstream) -> Non
         result.stderr
         == "error: PULLCTL_EVENTS 'kafka://x': expected dapr://<pubsub>/<topic>, an http(s):// URL, or none\n"
     )
+
+
+def test_render_reads_configs_from_the_configured_mongodb_database(
+    mongo_runner: Runner, upstream: Upstream
+) -> None:
+    files: Path = mongo_runner.files  # type: ignore[attr-defined]
+    write_source(files, **weather(upstream.url))
+    assert mongo_runner("config", "push", str(files)).exit_code == 0
+    rendered = mongo_runner("render", "--image", "ghcr.io/acme/pullctl:1.0")
+    assert rendered.exit_code == 0, rendered.stderr
+    assert "name: pull-weather-api\n" in rendered.stdout

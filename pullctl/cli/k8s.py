@@ -117,7 +117,8 @@ def render(
     from pullctl.settings import Settings
 
     options = _options(image, namespace, set_name, service_account, dapr, store_secret, secret_ref, pod_label)
-    objects = render_configs(Settings.from_env(config=config).config, options, sources or ())
+    settings = Settings.from_env(config=config)
+    objects = render_configs(settings.config, options, sources or (), settings.mongodb_database)
     if out is None:
         typer.echo(dump_yaml(objects), nl=False)
         return
@@ -166,8 +167,9 @@ def sync(
     from pullctl.settings import Settings
 
     options = _options(image, namespace, set_name, service_account, dapr, store_secret, secret_ref, pod_label)
+    settings = Settings.from_env(config=config)
     result = sync_configs(
-        Settings.from_env(config=config).config,
+        settings.config,
         options,
         kubeconfig=kubeconfig,
         context=context,
@@ -176,6 +178,7 @@ def sync(
         server_dry_run=server_dry_run,
         diff=diff,
         on_plan=_print_plan if fmt is OutputFormat.text else None,
+        database=settings.mongodb_database,
     )
     if fmt is OutputFormat.json:
         output.print_json(result.to_dict())

@@ -173,15 +173,16 @@ def _valid_label_key(key: str) -> bool:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def load_sources(location: str, only: Sequence[str] = ()) -> list[LoadedSource]:
+def load_sources(location: str, only: Sequence[str] = (), database: str = "pullctl") -> list[LoadedSource]:
     """The ``scheduled_pull`` sources at ``location`` (all of them, or those named in ``only``), sorted by id.
+    ``database`` is the MongoDB database when ``location`` is a ``mongodb://`` URL.
 
     Configs are validated for Kubernetes (``target="k8s"``): a schedule only DAPR understands is a located
     ``ConfigError`` that points at ``pullctl jobs sync``.
     """
     from pullctl.config.loader import load_location
 
-    result = load_location(location, target="k8s")
+    result = load_location(location, target="k8s", database=database)
     result.raise_for_errors()
     if only:
         picked = [result.get(source_id) for source_id in dict.fromkeys(only)]
@@ -1077,9 +1078,11 @@ def _not_ours(entry: PlanEntry, found: Obj, namespace: str, set_name: str) -> st
 # ----------------------------------------------------------------------------------------------------------
 
 
-def render_configs(location: str, options: RenderOptions, only: Sequence[str] = ()) -> list[Obj]:
+def render_configs(
+    location: str, options: RenderOptions, only: Sequence[str] = (), database: str = "pullctl"
+) -> list[Obj]:
     """Load the configs at ``location`` and render all ``scheduled_pull`` sources, or those in ``only``."""
-    return render(load_sources(location, only), options)
+    return render(load_sources(location, only, database), options)
 
 
 def sync_configs(
@@ -1093,12 +1096,13 @@ def sync_configs(
     server_dry_run: bool = False,
     diff: bool = False,
     on_plan: Callable[[SyncResult], None] | None = None,
+    database: str = "pullctl",
 ) -> SyncResult:
     """Load and validate the configs (a config error stops here, before the cluster is contacted), connect,
     render for the cluster's namespace (``options.namespace``, else the context's) and ``sync``."""
     from dataclasses import replace
 
-    sources = load_sources(location)
+    sources = load_sources(location, database=database)
     cluster = connect(kubeconfig, context, options.namespace)
     try:
         objects = render(sources, replace(options, namespace=cluster.namespace))
