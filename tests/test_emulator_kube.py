@@ -777,6 +777,75 @@ def test_apply_that_creates_also_needs_create(kube_emulator: KubeEmulator, batch
     assert status_of(excinfo.value)["message"] == 'cronjobs.batch "new" is forbidden: '
 
 
+# -- injected server faults ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "message", "details"),
+    [
+        (
+            409,
+            "Conflict",
+            'Operation cannot be fulfilled on cronjobs.batch "pull-weather": the object has been modified;'
+            " please apply your changes to the latest version and try again",
+            {"name": "pull-weather", "group": "batch", "kind": "cronjobs"},
+        ),
+        (
+            500,
+            "InternalError",
+            "Internal error occurred: etcdserver: request timed out",
+            {"causes": [{"message": "etcdserver: request timed out"}]},
+        ),
+        (503, "ServiceUnavailable", "the server is currently unable to handle the request", None),
+        (
+            504,
+            "Timeout",
+            "Timeout: request did not complete within requested timeout - context deadline exceeded",
+            {},
+        ),
+    ],
+)
+def test_injected_faults_answer_the_servers_status(
+    kube_emulator: KubeEmulator,
+    batch: BatchV1Api,
+    status: int,
+    reason: str,
+    message: str,
+    details: dict[str, Any] | None,
+) -> None:
+    kube_emulator.fail("patch", "CronJob", status, times=1)
+    with pytest.raises(ApiException) as excinfo:
+        apply_cronjob(batch, cronjob_body())
+    body = status_of(excinfo.value)
+    assert (excinfo.value.status, body["reason"], body["message"]) == (status, reason, message)
+    assert body.get("details") == details
+    assert kube_emulator.objects("CronJob") == []  # nothing was written
+    apply_cronjob(batch, cronjob_body())  # times=1: the next one goes through
+    assert [r.status for r in kube_emulator.requests_for("patch")] == [status, 201]
+
+
+def test_faults_are_scoped_and_come_after_authorization(
+    kube_emulator: KubeEmulator, batch: BatchV1Api, core: CoreV1Api
+) -> None:
+    kube_emulator.fail("list", "configmaps", 500, namespace=NS, message="etcdserver: leader changed")
+    kube_emulator.fail("patch", "cronjobs", 503, namespace="other")
+    batch.list_namespaced_cron_job(NS)  # another resource
+    apply_cronjob(batch, cronjob_body())  # another namespace
+    for _ in range(2):  # no times: every request
+        with pytest.raises(ApiException) as excinfo:
+            core.list_namespaced_config_map(NS)
+        assert status_of(excinfo.value)["message"] == "Internal error occurred: etcdserver: leader changed"
+    kube_emulator.deny("list", "configmaps")
+    with pytest.raises(ApiException) as excinfo:
+        core.list_namespaced_config_map(NS)
+    assert excinfo.value.status == 403  # RBAC answers before storage
+    kube_emulator.allow_all()
+    kube_emulator.heal()
+    assert core.list_namespaced_config_map(NS).items == []
+    with pytest.raises(ValueError, match=r"not 403 \(401: change .token; 403: deny\(\)\)"):
+        kube_emulator.fail("get", "cronjobs", 403)
+
+
 # -- the request log and seeding ------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ import yaml
 from pullctl.config.loader import LoadedSource, LoadResult, load_paths, load_text
 from pullctl.config.schedule import Target
 from pullctl.errors import StoreError, UsageError
-from pullctl.pipeline.store import Store, mask_url, open_store
+from pullctl.pipeline.store import Store, mask_url, open_store, url_redactor
 
 COLLECTION = "source_configs"
 
@@ -29,15 +29,18 @@ def load_from_mongodb(
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
 
-    client: MongoClient[dict[str, Any]] = MongoClient(url, serverSelectionTimeoutMS=3000, tz_aware=True)
-    try:
+    client: MongoClient[dict[str, Any]] | None = None
+    try:  # the client parses the URL: an invalid one is a PyMongoError too
+        client = MongoClient(url, serverSelectionTimeoutMS=3000, tz_aware=True)
         docs = list(client[database][COLLECTION].find({}).sort("_id", 1))
     except PyMongoError as exc:
+        reason = url_redactor(url)(mask_url(str(exc)))
         raise StoreError(
-            f"cannot read configs from MongoDB at {mask_url(url)} (database {database}): {exc}"
+            f"cannot read configs from MongoDB at {mask_url(url)} (database {database}): {reason}"
         ) from None
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     result = LoadResult()
     for doc in docs:
         one = _load_document(doc)

@@ -40,7 +40,7 @@ from pymongo.errors import (
 
 from pullctl.errors import StoreError
 from pullctl.pipeline.documents import Document, RunRecord
-from pullctl.pipeline.store import mask_url
+from pullctl.pipeline.store import mask_url, url_redactor
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -110,8 +110,7 @@ class MongoStore:
         self.database = database
         self.timeout = timeout
         self._client: AsyncMongoClient[Mongo] | None = None
-        password = re.search(r"://[^:/@]+:([^@/]+)@", url)
-        self._password = password.group(1) if password else None
+        self._redact = url_redactor(url)
 
     @property
     def location(self) -> str:
@@ -140,10 +139,7 @@ class MongoStore:
             text = str(exc) or type(exc).__name__
         text = text.split(", Timeout: ", 1)[0]
         text = re.sub(r" \(configured timeouts: [^)]*\)", "", text)
-        text = mask_url(text)
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text
+        return self._redact(mask_url(text))
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 

@@ -14,6 +14,11 @@ What follows the real API server (kubernetes/kubernetes ``staging/src/k8s.io/api
 - A missing or wrong bearer token is 401 ``Unauthorized`` on every path (anonymous auth disabled).
 - ``deny()`` gives the RBAC filter's 403 (``responsewriters.forbiddenMessage``); an apply that would create an
   object also needs ``create`` (``handlers/patch.go`` ``withAuthorization``), whose 403 carries RBAC's empty reason.
+- ``fail(verb, resource, status)`` makes authorized requests fail as the server does when its storage or a filter
+  gives up (``apimachinery/pkg/api/errors``): 409 ``Conflict`` (the optimistic-lock message), 500 ``InternalError``
+  ("Internal error occurred: etcdserver: request timed out"), 503 ``ServiceUnavailable``, 504 ``Timeout`` (the
+  timeout filter's "request did not complete within requested timeout - context deadline exceeded"). ``times``
+  bounds how many requests fail (None: all); ``message`` replaces the default cause. Nothing is written.
 - Server-side apply (``application/apply-patch+yaml``): ``fieldManager`` is required (422 ``PatchOptions`` Invalid),
   ``force`` on a non-apply patch is 422, apiVersion/kind must match the endpoint (400 ``invalid object type``),
   the URL name must match ``metadata.name`` (400), ``metadata.managedFields`` must be absent (400). Field
@@ -1633,6 +1638,41 @@ class _Denial:
 
 
 @dataclass
+class _Fault:
+    verb: str
+    resource: str
+    namespace: str | None
+    status: int
+    message: str | None
+    times: int | None  # None: every matching request
+
+    def error(self, res: ResourceType, name: str | None) -> ApiError:
+        """The ``Status`` the apiserver answers for this status code (``apimachinery/pkg/api/errors``)."""
+        if self.status == 409:  # NewConflict with the storage's OptimisticLockErrorMsg
+            return conflict(res.group, res.plural, name or "", self.message or OPTIMISTIC_LOCK_MESSAGE)
+        if self.status == 500:  # NewInternalError
+            cause = self.message or "etcdserver: request timed out"
+            return ApiError(
+                500, "InternalError", f"Internal error occurred: {cause}", {"causes": [{"message": cause}]}
+            )
+        if self.status == 503:  # NewServiceUnavailable
+            return ApiError(
+                503,
+                "ServiceUnavailable",
+                self.message or "the server is currently unable to handle the request",
+            )
+        # 504, NewTimeoutError as the timeout filter raises it (retryAfterSeconds 0 is omitted)
+        return ApiError(504, "Timeout", f"Timeout: {self.message or TIMEOUT_MESSAGE}", {})
+
+
+FAULT_STATUSES = (409, 500, 503, 504)
+OPTIMISTIC_LOCK_MESSAGE = (
+    "the object has been modified; please apply your changes to the latest version and try again"
+)
+TIMEOUT_MESSAGE = "request did not complete within requested timeout - context deadline exceeded"
+
+
+@dataclass
 class _Context:
     """What one resource request is about."""
 
@@ -1687,6 +1727,7 @@ class KubeEmulator:
         self.requests: list[RecordedRequest] = []
         self._objects: dict[tuple[str, str, str], Obj] = {}  # (plural, namespace, name) -> stored object
         self._denials: list[_Denial] = []
+        self._faults: list[_Fault] = []
         self._revision = 100
         self._lock = threading.RLock()
         self._server: BackgroundServer | None = None
@@ -1750,6 +1791,34 @@ class KubeEmulator:
     def allow_all(self) -> None:
         with self._lock:
             self._denials.clear()
+
+    def fail(
+        self,
+        verb: str,
+        resource: str,
+        status: int = 500,
+        *,
+        namespace: str | None = None,
+        times: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Answer ``status`` (409, 500, 503 or 504) to authorized ``verb`` requests on ``resource`` in ``namespace``
+        (None: any), the next ``times`` of them (None: all), with the apiserver's ``Status`` for it."""
+        if status not in FAULT_STATUSES:
+            raise ValueError(
+                f"fail() answers one of {FAULT_STATUSES}, not {status} (401: change .token; 403: deny())"
+            )
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1, or None for every request")
+        with self._lock:
+            self._faults.append(
+                _Fault(verb, resource_for(resource).plural, namespace, status, message, times)
+            )
+
+    def heal(self) -> None:
+        """Forget every ``fail()``."""
+        with self._lock:
+            self._faults.clear()
 
     def reset_log(self) -> None:
         with self._lock:
@@ -1886,6 +1955,7 @@ class KubeEmulator:
         ctx = self._context(method, parts, query, record)
         record.body = self._parse_body(body, headers.get("content-type", ""))
         self._authorize(ctx)
+        self._inject_fault(ctx)
         handler = {
             "get": self._get,
             "list": self._list,
@@ -2022,6 +2092,18 @@ class KubeEmulator:
                 name or "",
                 self._forbidden_reason(ctx.verb, ctx.resource, ctx.namespace),
             )
+
+    def _inject_fault(self, ctx: _Context) -> None:
+        for fault in self._faults:
+            if (fault.verb, fault.resource) != (ctx.verb, ctx.resource.plural):
+                continue
+            if fault.namespace is not None and fault.namespace != ctx.namespace:
+                continue
+            if fault.times is not None:
+                if fault.times <= 0:
+                    continue
+                fault.times -= 1
+            raise fault.error(ctx.resource, ctx.name)
 
     # -- handlers -------------------------------------------------------------------------------------------------
 
