@@ -408,6 +408,23 @@ def test_rules_apply_in_order_and_star_matches_any_path(upstream: Upstream, clie
     assert client.get(FORECAST, params=BERLIN).status_code == 200
 
 
+def test_fraction_fails_a_seeded_share_and_passes_the_rest_on(
+    upstream: Upstream, client: httpx.Client
+) -> None:
+    rule = upstream.fail(FORECAST, status=503, fraction=0.25, seed=7)
+    upstream.fail(FORECAST, status=500, times=1)  # what the fraction passes over goes on to the next rule
+    statuses = [client.get(FORECAST, params=BERLIN).status_code for _ in range(200)]
+    assert statuses.count(500) == 1
+    assert statuses.count(503) == rule.applied
+    assert 25 <= rule.applied <= 75
+    assert statuses.count(200) == 199 - rule.applied
+    upstream.reset()
+    again = upstream.fail(FORECAST, status=503, fraction=0.25, seed=7)
+    upstream.fail(FORECAST, status=500, times=1)
+    assert [client.get(FORECAST, params=BERLIN).status_code for _ in range(200)] == statuses
+    assert again.applied == rule.applied
+
+
 def test_delay_then_normal_response(upstream: Upstream, client: httpx.Client) -> None:
     upstream.fail("/pages/empty", "delay", delay=0.3, times=1)
     start = time.monotonic()
@@ -546,6 +563,8 @@ def test_empty_body(upstream: Upstream, client: httpx.Client) -> None:
         ({"kind": "delay"}, "needs delay="),
         ({"kind": "large", "size": 3}, "needs size="),
         ({"kind": "empty", "times": 0}, "times must be at least 1"),
+        ({"kind": "empty", "fraction": 0}, r"fraction must be in \(0, 1\]"),
+        ({"kind": "empty", "fraction": 1.5}, r"fraction must be in \(0, 1\]"),
     ],
 )
 def test_fail_validates_its_arguments(upstream: Upstream, kwargs: dict[str, Any], message: str) -> None:

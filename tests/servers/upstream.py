@@ -54,8 +54,11 @@ Failure injection: ``fail(path, kind, **options) -> Rule`` adds a rule. A reques
 rule (in the order added) whose ``path`` equals the request path (``"*"`` matches any path), whose
 ``query`` items all equal the request's query parameters, and that has not used up its ``times``
 (``None``: forever). So "the first two requests fail, then it works" is ``times=2``, and
-``query={"latitude": "52.52"}`` fails one item of a run while the others succeed. ``rule.applied``
-counts the requests a rule has served. Every rule first waits ``delay`` seconds.
+``query={"latitude": "52.52"}`` fails one item of a run while the others succeed. ``fraction`` (default 1)
+makes a rule serve only that share of the requests it matches, drawn from ``random.Random(seed)`` (default
+seed 0, so a run's sequence of draws repeats): ``fraction=0.05`` answers about one request in twenty, and a
+request it passes over goes on to the next rule or the normal response. ``rule.applied`` counts the requests
+a rule has served. Every rule first waits ``delay`` seconds.
 
 =================  ======================================================================================
 kind               response
@@ -82,6 +85,7 @@ Example::
     upstream.fail("/v1/forecast", "status", status=429, retry_after=2, times=1)
     upstream.fail("/v1/forecast", "reset", after_bytes=50, query={"latitude": "52.52"})
     upstream.fail("/v1/forecast", "delay", delay=5.0)
+    upstream.fail("/v1/forecast", "status", status=503, fraction=0.05)   # ~5 % of requests, at random
 
 ``reset()`` drops the rules, the recorded requests and the counters; settings (records, secrets) stay.
 ``stop()`` ends every injected wait at once, so a test that times out does not hold the server up.
@@ -196,7 +200,13 @@ class Rule:
     after_bytes: int = 100
     size: int = 0
     chunked: bool = False
+    fraction: float = 1.0
+    seed: int | str = 0
     applied: int = 0
+    _draw: random.Random = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._draw = random.Random(self.seed)
 
     @property
     def exhausted(self) -> bool:
@@ -205,7 +215,9 @@ class Rule:
     def matches(self, path: str, query: Mapping[str, str]) -> bool:
         if self.path not in ("*", path) or self.exhausted:
             return False
-        return all(query.get(name) == value for name, value in self.query.items())
+        if not all(query.get(name) == value for name, value in self.query.items()):
+            return False
+        return self.fraction >= 1.0 or self._draw.random() < self.fraction
 
 
 class _InjectedReset(Exception):
@@ -381,6 +393,8 @@ class Upstream:
         after_bytes: int = 100,
         size: int = 0,
         chunked: bool = False,
+        fraction: float = 1.0,
+        seed: int | str = 0,
     ) -> Rule:
         """Add a failure rule for requests to ``path``; see the module docstring."""
         if kind not in FAULT_KINDS:
@@ -393,6 +407,8 @@ class Upstream:
             raise ValueError("fail(kind='large') needs size= of at least 16 bytes")
         if times is not None and times < 1:
             raise ValueError("times must be at least 1, or None for every request")
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError("fraction must be in (0, 1]")
         rule = Rule(
             path=path,
             kind=kind,
@@ -406,6 +422,8 @@ class Upstream:
             after_bytes=after_bytes,
             size=size,
             chunked=chunked,
+            fraction=fraction,
+            seed=seed,
         )
         with self._lock:
             self.rules.append(rule)
