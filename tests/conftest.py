@@ -12,6 +12,7 @@ from pullctl.cli.main import app
 pytest_plugins = [
     "tests.servers.upstream",
     "tests.servers.mcp_server",
+    "tests.servers.proxy",
     "tests.emulators.dapr",
     "tests.emulators.kube",
     "tests.stores",

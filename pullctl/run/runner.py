@@ -30,7 +30,7 @@ from pullctl.pipeline.documents import (
 from pullctl.pipeline.events import EventSink, NoEvents
 from pullctl.pipeline.store import Store
 from pullctl.redact import Redactor
-from pullctl.run.fetch import Fetcher, Page, make_transport
+from pullctl.run.fetch import Fetcher, Page, env_proxy, make_transport, proxy_userinfo
 from pullctl.run.iteration import resolve_items
 from pullctl.run.plan import FetchTask, Plan, Shard, Window, build_plan, scheduled_window
 from pullctl.run.secrets import resolve_secret
@@ -209,7 +209,14 @@ async def _execute(
         options.concurrency or (ing.iteration.concurrency if ing.iteration else 1), len(plan.tasks)
     )
     own_transport = transport is None
-    http = transport or make_transport(concurrency)
+    if transport is None:
+        proxy = env_proxy(ing.request.base_url, settings.environ)
+        userinfo = proxy_userinfo(proxy) if proxy is not None else None
+        if userinfo:
+            state.redact.add(userinfo)
+            state.redact.add(userinfo.partition(":")[2])
+        transport = make_transport(concurrency, proxy)
+    http = transport
     try:
         fetcher = Fetcher(config, http, secret, state.redact, record.counts, sleep=sleep)
         writer = asyncio.create_task(_writer(state))
