@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from pullctl.pipeline.documents import RunRecord
 from pullctl.run.plan import Plan
+
+PROGRESS_INTERVAL_SECONDS = 10.0
 
 
 def _now() -> str:
@@ -18,9 +21,16 @@ def _now() -> str:
 class JsonLogObserver:
     """One JSON object per line on stderr: what log collectors in a cluster expect."""
 
-    def __init__(self, stream: IO[str] | None = None, every: int = 0) -> None:
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        interval: float = PROGRESS_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream or sys.stderr
-        self.every = every  # a progress line every N items (0: none)
+        self.interval = interval  # a "progress" line at most this often, seconds (0: none)
+        self._clock = clock
+        self._next = clock() + interval
         self._done = 0
 
     def log(self, level: str, event: str, record: RunRecord, **fields: Any) -> None:
@@ -55,11 +65,19 @@ class JsonLogObserver:
         if error is not None:
             attempts = next((e.attempts for e in reversed(record.errors) if e.item == key), None)
             self.log("error", "item_failed", record, item=key, reason=error, attempts=attempts)
-        elif self.every and self._done % self.every == 0:
-            self.log("info", "progress", record, done=self._done, counts=record.counts)
+        self._progress(record)
 
     def stored(self, record: RunRecord) -> None:
-        return None
+        self._progress(record)
+
+    def _progress(self, record: RunRecord) -> None:
+        """A long run says how far it got every ``interval`` seconds: items done of all, and the counts."""
+        if not self.interval or self._clock() < self._next:
+            return
+        self._next = self._clock() + self.interval
+        self.log(
+            "info", "progress", record, done=self._done, items=record.counts["items"], counts=record.counts
+        )
 
     def dry_run_document(self, document: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(document, default=str, ensure_ascii=False) + "\n")
