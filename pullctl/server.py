@@ -39,9 +39,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from pullctl.config.loader import LoadResult, load_location
+from pullctl.config.loader import LoadResult
 from pullctl.dapr import DaprClient, unwrap_value
 from pullctl.errors import PullctlError
+from pullctl.pipeline.config_store import load_location
 from pullctl.pipeline.documents import RunRecord, new_run_id, utcnow
 from pullctl.pipeline.store import Store, mask_url, open_store
 from pullctl.schedulers.dapr_jobs import JobsPlan, source_id_of, startup_delays, sync_until_ready

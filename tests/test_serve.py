@@ -25,8 +25,8 @@ import yaml
 from pymongo import MongoClient
 
 from pullctl.asgi import BackgroundServer
-from pullctl.config.loader import load_location
 from pullctl.dapr import DaprClient
+from pullctl.pipeline.config_store import load_location
 from pullctl.pipeline.store import open_store
 from pullctl.schedulers.dapr_jobs import sync_jobs
 from pullctl.server import INTERRUPTED, JsonLog, PullService, create_app

@@ -62,7 +62,7 @@ def sync(
 
     Example: DAPR_HTTP_PORT=3500 pullctl jobs sync --dry-run
     """
-    from pullctl.config.loader import load_location
+    from pullctl.pipeline.config_store import load_location
     from pullctl.schedulers.dapr_jobs import sync_jobs
     from pullctl.settings import Settings
 

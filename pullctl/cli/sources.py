@@ -18,7 +18,7 @@ def list_sources(config: ConfigOption = None, out: TableOutputOption = TableOrJs
     Example: pullctl list --output json | jq '.[].source_id'
     """
     from pullctl.config.catalog import source_summary
-    from pullctl.config.loader import load_location
+    from pullctl.pipeline.config_store import load_location
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config)

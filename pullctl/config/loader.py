@@ -412,14 +412,3 @@ def load_paths(paths: Sequence[str | Path], *, target: Target = "k8s", strict: b
     result.sources = unique
     result.issues.sort(key=lambda i: (i.file, i.line, i.column))
     return result
-
-
-def load_location(
-    location: str, *, target: Target = "k8s", strict: bool = False, database: str = "pullctl"
-) -> LoadResult:
-    """Load configs from where ``PULLCTL_CONFIG`` / ``--config`` points: a folder, a file, or ``mongodb://…``."""
-    if location.startswith(("mongodb://", "mongodb+srv://")):
-        from pullctl.pipeline.config_store import load_from_mongodb
-
-        return load_from_mongodb(location, database, target=target, strict=strict)
-    return load_paths([location], target=target, strict=strict)

@@ -22,6 +22,15 @@ from pullctl.pipeline.store import Store, mask_url, open_store, url_redactor
 COLLECTION = "source_configs"
 
 
+def load_location(
+    location: str, *, target: Target = "k8s", strict: bool = False, database: str = "pullctl"
+) -> LoadResult:
+    """Load configs from where ``PULLCTL_CONFIG`` / ``--config`` points: a folder, a file, or ``mongodb://…``."""
+    if location.startswith(("mongodb://", "mongodb+srv://")):
+        return load_from_mongodb(location, database, target=target, strict=strict)
+    return load_paths([location], target=target, strict=strict)
+
+
 def load_from_mongodb(
     url: str, database: str = "pullctl", *, target: Target = "k8s", strict: bool = False
 ) -> LoadResult:

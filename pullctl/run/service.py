@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from pullctl.config.loader import LoadedSource, load_location
+from pullctl.config.loader import LoadedSource
 from pullctl.errors import PullctlError, UsageError
+from pullctl.pipeline.config_store import load_location
 from pullctl.pipeline.documents import RunRecord
 from pullctl.pipeline.events import open_sink
 from pullctl.pipeline.metrics import export_run_metrics

@@ -180,7 +180,7 @@ def load_sources(location: str, only: Sequence[str] = (), database: str = "pullc
     Configs are validated for Kubernetes (``target="k8s"``): a schedule only DAPR understands is a located
     ``ConfigError`` that points at ``pullctl jobs sync``.
     """
-    from pullctl.config.loader import load_location
+    from pullctl.pipeline.config_store import load_location
 
     result = load_location(location, target="k8s", database=database)
     result.raise_for_errors()
