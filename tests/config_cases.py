@@ -333,4 +333,28 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
             "case.yaml:10:26: ingestion.rate_limit.requests_per_second: must be greater than 0 (got -1)",
         ],
     ),
+    (
+        "undefined-alias",
+        BASE + "  retry: *defaults\n",
+        "k8s",
+        ["case.yaml:6:10: ingestion.retry: undefined alias '*defaults' (no '&defaults' before it)"],
+    ),
+    (
+        "billion-laughs",
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(
+            f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
+        ),
+        "k8s",
+        ["case.yaml:5:36: e[7]: aliases expand to more than 100,000 values; refused"],
+    ),
+    (
+        "merge-key-not-a-mapping",
+        "sources:\n  - <<: [1, 2]\n    source_id: a\n",
+        "k8s",
+        [
+            "case.yaml:2:5: sources[0].<<: a merge key '<<' takes a mapping or a list of mappings (got 1)",
+            "case.yaml:2:5: sources[0].<<: a merge key '<<' takes a mapping or a list of mappings (got 2)",
+        ],
+    ),
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pullctl.config.loader import load_paths
 from tests.config_cases import BASE
 from tests.conftest import EXAMPLES, ROOT, Cli
 
@@ -159,3 +160,34 @@ def test_hidden_folders_of_a_mounted_configmap_are_skipped(cli: Cli, tmp_path: P
     result = cli("validate", str(tmp_path))
     assert result.exit_code == 0
     assert result.stderr == "✓ 1 file: 1 source, 0 errors, 0 warnings\n"
+
+
+def test_anchors_and_merge_keys_share_a_base_and_explicit_keys_win(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "pulls.yaml").write_text(
+        "sources:\n"
+        "  - &base\n"
+        "    source_id: rates-eur\n"
+        "    ingestion:\n"
+        "      schedule: '0 * * * *'\n"
+        "      request: &request {base_url: 'https://api.example.com/rates', parameters: {base: EUR}}\n"
+        "  - <<: *base\n"
+        "    source_id: rates-usd\n"
+        "  - source_id: rates-gbp\n"
+        "    ingestion:\n"
+        "      schedule: '30 * * * *'\n"
+        "      request:\n"
+        "        <<: *request\n"
+        "        parameters: {base: GBP}\n"
+    )
+    result = cli("list", "-c", str(tmp_path), "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    listed = {s["source_id"]: s for s in json.loads(result.stdout)}
+    assert sorted(listed) == ["rates-eur", "rates-gbp", "rates-usd"]
+    assert listed["rates-usd"]["schedule"] == "0 * * * *"
+    assert listed["rates-gbp"]["schedule"] == "30 * * * *"
+    loaded = {s.source_id: s for s in load_paths([tmp_path]).sources}
+    assert [loaded[s].line for s in ("rates-eur", "rates-usd", "rates-gbp")] == [3, 8, 9]
+    assert loaded["rates-usd"].config.ingestion == loaded["rates-eur"].config.ingestion
+    gbp = loaded["rates-gbp"].config.ingestion.request
+    assert gbp is not None and gbp.base_url == "https://api.example.com/rates"
+    assert gbp.parameters == {"base": "GBP"}

@@ -89,54 +89,142 @@ class _Positions:
         return self.keys[loc] if loc else self.values.get((), (1, 1))
 
 
-def _mark(node: yaml.Node) -> tuple[int, int]:
-    return node.start_mark.line + 1, node.start_mark.column + 1
+MERGE_TAG = "tag:yaml.org,2002:merge"
+STR_TAG = "tag:yaml.org,2002:str"
+MAX_ALIAS_EXPANSION = 100_000  # values that aliases may stand for, per document ("billion laughs" guard)
+
+
+def _mark(event: Any) -> tuple[int, int]:  # a parser event (yaml.Event); its marks are always set
+    return event.start_mark.line + 1, event.start_mark.column + 1
 
 
 class _Builder:
-    """Turns a composed YAML node tree into plain Python values, noting positions and duplicate keys."""
+    """Builds plain Python values straight from the parser's events, noting positions and duplicate keys.
+
+    No node tree is held (for 50,000 configured items it was 2.5 KB an item at the peak). Merge keys
+    (``<<: *base``) work as YAML 1.1 defines them: explicit keys win, then the merged mappings in order.
+    An alias is the value of its anchor, as PyYAML constructs it.
+    """
 
     def __init__(self, loader: Any, file: str, issues: list[Issue]) -> None:
         self.loader = loader
         self.file = file
         self.issues = issues
+        self.anchors: dict[str, Any] = {}
+        self.sizes: dict[str, int] = {}  # values each anchor stands for, its aliases expanded
+        self.count = 0  # values built in this document, aliases expanded
+        self.expanded = 0  # of which through aliases
 
-    def build(self, node: yaml.Node, loc: Loc, pos: _Positions) -> Any:
-        block = isinstance(node, yaml.CollectionNode) and not node.flow_style
+    def document(self, pos: _Positions) -> Any:
+        self.anchors, self.sizes, self.count, self.expanded = {}, {}, 0, 0
+        return self.build(self.loader.get_event(), (), pos)
+
+    def _issue(self, event: Any, loc: Loc, message: str) -> None:
+        line, col = _mark(event)
+        self.issues.append(Issue(self.file, line, col, format_loc(loc), message))
+
+    def _tag(self, event: Any) -> str:
+        if event.tag is None or event.tag == "!":
+            return str(self.loader.resolve(yaml.ScalarNode, event.value, event.implicit))
+        return str(event.tag)
+
+    def _scalar(self, event: Any, tag: str) -> Any:
+        if tag == STR_TAG:  # most scalars: PyYAML's constructor returns the text as it is
+            return event.value
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+        constructor = self.loader.yaml_constructors.get(tag)
+        if constructor is not None:
+            return constructor(self.loader, node)
+        value = self.loader.construct_object(node)  # an unknown tag: PyYAML's own error
+        self.loader.constructed_objects.pop(node, None)
+        return value
+
+    def _skip(self, event: Any) -> None:
+        """Consume the rest of the collection that ``event`` starts (nothing for a scalar or alias)."""
+        depth = 1 if isinstance(event, yaml.CollectionStartEvent) else 0
+        while depth:
+            nxt = self.loader.get_event()
+            depth += isinstance(nxt, yaml.CollectionStartEvent) - isinstance(nxt, yaml.CollectionEndEvent)
+
+    def build(self, event: Any, loc: Loc, pos: _Positions) -> Any:
+        block = isinstance(event, yaml.CollectionStartEvent) and not event.flow_style
         # A block mapping or list is best pointed at by its key; a scalar or flow collection by its value.
-        pos.values[loc] = pos.keys[loc] if block and loc in pos.keys else _mark(node)
-        if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)
-            result: dict[Any, Any] = {}
-            first_seen: dict[Any, int] = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    line, col = _mark(key_node)
-                    self.issues.append(
-                        Issue(self.file, line, col, format_loc(loc), "a key must be a plain scalar")
+        pos.values[loc] = pos.keys[loc] if block and loc in pos.keys else _mark(event)
+        value: Any
+        self.count += 1
+        start = self.count
+        if isinstance(event, yaml.AliasEvent):
+            anchor = str(event.anchor)
+            if anchor not in self.anchors:
+                self._issue(event, loc, f"undefined alias '*{anchor}' (no '&{anchor}' before it)")
+                return None
+            size = self.sizes[anchor]
+            self.count += size
+            self.expanded += size
+            if self.expanded > MAX_ALIAS_EXPANSION:
+                if self.expanded - size <= MAX_ALIAS_EXPANSION:  # say it once
+                    self._issue(
+                        event, loc, f"aliases expand to more than {MAX_ALIAS_EXPANSION:,} values; refused"
+                    )
+                return None
+            return self.anchors[anchor]
+        if isinstance(event, yaml.ScalarEvent):
+            value = self._scalar(event, self._tag(event))
+        elif isinstance(event, yaml.SequenceStartEvent):
+            value = []
+            while not self.loader.check_event(yaml.SequenceEndEvent):
+                value.append(self.build(self.loader.get_event(), (*loc, len(value)), pos))
+            self.loader.get_event()
+        else:
+            value = self._mapping(loc, pos)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = value
+            self.sizes[event.anchor] = self.count - start + 1
+        return value
+
+    def _mapping(self, loc: Loc, pos: _Positions) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first_seen: dict[str, int] = {}
+        merges: list[tuple[Any, Any]] = []
+        while not self.loader.check_event(yaml.MappingEndEvent):
+            key_event = self.loader.get_event()
+            if not isinstance(key_event, yaml.ScalarEvent):
+                self._issue(key_event, loc, "a key must be a plain scalar")
+                self._skip(key_event)
+                self._skip(self.loader.get_event())
+                continue
+            tag = self._tag(key_event)
+            if tag == MERGE_TAG:
+                merges.append((key_event, self.build(self.loader.get_event(), (*loc, "<<"), _Positions())))
+                continue
+            key = self._scalar(key_event, tag)
+            key = key if isinstance(key, str) else str(key)
+            line, col = _mark(key_event)
+            if key in first_seen:
+                self._issue(
+                    key_event, (*loc, key), f"duplicate key '{key}' (first defined at line {first_seen[key]})"
+                )
+                self._skip(self.loader.get_event())
+                continue
+            first_seen[key] = line
+            sub = (*loc, key)
+            pos.keys[sub] = (line, col)
+            result[key] = self.build(self.loader.get_event(), sub, pos)
+        self.loader.get_event()
+        for key_event, merged in merges:
+            for source in merged if isinstance(merged, list) else [merged]:
+                if not isinstance(source, dict):
+                    self._issue(
+                        key_event,
+                        (*loc, "<<"),
+                        f"a merge key '<<' takes a mapping or a list of mappings (got {_describe(source)})",
                     )
                     continue
-                key = self.loader.construct_object(key_node)
-                key = key if isinstance(key, str) else str(key)
-                line, col = _mark(key_node)
-                if key in first_seen:
-                    self.issues.append(
-                        Issue(
-                            self.file,
-                            line,
-                            col,
-                            format_loc((*loc, key)),
-                            f"duplicate key '{key}' (first defined at line {first_seen[key]})",
-                        )
-                    )
-                    continue
-                first_seen[key] = line
-                pos.keys[(*loc, key)] = (line, col)
-                result[key] = self.build(value_node, (*loc, key), pos)
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*loc, i), pos) for i, item in enumerate(node.value)]
-        return self.loader.construct_object(node)
+                for key, value in source.items():
+                    if key not in result:
+                        result[key] = value
+                        pos.keys[(*loc, key)] = pos.values[(*loc, key)] = _mark(key_event)
+        return result
 
 
 def format_loc(loc: Loc) -> str:
@@ -157,13 +245,13 @@ def _documents(text: str, file: str, issues: list[Issue]) -> list[tuple[Any, _Po
         return docs
     try:
         builder = _Builder(loader, file, issues)
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
+        loader.get_event()  # StreamStart
+        while not loader.check_event(yaml.StreamEndEvent):
+            loader.get_event()  # DocumentStart
             pos = _Positions()
             before = len(issues)
-            value = builder.build(node, (), pos)
+            value = builder.document(pos)
+            loader.get_event()  # DocumentEnd
             if len(issues) == before:  # a document with duplicate or complex keys yields no source
                 docs.append((value, pos))
     except yaml.MarkedYAMLError as exc:
@@ -326,6 +414,8 @@ def _source_entries(
 
 
 def _sub_positions(pos: _Positions, prefix: Loc) -> _Positions:
+    if not prefix:
+        return pos
     n = len(prefix)
     sub = _Positions()
     sub.values = {k[n:]: v for k, v in pos.values.items() if k[:n] == prefix}
