@@ -6,7 +6,6 @@ The pulls are real: the test upstream, the MCP server, a SQLite store (and Mongo
 from __future__ import annotations
 
 import asyncio
-import gc
 import io
 import json
 import socket
@@ -14,7 +13,6 @@ import sqlite3
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -389,17 +387,6 @@ def mongo_database(mongo_uri: str) -> Iterator[str]:
     client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri)
     client.drop_database(name)
     client.close()
-
-
-@pytest.fixture
-def pymongo_socket_leaks_tolerated() -> Iterator[None]:
-    """pymongo 4.20 leaks its monitor's socket when an async client closes (PYTHON-5867): a ResourceWarning
-    whenever the garbage collector gets to it, in this test or a later one. Collect before and after."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-        yield
-        gc.collect()
 
 
 @pytest.mark.mongo

@@ -9,11 +9,8 @@ APP_API_TOKEN, a MongoDB password): where the user passed it, pullctl never echo
 from __future__ import annotations
 
 import base64
-import gc
 import json
 import uuid
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -342,16 +339,6 @@ def test_serve_never_logs_its_tokens(tmp_path: Path, upstream: Upstream) -> None
 # config push|get|delete (the MongoDB config store), and a MongoDB URL whose password is the secret
 
 URL_PASSWORD = quote(SECRET, safe="")  # as it must be written in a URL
-
-
-@pytest.fixture
-def pymongo_socket_leaks_tolerated() -> Iterator[None]:
-    """pymongo 4.20 leaks its monitor's socket when a client closes while connecting (PYTHON-5867)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-        yield
-        gc.collect()
 
 
 @pytest.mark.mongo
