@@ -35,8 +35,9 @@ def test_a_failed_item_is_logged_with_its_reason_and_attempts_and_no_progress_wh
     stream = io.StringIO()
     observer = JsonLogObserver(stream, interval=0)
     record = RunRecord(run_id="r1", source_id="s", trigger="manual", window={})
-    record.add_error("k1", "HTTP 503 Service Unavailable from https://api.example.com/x", 3)
-    observer.item_done(record, "k1", "HTTP 503 Service Unavailable from https://api.example.com/x")
+    for n in range(150):  # the run record keeps the first 100 errors; the log line has every item's
+        record.add_error(f"e{n}", "earlier failure", 1)
+    observer.item_done(record, "k1", "HTTP 503 Service Unavailable from https://api.example.com/x", 3)
     observer.item_done(record, "k2", None)
     [line] = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert line["event"] == "item_failed" and line["level"] == "error"

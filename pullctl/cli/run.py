@@ -47,7 +47,7 @@ class _ProgressObserver:
         self.progress.start()
         self.task = self.progress.add_task(self.label, total=len(plan.tasks), detail="")
 
-    def item_done(self, record: Any, key: str, error: str | None) -> None:
+    def item_done(self, record: Any, key: str, error: str | None, attempts: int = 0) -> None:
         if error is not None:
             self.progress.console.print(f"[red]✗[/] {key}: ", end="")
             self.progress.console.print(error, markup=False)

@@ -60,10 +60,9 @@ class JsonLogObserver:
         for key, reason in plan.skipped:
             self.log("warning", "item_skipped", record, item=key, reason=reason)
 
-    def item_done(self, record: RunRecord, key: str, error: str | None) -> None:
+    def item_done(self, record: RunRecord, key: str, error: str | None, attempts: int = 0) -> None:
         self._done += 1
         if error is not None:
-            attempts = next((e.attempts for e in reversed(record.errors) if e.item == key), None)
             self.log("error", "item_failed", record, item=key, reason=error, attempts=attempts)
         self._progress(record)
 

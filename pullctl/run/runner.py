@@ -59,7 +59,7 @@ class RunObserver(Protocol):
 
     def started(self, record: RunRecord, plan: Plan) -> None: ...
 
-    def item_done(self, record: RunRecord, key: str, error: str | None) -> None: ...
+    def item_done(self, record: RunRecord, key: str, error: str | None, attempts: int = 0) -> None: ...
 
     def stored(self, record: RunRecord) -> None: ...
 
@@ -71,7 +71,7 @@ class RunObserver(Protocol):
 class SilentObserver:
     def started(self, record: RunRecord, plan: Plan) -> None: ...
 
-    def item_done(self, record: RunRecord, key: str, error: str | None) -> None: ...
+    def item_done(self, record: RunRecord, key: str, error: str | None, attempts: int = 0) -> None: ...
 
     def stored(self, record: RunRecord) -> None: ...
 
@@ -261,7 +261,7 @@ async def _worker(state: _Run, fetcher: Fetcher, tasks: Any, window: Window) -> 
             record.counts["failed"] += 1
             record.failed_items.append(task.key)
             record.add_error(task.key, message, exc.attempts)
-            state.observer.item_done(record, task.key, message)
+            state.observer.item_done(record, task.key, message, exc.attempts)
             continue
         record.counts["fetched"] += 1
         state.observer.item_done(record, task.key, None)
