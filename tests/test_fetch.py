@@ -14,7 +14,7 @@ from pytest_httpx import HTTPXMock
 from pullctl.config.models import Retry, SourceConfig
 from pullctl.errors import FetchError, SecretError
 from pullctl.redact import Redactor
-from pullctl.run.fetch import USER_AGENT, Fetcher, RateLimiter
+from pullctl.run.fetch import USER_AGENT, Fetcher, RateLimiter, with_query
 from pullctl.run.plan import FetchTask
 from pullctl.run.retry import backoff_delay, retry_after_seconds
 
@@ -281,3 +281,17 @@ async def test_every_request_carries_the_default_headers_params_and_auth(httpx_m
     assert sent.headers["X-Trace"] == "t1"
     assert sent.headers["X-Key"] == "t0ken"  # the credential wins over a configured header of the same name
     assert str(sent.url) == f"{URL}?fixed=1&q=a+b%2Fc%26d&n=2"  # encoded as httpx encodes params=
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "expected"),
+    [
+        ("https://a.example/x", {"q": "a b/c&d"}, "https://a.example/x?q=a+b%2Fc%26d"),
+        ("https://a.example/x", {}, "https://a.example/x"),
+        ("https://a.example/x?page=2&key=old", {"key": "k"}, "https://a.example/x?page=2&key=k"),
+        ("https://a.example/x#frag", {"q": "1"}, "https://a.example/x?q=1#frag"),
+    ],
+)
+def test_with_query_merges_as_httpx_params_does(url: str, params: dict[str, str], expected: str) -> None:
+    assert with_query(url, params) == expected
+    assert with_query(url, params) == str(httpx.URL(url).copy_merge_params(params))

@@ -139,10 +139,13 @@ def _no_proxy(host: str, port: int | None, no_proxy: str) -> bool:
 
 
 def with_query(url: str, params: dict[str, str] | None) -> str:
-    """``url`` with ``params`` appended to its query, encoded as httpx encodes ``params=``."""
+    """``url`` with ``params`` merged into its query (a name already there takes the new value), encoded as
+    httpx encodes ``params=``. A URL without a query (the common case) takes no URL parse here."""
     if not params:
         return url
-    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+    if "?" not in url and "#" not in url:
+        return f"{url}?{urlencode(params)}"
+    return str(httpx.URL(url).copy_merge_params(params))
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
