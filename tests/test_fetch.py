@@ -271,15 +271,14 @@ def anyio_backend() -> str:
 async def test_every_request_carries_the_default_headers_params_and_auth(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(json={})
     h = Harness(config(auth_type="api_key", auth_header="X-Key", secret_store="s", secret_key="k"), "t0ken")
-    task = FetchTask(
-        "k", f"{URL}?fixed=1", {"q": "a b/c&d", "n": "2"}, {"X-Trace": "t1", "X-Key": "x"}, None, {}
-    )
+    configured = {"X-Trace": "t1", "x-key": "x", "accept": "application/vnd.api+json"}
+    task = FetchTask("k", f"{URL}?fixed=1", {"q": "a b/c&d", "n": "2"}, configured, None, {})
     await h.pages(task)
     sent = httpx_mock.get_requests()[0]
     assert sent.headers["User-Agent"] == USER_AGENT
-    assert sent.headers["Accept"] == "application/json"
+    assert sent.headers.get_list("Accept") == ["application/vnd.api+json"]  # replaced, whatever its case
     assert sent.headers["X-Trace"] == "t1"
-    assert sent.headers["X-Key"] == "t0ken"  # the credential wins over a configured header of the same name
+    assert sent.headers.get_list("X-Key") == ["t0ken"]  # the credential wins over a configured header
     assert str(sent.url) == f"{URL}?fixed=1&q=a+b%2Fc%26d&n=2"  # encoded as httpx encodes params=
 
 
@@ -295,3 +294,14 @@ async def test_every_request_carries_the_default_headers_params_and_auth(httpx_m
 def test_with_query_merges_as_httpx_params_does(url: str, params: dict[str, str], expected: str) -> None:
     assert with_query(url, params) == expected
     assert with_query(url, params) == str(httpx.URL(url).copy_merge_params(params))
+
+
+@pytest.mark.anyio
+async def test_without_configured_headers_json_is_preferred_and_anything_accepted(
+    httpx_mock: HTTPXMock,
+) -> None:
+    httpx_mock.add_response(json={})
+    await Harness(config()).pages()
+    sent = httpx_mock.get_requests()[0]
+    assert sent.headers["Accept"] == "application/json, */*;q=0.5"
+    assert sent.headers["Accept-Encoding"] == "gzip, deflate"

@@ -31,7 +31,12 @@ from pullctl.run.retry import Fatal, Retryable, backoff_delay, check_retry_after
 
 MAX_REDIRECTS = 5
 USER_AGENT = "pullctl/0.1 (+https://github.com/pullctl/pullctl)"
-DEFAULT_HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+# Configured headers replace these (by name, any case); JSON is preferred, anything is accepted (never a 406).
+DEFAULT_HEADERS = {
+    "User-Agent": USER_AGENT,
+    "Accept": "application/json, */*;q=0.5",
+    "Accept-Encoding": "gzip, deflate",
+}
 
 
 @dataclass
@@ -188,8 +193,16 @@ class Fetcher:
         self._sleep = sleep
         self._rng = rng
         self._auth_headers, self._auth_params = self._auth(secret)
-        self._headers = {**DEFAULT_HEADERS, **self._auth_headers}
+        self._headers = self._merge_headers({})
         self._retry_status = frozenset(self.policy.retry_on_status)
+
+    def _merge_headers(self, configured: dict[str, str]) -> httpx.Headers:
+        """The defaults, then the configured headers, then the credential: a later one replaces an earlier one
+        of the same name in any case (``accept`` replaces ``Accept``)."""
+        headers = httpx.Headers(DEFAULT_HEADERS)
+        headers.update(configured)
+        headers.update(self._auth_headers)
+        return headers
 
     def _auth(self, secret: str | None) -> tuple[dict[str, str], dict[str, str]]:
         req = self.request
@@ -361,7 +374,7 @@ class Fetcher:
         method = self.request.method
         body = task.body
         all_params = {**params, **self._auth_params} if params is not None else self._auth_params
-        headers = {**DEFAULT_HEADERS, **task.headers, **self._auth_headers} if task.headers else self._headers
+        headers = self._merge_headers(task.headers) if task.headers else self._headers
         target = with_query(url, all_params)
         for _ in range(MAX_REDIRECTS + 1):
             request = httpx.Request(method, target, headers=headers, json=body)
