@@ -469,6 +469,12 @@ def test_hash_follows_everything_rendered() -> None:
             {"pod_labels": {"pullctl.dev/set": "x"}},
             "--pod-label 'pullctl.dev/set': pullctl sets this label itself",
         ),
+        ({"env_from": ("cm/proxy",)}, "--env-from 'cm/proxy': expected secret/NAME or configmap/NAME"),
+        ({"env_from": ("proxy",)}, "--env-from 'proxy': expected secret/NAME or configmap/NAME"),
+        (
+            {"env_from": ("secret/Proxy_Auth",)},
+            "--env-from 'secret/Proxy_Auth': secret name 'Proxy_Auth': must be a lower-case DNS subdomain",
+        ),
     ],
 )
 def test_bad_options_are_usage_errors(kwargs: dict[str, Any], message: str) -> None:
@@ -485,6 +491,30 @@ def test_pod_labels_reach_the_pod(cli: Cli) -> None:
     labels = cj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     assert labels["azure.workload.identity/use"] == "true"
     assert "azure.workload.identity/use" not in cj["metadata"]["labels"]
+
+
+def test_env_from_gives_the_pod_a_secret_or_configmap_as_env_and_pullctls_own_env_wins(cli: Cli) -> None:
+    result = cli(
+        "render",
+        "-c",
+        str(EXAMPLES),
+        "weather-api",
+        "--env-from",
+        "configmap/egress-proxy",
+        "--env-from",
+        "secret/proxy-auth",
+    )
+    assert result.exit_code == 0, result.stderr
+    cj = next(d for d in yaml.safe_load_all(result.stdout) if d["kind"] == "CronJob")
+    validate_strict(cj)
+    [container] = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": "egress-proxy"}},
+        {"secretRef": {"name": "proxy-auth"}},
+    ]
+    assert {"name": "PULLCTL_LOG_FORMAT", "value": "json"} in container["env"]  # env wins over envFrom
+    plain = cli("render", "-c", str(EXAMPLES), "weather-api")
+    assert "envFrom" not in plain.stdout
 
 
 # -- --out DIR ------------------------------------------------------------------------------------------------------

@@ -125,6 +125,25 @@ def test_first_sync_creates_all(kube_emulator: KubeEmulator, configs: Path, kube
     assert [m["manager"] for m in stored["metadata"]["managedFields"]] == ["pullctl"]
 
 
+def test_adding_env_from_updates_every_cronjob_in_place(
+    kube_emulator: KubeEmulator, configs: Path, kubeconfig: Path
+) -> None:
+    do_sync(configs, kubeconfig)
+    result = do_sync(configs, kubeconfig, RenderOptions(env_from=("configmap/egress-proxy",)))
+    assert sorted(actions(result)) == [
+        ("unchanged", "configmap/pull-alpha"),
+        ("unchanged", "configmap/pull-beta"),
+        ("unchanged", "configmap/pull-gamma"),
+        ("update", "cronjob/pull-alpha"),
+        ("update", "cronjob/pull-beta"),
+        ("update", "cronjob/pull-gamma"),
+    ]
+    stored = kube_emulator.get("CronJob", "pull-alpha", NS)
+    assert stored is not None
+    container = stored["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"configMapRef": {"name": "egress-proxy"}}]
+
+
 def test_unchanged_resync_makes_only_the_list_calls(
     kube_emulator: KubeEmulator, configs: Path, kubeconfig: Path
 ) -> None:

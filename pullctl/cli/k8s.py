@@ -47,6 +47,15 @@ SecretRefOption = Annotated[
         show_default=False,
     ),
 ]
+EnvFromOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Every key of a Secret or ConfigMap as env variables of the pull pods,"
+        " e.g. configmap/egress-proxy for HTTPS_PROXY and NO_PROXY",
+        metavar="secret/NAME|configmap/NAME",
+        show_default=False,
+    ),
+]
 PodLabelOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -64,6 +73,7 @@ def _options(
     store_secret: str,
     secret_ref: list[str] | None,
     pod_label: list[str] | None,
+    env_from: list[str] | None,
 ) -> RenderOptions:
     from pullctl.errors import UsageError
     from pullctl.schedulers.kubernetes import DEFAULT_IMAGE, RenderOptions, SecretRef
@@ -83,6 +93,7 @@ def _options(
         store_secret=store_secret,
         secret_refs=dict(SecretRef.parse(t) for t in secret_ref or []),
         pod_labels=labels,
+        env_from=tuple(env_from or ()),
     )
 
 
@@ -100,6 +111,7 @@ def render(
     store_secret: StoreSecretOption = "pullctl-store",
     secret_ref: SecretRefOption = None,
     pod_label: PodLabelOption = None,
+    env_from: EnvFromOption = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -116,7 +128,9 @@ def render(
     from pullctl.schedulers.kubernetes import dump_yaml, render_configs, write_files
     from pullctl.settings import Settings
 
-    options = _options(image, namespace, set_name, service_account, dapr, store_secret, secret_ref, pod_label)
+    options = _options(
+        image, namespace, set_name, service_account, dapr, store_secret, secret_ref, pod_label, env_from
+    )
     settings = Settings.from_env(config=config)
     objects = render_configs(settings.config, options, sources or (), settings.mongodb_database)
     if out is None:
@@ -138,6 +152,7 @@ def sync(
     store_secret: StoreSecretOption = "pullctl-store",
     secret_ref: SecretRefOption = None,
     pod_label: PodLabelOption = None,
+    env_from: EnvFromOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Show field-level changes of each update")] = False,
     server_dry_run: Annotated[
@@ -166,7 +181,9 @@ def sync(
     from pullctl.schedulers.kubernetes import sync_configs
     from pullctl.settings import Settings
 
-    options = _options(image, namespace, set_name, service_account, dapr, store_secret, secret_ref, pod_label)
+    options = _options(
+        image, namespace, set_name, service_account, dapr, store_secret, secret_ref, pod_label, env_from
+    )
     settings = Settings.from_env(config=config)
     result = sync_configs(
         settings.config,

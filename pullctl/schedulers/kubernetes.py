@@ -106,6 +106,7 @@ class RenderOptions:
     store_secret: str = DEFAULT_STORE_SECRET
     secret_refs: Mapping[str, SecretRef] = field(default_factory=dict)
     pod_labels: Mapping[str, str] = field(default_factory=dict)
+    env_from: tuple[str, ...] = ()  # "secret/NAME" or "configmap/NAME": every key becomes an env variable
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -133,6 +134,12 @@ class RenderOptions:
                 problems.append(f"--pod-label {key!r}: pullctl sets this label itself")
             if not _valid_label_value(value):
                 problems.append(f"--pod-label {key}={value!r}: {_LABEL_VALUE_HELP}")
+        for source in self.env_from:
+            kind, sep, name = source.partition("/")
+            if not sep or kind not in ENV_FROM_KINDS:
+                problems.append(f"--env-from {source!r}: expected secret/NAME or configmap/NAME")
+            elif not _valid_subdomain(name):
+                problems.append(f"--env-from {source!r}: {kind} name {name!r}: {_SUBDOMAIN_HELP}")
         if problems:
             raise UsageError("; ".join(problems))
 
@@ -313,6 +320,9 @@ def _secret_env(src: LoadedSource, options: RenderOptions) -> list[Obj]:
     return [{"name": env_name("PULLCTL_SECRET", store, key), "valueFrom": {"secretKeyRef": selector}}]
 
 
+ENV_FROM_KINDS = {"secret": "secretRef", "configmap": "configMapRef"}
+
+
 def _container(src: LoadedSource, options: RenderOptions) -> Obj:
     env: list[Obj] = [
         {"name": "PULLCTL_CONFIG", "value": f"{CONFIG_DIR}/{config_file_name(src.source_id)}"},
@@ -325,7 +335,7 @@ def _container(src: LoadedSource, options: RenderOptions) -> Obj:
     if options.dapr:
         env.append({"name": "PULLCTL_DAPR_SHUTDOWN", "value": "1"})
     env.extend(_secret_env(src, options))
-    return {
+    container: Obj = {
         "name": "pullctl",
         "image": options.image,
         "args": ["run", src.source_id],
@@ -342,6 +352,13 @@ def _container(src: LoadedSource, options: RenderOptions) -> Obj:
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    if options.env_from:
+        # Kubernetes lets ``env`` win over ``envFrom``: pullctl's own variables cannot be overridden here.
+        container["envFrom"] = [
+            {ENV_FROM_KINDS[kind]: {"name": name}}
+            for kind, _, name in (ref.partition("/") for ref in options.env_from)
+        ]
+    return container
 
 
 def _pod_template(src: LoadedSource, options: RenderOptions) -> Obj:
