@@ -564,3 +564,22 @@ def test_render_never_imports_the_kubernetes_client() -> None:
     )
     assert done.stderr.strip().splitlines()[-1] == "False"
     assert done.stdout.count("kind: CronJob") == len(EXAMPLE_IDS)
+
+
+def test_a_config_using_an_alias_twice_is_mounted_written_out(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "twice.yaml").write_text(
+        "source_id: twice\n"
+        "ingestion:\n"
+        "  schedule: '0 * * * *'\n"
+        "  request:\n"
+        "    base_url: https://api.example.com/x\n"
+        "    method: POST\n"
+        "    headers: &team {X-Team: data}\n"
+        "    body: *team\n"
+    )
+    result = cli("render", "-c", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    cm = next(d for d in yaml.safe_load_all(result.stdout) if d["kind"] == "ConfigMap")
+    mounted = cm["data"]["twice.yaml"]
+    assert "&" not in mounted and "*" not in mounted.replace("0 * * * *", "")
+    assert yaml.safe_load(mounted)["ingestion"]["request"]["body"] == {"X-Team": "data"}

@@ -7,6 +7,7 @@ of every file is collected in one pass; nothing stops at the first.
 
 from __future__ import annotations
 
+import copy
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -103,7 +104,7 @@ class _Builder:
 
     No node tree is held (for 50,000 configured items it was 2.5 KB an item at the peak). Merge keys
     (``<<: *base``) work as YAML 1.1 defines them: explicit keys win, then the merged mappings in order.
-    An alias is the value of its anchor, as PyYAML constructs it.
+    An alias is a copy of its anchor's value, so a source never shares a mapping with another.
     """
 
     def __init__(self, loader: Any, file: str, issues: list[Issue]) -> None:
@@ -167,7 +168,7 @@ class _Builder:
                         event, loc, f"aliases expand to more than {MAX_ALIAS_EXPANSION:,} values; refused"
                     )
                 return None
-            return self.anchors[anchor]
+            return copy.deepcopy(self.anchors[anchor])  # a value of its own, as written out (bounded above)
         if isinstance(event, yaml.ScalarEvent):
             value = self._scalar(event, self._tag(event))
         elif isinstance(event, yaml.SequenceStartEvent):
