@@ -72,6 +72,23 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{os.urandom(3).hex()}"
 
 
+# The fields of a stored raw document (DESIGN §5), in the order every store returns them.
+DOCUMENT_FIELDS = (
+    "_id",
+    "source_id",
+    "content_hash",
+    "content",
+    "content_type",
+    "size_bytes",
+    "linkage",
+    "run_id",
+    "window",
+    "request",
+    "fetched_at",
+    "event_status",
+)
+
+
 @dataclass
 class Document:
     """One fetched page of one item, as stored in ``raw_documents``."""
@@ -91,6 +108,23 @@ class Document:
     @property
     def size_bytes(self) -> int:
         return len(self.content)
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> Document:
+        """A document from a store's record of it (``DOCUMENT_FIELDS``, values already decoded)."""
+        return cls(
+            id=stored["_id"],
+            source_id=stored["source_id"],
+            content_hash=stored["content_hash"],
+            content=bytes(stored["content"]),
+            content_type=stored["content_type"],
+            linkage=stored["linkage"],
+            run_id=stored["run_id"],
+            window=stored["window"],
+            request=stored["request"],
+            fetched_at=stored["fetched_at"],
+            event_status=stored["event_status"],
+        )
 
     def event(self) -> dict[str, Any]:
         """The domain event's data (DESIGN §5)."""

@@ -39,7 +39,7 @@ from pymongo.errors import (
 )
 
 from pullctl.errors import StoreError
-from pullctl.pipeline.documents import Document, RunRecord
+from pullctl.pipeline.documents import DOCUMENT_FIELDS, Document, RunRecord
 from pullctl.pipeline.store import mask_url, url_redactor
 
 P = ParamSpec("P")
@@ -63,22 +63,7 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]], bool], ...] = (
 )
 PLAIN_COLLECTIONS = ("source_configs", "dapr_jobs")
 
-# The fields of a stored document, in the order ``find_documents`` returns them (as ``SqliteStore`` does).
-DOC_FIELDS = (
-    "_id",
-    "source_id",
-    "content_hash",
-    "content",
-    "content_type",
-    "size_bytes",
-    "linkage",
-    "run_id",
-    "window",
-    "request",
-    "fetched_at",
-    "event_status",
-)
-_PROJECTION = dict.fromkeys(DOC_FIELDS, 1)
+_PROJECTION = dict.fromkeys(DOCUMENT_FIELDS, 1)
 
 
 def _translate_errors(
@@ -218,7 +203,7 @@ class MongoStore:
             .sort("fetched_at", ASCENDING)
             .limit(max(limit, 0))
         )
-        return [_document(d) async for d in cursor]
+        return [Document.from_stored(d) async for d in cursor]
 
     @_translate_errors
     async def mark_events(self, document_ids: list[str], status: str) -> None:
@@ -350,25 +335,9 @@ def _document_bson(d: Document) -> Mongo:
 
 
 def _document_dict(doc: Mongo) -> dict[str, Any]:
-    out = {name: doc.get(name) for name in DOC_FIELDS}
+    out = {name: doc.get(name) for name in DOCUMENT_FIELDS}
     out["content"] = bytes(out["content"] or b"")
     return out
-
-
-def _document(doc: Mongo) -> Document:
-    return Document(
-        id=doc["_id"],
-        source_id=doc["source_id"],
-        content_hash=doc["content_hash"],
-        content=bytes(doc["content"]),
-        content_type=doc["content_type"],
-        linkage=doc["linkage"],
-        run_id=doc["run_id"],
-        window=doc["window"],
-        request=doc["request"],
-        fetched_at=doc["fetched_at"],
-        event_status=doc["event_status"],
-    )
 
 
 def _run_bson(record: RunRecord) -> Mongo:

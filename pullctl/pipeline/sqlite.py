@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pullctl.errors import StoreError
-from pullctl.pipeline.documents import Document, RunRecord
+from pullctl.pipeline.documents import DOCUMENT_FIELDS, Document, RunRecord
 
 T = TypeVar("T")
 
@@ -60,10 +60,7 @@ CREATE TABLE IF NOT EXISTS dapr_jobs (
 );
 """
 
-_DOC_COLUMNS = (
-    "_id, source_id, content_hash, content, content_type, size_bytes, linkage, run_id, window, request,"
-    " fetched_at, event_status"
-)
+_DOC_COLUMNS = ", ".join(DOCUMENT_FIELDS)
 
 
 class SqliteStore:
@@ -212,7 +209,7 @@ class SqliteStore:
             " ORDER BY fetched_at LIMIT ?"
         )
         rows = await self._call(lambda c: c.execute(sql, (source_id, limit)).fetchall())
-        return [_document(r) for r in rows]
+        return [Document.from_stored(_document_dict(r)) for r in rows]
 
     async def mark_events(self, document_ids: list[str], status: str) -> None:
         def mark(conn: sqlite3.Connection) -> None:
@@ -302,26 +299,8 @@ def _config(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _document_dict(row: tuple[Any, ...]) -> dict[str, Any]:
-    keys = [k.strip() for k in _DOC_COLUMNS.split(",")]
-    data = dict(zip(keys, row, strict=True))
+    data = dict(zip(DOCUMENT_FIELDS, row, strict=True))
     for name in ("linkage", "window", "request"):
         data[name] = json.loads(data[name])
     data["fetched_at"] = datetime.fromisoformat(data["fetched_at"])
     return data
-
-
-def _document(row: tuple[Any, ...]) -> Document:
-    d = _document_dict(row)
-    return Document(
-        id=d["_id"],
-        source_id=d["source_id"],
-        content_hash=d["content_hash"],
-        content=d["content"],
-        content_type=d["content_type"],
-        linkage=d["linkage"],
-        run_id=d["run_id"],
-        window=d["window"],
-        request=d["request"],
-        fetched_at=d["fetched_at"],
-        event_status=d["event_status"],
-    )
