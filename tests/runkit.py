@@ -48,8 +48,10 @@ def write_load_source(
     source_id: str = "load",
     concurrency: int = 100,
     hourly: bool = False,
+    **ingestion: Any,
 ) -> Path:
-    """A source over ``spots(items)`` fetching ``/v1/forecast`` of the test upstream at ``concurrency``.
+    """A source over ``spots(items)`` fetching ``/v1/forecast`` of the test upstream at ``concurrency``
+    (``ingestion``: more fields of the ingestion block, e.g. ``deadline_seconds``).
 
     Retries are quick and many (10 attempts, 10-200 ms apart), so that injected 503s at a few percent
     cannot exhaust an item's attempts (at 5 %: 0.05**10 per item). ``hourly`` adds 48 hourly values to
@@ -65,6 +67,7 @@ def write_load_source(
         iteration={"foreach": "spot", "items": spots(items), "key": "id", "concurrency": concurrency},
         retry={"max_attempts": 10, "initial_delay_seconds": 0.01, "max_delay_seconds": 0.2},
         dedup={"ignore_fields": ["generationtime_ms"]},
+        **ingestion,
     )
 
 

@@ -60,6 +60,18 @@ def pymongo_socket_leaks_tolerated() -> Iterator[None]:
         gc.collect()
 
 
+@pytest.fixture
+def mongo_database(mongo_uri: str) -> Iterator[str]:
+    """A fresh database name on the MongoDB test server, dropped after the test."""
+    name = f"pullctl_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    client: MongoClient[dict[str, object]] = MongoClient(mongo_uri)
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def mongo_uri() -> str:
     """The MongoDB test server's URI (skip when none is configured and none runs on the default port)."""

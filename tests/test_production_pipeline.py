@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +25,11 @@ pytestmark = pytest.mark.mongo
 
 
 @pytest.fixture
-def database(mongo_uri: str) -> Iterator[str]:
-    name = f"pullctl_test_{uuid.uuid4().hex[:10]}"
-    yield name
-    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri)
-    client.drop_database(name)
-    client.close()
-
-
-@pytest.fixture
 def mongo_runner(
     cli: Cli,
     tmp_path: Path,
     mongo_uri: str,
-    database: str,
+    mongo_database: str,
     mcp_server: McpTestServer,
     dapr_emulator: DaprEmulator,
 ) -> Runner:
@@ -50,7 +39,7 @@ def mongo_runner(
         {
             "PULLCTL_CONFIG": mongo_uri,
             "PULLCTL_STORE": mongo_uri,
-            "PULLCTL_MONGODB_DATABASE": database,
+            "PULLCTL_MONGODB_DATABASE": mongo_database,
             "PULLCTL_MCP_URL_PLANTATION_MCP": mcp_server.url,
             "DAPR_HTTP_ENDPOINT": dapr_emulator.url,
             "PULLCTL_EVENTS": "dapr://pubsub/raw-documents",
@@ -74,7 +63,7 @@ def test_mongodb_end_to_end_with_events_and_outbox(
     mcp_server: McpTestServer,
     dapr_emulator: DaprEmulator,
     mongo_uri: str,
-    database: str,
+    mongo_database: str,
 ) -> None:
     files: Path = mongo_runner.files  # type: ignore[attr-defined]
     write_source(files, **weather(upstream.url))
@@ -86,7 +75,7 @@ def test_mongodb_end_to_end_with_events_and_outbox(
     code, [record], _ = mongo_runner.run_json("weather-api")
     assert code == 0, record
     assert record["counts"]["stored"] == 5 and record["events"] == {"sent": 5, "pending": 0}
-    docs = _docs(mongo_uri, database)
+    docs = _docs(mongo_uri, mongo_database)
     assert len(docs) == 5 and all(d["event_status"] == "sent" for d in docs)
     assert len(dapr_emulator.published) == 5
     message = dapr_emulator.published[0]
@@ -123,14 +112,14 @@ def test_mongodb_end_to_end_with_events_and_outbox(
     assert down["errors"][-1]["message"].startswith(
         "1 event(s) to dapr://pubsub/raw-documents left pending: DAPR could not publish"
     )
-    assert sum(d["event_status"] == "pending" for d in _docs(mongo_uri, database)) == 1
+    assert sum(d["event_status"] == "pending" for d in _docs(mongo_uri, mongo_database)) == 1
 
     dapr_emulator.publish_down = False
     code, [recovered], _ = mongo_runner.run_json("weather-api")
     assert code == 0 and recovered["events"] == {"sent": 1, "pending": 0}
     assert len(dapr_emulator.published) == 6
     assert dapr_emulator.published[-1].data["linkage"]["region_id"] == "r6"
-    assert all(d["event_status"] == "sent" for d in _docs(mongo_uri, database))
+    assert all(d["event_status"] == "sent" for d in _docs(mongo_uri, mongo_database))
 
     runs = json.loads(mongo_runner("runs", "weather-api", "--output", "json").stdout)
     assert [r["status"] for r in runs] == ["succeeded", "partial", "succeeded", "succeeded"]

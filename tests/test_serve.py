@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -378,15 +377,6 @@ async def test_shutdown_records_a_run_that_outlives_the_grace_period(
 
 # ---------------------------------------------------------------------------------------------------------
 # The seed scenario, end to end: serve + config push/delete against the MongoDB config store
-
-
-@pytest.fixture
-def mongo_database(mongo_uri: str) -> Iterator[str]:
-    name = f"pullctl_test_{uuid.uuid4().hex[:10]}"
-    yield name
-    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri)
-    client.drop_database(name)
-    client.close()
 
 
 @pytest.mark.mongo

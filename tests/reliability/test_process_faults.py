@@ -13,23 +13,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pullctl.pipeline.sqlite import SqliteStore
-from tests.runkit import write_source
+from tests.runkit import write_load_source
 from tests.servers.upstream import Upstream
 
-ITEMS = [{"id": f"s{n}", "lat": round(n * 0.5, 2), "lon": 10.0} for n in range(60)]
+ITEMS = 60
 
 
 def _config(folder: Path, upstream: Upstream) -> None:
-    write_source(
-        folder,
-        "slow",
-        request={
-            "base_url": f"{upstream.url}/v1/forecast",
-            "parameters": {"latitude": "{spot.lat}", "longitude": "{spot.lon}", "hourly": "temperature_2m"},
-        },
-        iteration={"foreach": "spot", "items": ITEMS, "key": "id", "concurrency": 2},
-        dedup={"ignore_fields": ["generationtime_ms"]},
-        deadline_seconds=60,
+    write_load_source(
+        folder, upstream.url, ITEMS, source_id="slow", concurrency=2, hourly=True, deadline_seconds=60
     )
 
 
@@ -68,8 +60,8 @@ def test_kill_9_then_rerun_stores_everything_once(tmp_path: Path, upstream: Upst
         [*cmd, "--output", "json"], env=_env(tmp_path), capture_output=True, text=True, timeout=60
     )
     assert rerun.returncode == 0, rerun.stderr
-    assert _count(db, "SELECT COUNT(*) FROM raw_documents") == 60
-    assert _count(db, "SELECT COUNT(DISTINCT content_hash) FROM raw_documents") == 60
+    assert _count(db, "SELECT COUNT(*) FROM raw_documents") == ITEMS
+    assert _count(db, "SELECT COUNT(DISTINCT content_hash) FROM raw_documents") == ITEMS
 
     # the killed run's record is closed as failed by the first run after its deadline
     async def close() -> int:
@@ -95,9 +87,9 @@ def test_two_runs_at_once_store_each_document_once(tmp_path: Path, upstream: Ups
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
     db = tmp_path / "db.sqlite"
-    assert _count(db, "SELECT COUNT(*) FROM raw_documents") == 60
+    assert _count(db, "SELECT COUNT(*) FROM raw_documents") == ITEMS
     import json
 
     records = [json.loads(o[0]) for o in outs]
-    assert sum(r["counts"]["stored"] for r in records) == 60
-    assert sum(r["counts"]["duplicates"] for r in records) == 60
+    assert sum(r["counts"]["stored"] for r in records) == ITEMS
+    assert sum(r["counts"]["duplicates"] for r in records) == ITEMS

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -344,9 +343,9 @@ URL_PASSWORD = quote(SECRET, safe="")  # as it must be written in a URL
 @pytest.mark.mongo
 @pytest.mark.usefixtures("pymongo_socket_leaks_tolerated")
 def test_config_push_get_delete_never_print_the_secret(
-    cli: Cli, tmp_path: Path, mongo_uri: str, dapr_with_secret: DaprEmulator
+    cli: Cli, tmp_path: Path, mongo_uri: str, mongo_database: str, dapr_with_secret: DaprEmulator
 ) -> None:
-    database = f"pullctl_test_{uuid.uuid4().hex[:10]}"
+    database = mongo_database
     env = {
         **SECRET_ENV,
         "PULLCTL_CONFIG": mongo_uri,
@@ -378,7 +377,6 @@ def test_config_push_get_delete_never_print_the_secret(
                 [list(client[database][c].find()) for c in client[database].list_collection_names()],
                 default=str,
             )
-            client.drop_database(database)
         finally:
             client.close()
     _assert_clean(*_streams(*results), stored)

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from tests.runkit import write_source
+from tests.runkit import write_load_source
 from tests.servers.upstream import Upstream
 
-ITEMS = [{"id": f"s{n}", "lat": round(n * 0.5, 2), "lon": 10.0} for n in range(40)]
+ITEMS = 40
 NX = Path(sys.executable).parent / "nx-27017"
 
 
@@ -70,16 +70,7 @@ def test_store_dies_mid_run(tmp_path: Path, upstream: Upstream) -> None:
     port = _free_port()
     uri = f"mongodb://127.0.0.1:{port}"
     server = _start(tmp_path / "nx.db", port)
-    write_source(
-        tmp_path / "cfg",
-        "slow",
-        request={
-            "base_url": f"{upstream.url}/v1/forecast",
-            "parameters": {"latitude": "{spot.lat}", "longitude": "{spot.lon}", "hourly": "temperature_2m"},
-        },
-        iteration={"foreach": "spot", "items": ITEMS, "key": "id", "concurrency": 2},
-        dedup={"ignore_fields": ["generationtime_ms"]},
-    )
+    write_load_source(tmp_path / "cfg", upstream.url, ITEMS, source_id="slow", concurrency=2, hourly=True)
     env = {
         **os.environ,
         "PULLCTL_CONFIG": str(tmp_path / "cfg"),
@@ -109,7 +100,7 @@ def test_store_dies_mid_run(tmp_path: Path, upstream: Upstream) -> None:
         server = _start(tmp_path / "nx.db", port)
         stored_before = len(_stored(uri))
         assert stored_before == record["counts"]["stored"]  # nothing claimed that is not there
-        assert 0 < stored_before < len(ITEMS)
+        assert 0 < stored_before < ITEMS
         upstream.reset()
         rerun = subprocess.run(
             [sys.executable, "-m", "pullctl", "run", "slow", "--output", "json"],
@@ -122,7 +113,7 @@ def test_store_dies_mid_run(tmp_path: Path, upstream: Upstream) -> None:
         again = json.loads(rerun.stdout)
         assert again["counts"]["duplicates"] == stored_before
         docs = _stored(uri)
-        assert len(docs) == len(ITEMS) == len({d["content_hash"] for d in docs})
+        assert len(docs) == ITEMS == len({d["content_hash"] for d in docs})
     finally:
         server.kill()
         server.wait(10)
