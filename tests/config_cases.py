@@ -357,4 +357,16 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
             "case.yaml:2:5: sources[0].<<: a merge key '<<' takes a mapping or a list of mappings (got 2)",
         ],
     ),
+    (
+        "complex-key-and-its-value-skipped",
+        BASE + "  ? [a, b]\n  : {x: 1}\n  retry: {max_attempts: 0}\n",
+        "k8s",
+        ["case.yaml:6:5: ingestion: a key must be a plain scalar"],
+    ),
+    (
+        "duplicate-key-with-a-block-value",
+        BASE + "  retry: {max_attempts: 2}\n  retry:\n    max_attempts: 3\n    backoff: [fixed]\n",
+        "k8s",
+        ["case.yaml:7:3: ingestion.retry: duplicate key 'retry' (first defined at line 6)"],
+    ),
 ]
