@@ -19,7 +19,7 @@ import pytest
 from httpx_aiohttp import HttpxAiohttpClient
 
 from tests.servers.mcp_server import DEFAULT_REGIONS, McpTestServer, mcp_server
-from tests.servers.upstream import Upstream, http_date, upstream
+from tests.servers.upstream import Upstream, http_date, make_records, upstream
 
 __all__ = ["mcp_server", "upstream"]  # the fixtures, imported for pytest
 
@@ -301,7 +301,126 @@ def test_empty_page(client: httpx.Client) -> None:
     assert (response.status_code, response.json()) == (200, {"data": []})
 
 
-@pytest.mark.parametrize("path", ["/pages/page-number", "/pages/offset", "/pages/cursor", "/pages/endless"])
+def test_capped_offset_serves_at_most_max_rows(upstream: Upstream, client: httpx.Client) -> None:
+    upstream.records = make_records(237)
+    sizes, ids, offset = [], [], 0
+    while True:
+        data = client.get("/pages/capped-offset", params={"offset": offset, "limit": 100}).json()["data"]
+        if not data:
+            break
+        sizes.append(len(data))
+        ids += [r["id"] for r in data]
+        offset += len(data)  # by what came, not by the limit asked for
+    assert sizes == [20] * 11 + [17]
+    assert ids == list(range(1, 238))
+    assert client.get("/pages/capped-offset", params={"offset": 5, "limit": 3}).json() == {
+        "data": make_records(8)[5:]
+    }
+    upstream.max_rows = 50
+    assert len(client.get("/pages/capped-offset", params={"limit": 100}).json()["data"]) == 50
+
+
+def test_capped_page_number_caps_the_page_size(upstream: Upstream, client: httpx.Client) -> None:
+    upstream.records = make_records(237)
+    pages = [
+        client.get("/pages/capped-page-number", params={"page": p, "per_page": 100}).json()["data"]
+        for p in range(1, 14)
+    ]
+    assert [len(d) for d in pages] == [20] * 11 + [17, 0]
+    assert [r["id"] for d in pages for r in d] == list(range(1, 238))
+    small = client.get("/pages/capped-page-number", params={"page": 2, "per_page": 5}).json()["data"]
+    assert [r["id"] for r in small] == [6, 7, 8, 9, 10]
+
+
+def test_bare_offset_is_a_bare_list(client: httpx.Client) -> None:
+    pages = [
+        client.get("/pages/bare-offset", params={"offset": o, "limit": 10}).json() for o in (0, 10, 20, 30)
+    ]
+    assert all(isinstance(p, list) for p in pages)
+    assert [len(p) for p in pages] == [10, 10, 3, 0]
+    assert [r["id"] for p in pages for r in p] == ALL_IDS
+
+
+def test_repeat_last_repeats_the_last_page_past_the_end(upstream: Upstream, client: httpx.Client) -> None:
+    def ids(page: int) -> list[int]:
+        body = client.get("/pages/repeat-last", params={"page": page, "per_page": 10}).json()
+        assert body["page"] == page
+        return [r["id"] for r in body["data"]]
+
+    assert [ids(p) for p in (1, 2)] == [list(range(1, 11)), list(range(11, 21))]
+    assert ids(3) == ids(4) == ids(9) == [21, 22, 23]  # never empty
+    upstream.records = make_records(30)
+    assert ids(4) == ids(3) == list(range(21, 31))  # a full page, repeated
+
+
+def test_stuck_cursor_always_hands_out_abc(client: httpx.Client) -> None:
+    first = client.get("/pages/stuck-cursor").json()
+    second = client.get("/pages/stuck-cursor", params={"cursor": first["next_cursor"]}).json()
+    third = client.get("/pages/stuck-cursor", params={"cursor": second["next_cursor"]}).json()
+    assert first["next_cursor"] == second["next_cursor"] == third["next_cursor"] == "abc"
+    assert [r["id"] for r in first["data"]] == list(range(1, 11))
+    assert [r["id"] for r in second["data"]] == [r["id"] for r in third["data"]] == list(range(11, 21))
+    bad = client.get("/pages/stuck-cursor", params={"cursor": "xyz"})
+    assert (bad.status_code, bad.json()["reason"]) == (400, "Invalid cursor: xyz")
+
+
+def test_odata_next_link_has_a_dotted_key_and_a_literal_skiptoken(
+    upstream: Upstream, client: httpx.Client
+) -> None:
+    pages = [client.get("/pages/odata", params={"region": "r1"}).json()]
+    while "@odata.nextLink" in pages[-1]:
+        link = pages[-1]["@odata.nextLink"]
+        assert link.startswith(f"{upstream.url}/pages/odata?region=r1&$skiptoken=")
+        pages.append(client.get(link).json())
+    assert [len(p["value"]) for p in pages] == [10, 10, 3]
+    assert [r["id"] for p in pages for r in p["value"]] == ALL_IDS
+    assert pages[0]["@odata.context"].endswith("/$metadata#records")
+    assert "@odata.nextLink" not in pages[-1]  # absent, not null
+    bad = client.get("/pages/odata", params={"$skiptoken": "nope"})
+    assert bad.status_code == 400
+
+
+def test_stripe_pages_after_a_record_id(client: httpx.Client) -> None:
+    pages, after = [], ""
+    for _ in range(4):
+        body = client.get("/pages/stripe", params={"starting_after": after, "limit": 10}).json()
+        assert (body["object"], body["url"]) == ("list", "/pages/stripe")
+        pages.append(body)
+        if body["data"]:
+            after = str(body["data"][-1]["id"])
+    assert [(len(p["data"]), p["has_more"]) for p in pages] == [
+        (10, True),
+        (10, True),
+        (3, False),
+        (0, False),
+    ]
+    assert [r["id"] for p in pages for r in p["data"]] == ALL_IDS
+    bad = client.get("/pages/stripe", params={"starting_after": "99"})
+    assert (bad.status_code, bad.json()["reason"]) == (400, "No such object: '99'")
+
+
+def test_ignores_page_always_serves_the_first_page(client: httpx.Client) -> None:
+    bodies = [client.get("/pages/ignores-page", params={"page": p}).json() for p in (1, 2, 7)]
+    assert bodies[0] == bodies[1] == bodies[2] == {"data": make_records(10)}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/pages/page-number",
+        "/pages/offset",
+        "/pages/cursor",
+        "/pages/endless",
+        "/pages/capped-offset",
+        "/pages/capped-page-number",
+        "/pages/bare-offset",
+        "/pages/repeat-last",
+        "/pages/stuck-cursor",
+        "/pages/odata",
+        "/pages/stripe",
+        "/pages/ignores-page",
+    ],
+)
 def test_pages_reject_repeated_parameters(client: httpx.Client, path: str) -> None:
     response = client.get(f"{path}?limit=1&limit=2&per_page=3&per_page=3")
     assert response.status_code == 400

@@ -38,6 +38,25 @@ Pagination over ``Upstream.records`` (default ``make_records(23)``, ``{"id": 1..
     ``/pages/empty`` -> ``{"data": []}``
     A page past the end is empty (200). A repeated query parameter (``?page=1&page=2``) is 400 on every
     ``/pages/*`` endpoint, so a client that re-adds its ``parameters`` to a next URL gets caught.
+Servers that fool a naive paginator (over ``Upstream.records`` too; ``Upstream.max_rows`` defaults to 20):
+    ``/pages/capped-offset?offset=0&limit=10`` -> ``{"data": [...]}``, PostgREST-like (``db-max-rows``):
+    never more than ``max_rows`` records whatever ``limit`` asks, ``records[offset:offset +
+    min(limit, max_rows)]``; a short page is not the end.
+    ``/pages/capped-page-number?page=1&per_page=10`` -> ``{"data": [...]}``, GitHub-like: the page size
+    is ``size = min(per_page, max_rows)`` and page p holds ``records[(p-1)*size : p*size]``.
+    ``/pages/bare-offset?offset=0&limit=10`` -> like ``/pages/offset``, but a bare JSON list (no ``data``).
+    ``/pages/repeat-last?page=1&per_page=10`` -> ``{"data": [...], "page"}``; a page past the end repeats
+    the records of the last page (its ``page`` is the one asked for) instead of being empty.
+    ``/pages/stuck-cursor?cursor=&limit=10`` -> ``{"data": [...], "next_cursor": "abc"}``: the next cursor
+    is always ``"abc"``; without a cursor the first ``limit`` records, with ``abc`` the next ``limit``
+    (a full page, different from the first), any other cursor is 400.
+    ``/pages/odata?$skiptoken=`` -> Microsoft Graph-like ``{"@odata.context", "value": [10 records],
+    "@odata.nextLink": "<absolute url>"}``; the next link carries the query plus a literal
+    ``$skiptoken=<opaque>`` (an unknown one is 400); the last page has no ``@odata.nextLink`` key.
+    ``/pages/stripe?starting_after=&limit=10`` -> Stripe-like ``{"object": "list", "url", "data": [...],
+    "has_more": bool}``; ``starting_after`` is a record id (records after it; an unknown id is 400), so
+    the page after the last record is ``data: []``.
+    ``/pages/ignores-page?page=`` -> always ``{"data": [the first 10 records]}``, whatever ``page`` says.
 ``/echo`` (GET, POST, PUT)
     ``{"method", "path", "query": {name: last value}, "headers": {lower-case name: value},
     "json": parsed body or null, "body": body text}``.
@@ -330,6 +349,7 @@ class Upstream:
         key_param: str = "latitude",
     ) -> None:
         self.records: list[dict[str, Any]] = make_records(records) if isinstance(records, int) else records
+        self.max_rows = 20  # the page-size cap of /pages/capped-*
         self.api_key = api_key
         self.api_key_header = "X-API-Key"
         self.api_key_query_param = "api_key"
@@ -502,6 +522,14 @@ class Upstream:
             Route("/pages/link-header", handled(self._link_header)),
             Route("/pages/endless", handled(self._endless)),
             Route("/pages/empty", handled(self._empty)),
+            Route("/pages/capped-offset", handled(self._capped_offset)),
+            Route("/pages/capped-page-number", handled(self._capped_page_number)),
+            Route("/pages/bare-offset", handled(self._bare_offset)),
+            Route("/pages/repeat-last", handled(self._repeat_last)),
+            Route("/pages/stuck-cursor", handled(self._stuck_cursor)),
+            Route("/pages/odata", handled(self._odata)),
+            Route("/pages/stripe", handled(self._stripe)),
+            Route("/pages/ignores-page", handled(self._ignores_page)),
             Route("/echo", handled(self._echo), methods=["GET", "POST", "PUT"]),
         ]
         return Starlette(routes=routes, lifespan=lifespan)
@@ -682,6 +710,73 @@ class Upstream:
 
     async def _empty(self, request: Request) -> Response:
         return JSONResponse({"data": []})
+
+    # -- servers that fool a naive paginator
+
+    async def _capped_offset(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        offset = _int_param(request, "offset", 0, 0, 1_000_000)
+        size = min(_int_param(request, "limit", 10, 1, 1000), self.max_rows)
+        return JSONResponse({"data": self.records[offset : offset + size]})
+
+    async def _capped_page_number(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        page = _int_param(request, "page", 1, 1)
+        size = min(_int_param(request, "per_page", 10, 1, 1000), self.max_rows)
+        return JSONResponse({"data": self.records[(page - 1) * size : page * size]})
+
+    async def _bare_offset(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        offset = _int_param(request, "offset", 0, 0, 1_000_000)
+        limit = _int_param(request, "limit", 10, 1, 1000)
+        return JSONResponse(self.records[offset : offset + limit])
+
+    async def _repeat_last(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        page = _int_param(request, "page", 1, 1)
+        per_page = _int_param(request, "per_page", 10, 1, 1000)
+        served = min(page, max(1, math.ceil(len(self.records) / per_page)))
+        data = self.records[(served - 1) * per_page : served * per_page]
+        return JSONResponse({"data": data, "page": page})
+
+    async def _stuck_cursor(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        cursor = request.query_params.get("cursor") or ""
+        if cursor not in ("", "abc"):
+            raise _BadRequest(f"Invalid cursor: {cursor}")
+        limit = _int_param(request, "limit", 10, 1, 1000)
+        start = limit if cursor else 0
+        return JSONResponse({"data": self.records[start : start + limit], "next_cursor": "abc"})
+
+    async def _odata(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        token = request.query_params.get("$skiptoken") or ""
+        position = self._decode_cursor(token) if token else 0
+        body: dict[str, Any] = {
+            "@odata.context": f"{str(request.base_url).rstrip('/')}/$metadata#records",
+            "value": self.records[position : position + 10],
+        }
+        if position + 10 < len(self.records):
+            kept = [(k, v) for k, v in request.query_params.multi_items() if k != "$skiptoken"]
+            query = urlencode([*kept, ("$skiptoken", self._encode_cursor(position + 10))], safe="$")
+            body["@odata.nextLink"] = f"{str(request.base_url).rstrip('/')}/pages/odata?{query}"
+        return JSONResponse(body)
+
+    async def _stripe(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        after = request.query_params.get("starting_after") or ""
+        limit = _int_param(request, "limit", 10, 1, 100)
+        ids = [str(r["id"]) for r in self.records]
+        if after and after not in ids:
+            raise _BadRequest(f"No such object: '{after}'")
+        start = ids.index(after) + 1 if after else 0
+        data = self.records[start : start + limit]
+        has_more = start + limit < len(self.records)
+        return JSONResponse({"object": "list", "url": "/pages/stripe", "data": data, "has_more": has_more})
+
+    async def _ignores_page(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        return JSONResponse({"data": self.records[:10]})
 
     async def _echo(self, request: Request) -> Response:
         raw = await request.body()
