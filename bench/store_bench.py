@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo import AsyncMongoClient
 
+from pullctl.canonical import canonical_json
 from pullctl.errors import StoreError
-from pullctl.pipeline.documents import Document, canonical_json, content_hash, document_id
+from pullctl.pipeline.documents import Document, content_hash, document_id
 from pullctl.pipeline.store import Store, open_store
 
 SOURCE = "bench-api"

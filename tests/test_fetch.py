@@ -1,15 +1,17 @@
-"""Single HTTP behaviours of the fetcher (pytest-httpx): retries, Retry-After, auth, bodies, redirects."""
+"""Single HTTP behaviours of the fetcher on its transport seam (``httpx.MockTransport``): retries,
+Retry-After, auth, bodies, redirects. The shipped transport is covered against loopback servers
+(tests/test_transport_errors.py, tests/test_run.py and the reliability suite)."""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
 import httpx
 import pytest
-from pytest_httpx import HTTPXMock
 
 from pullctl.config.models import Retry, SourceConfig
 from pullctl.errors import FetchError, SecretError
@@ -19,6 +21,7 @@ from pullctl.run.plan import FetchTask
 from pullctl.run.retry import backoff_delay, retry_after_seconds
 
 URL = "https://api.example.com/v1/data"
+Answer = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
 
 
 def config(**request: Any) -> SourceConfig:
@@ -37,59 +40,70 @@ def config(**request: Any) -> SourceConfig:
     )
 
 
+def json_response(data: Any, status: int = 200, **headers: str) -> httpx.Response:
+    return httpx.Response(status, json=data, headers=headers)
+
+
 class Harness:
-    def __init__(self, cfg: SourceConfig, secret: str | None = None) -> None:
+    """A fetcher over ``httpx.MockTransport``: each request takes the next of ``answers`` (a response, an
+    exception to raise, or a function of the request), and is kept in ``sent``."""
+
+    def __init__(
+        self, cfg: SourceConfig, secret: str | None = None, answers: list[Answer] | None = None
+    ) -> None:
         self.sleeps: list[float] = []
         self.counts = {"requests": 0, "retries": 0}
         self.redact = Redactor([secret] if secret else [])
+        self.answers: list[Answer] = list(answers or [])
+        self.sent: list[httpx.Request] = []
 
         async def sleep(seconds: float) -> None:
             self.sleeps.append(seconds)
 
         self.cfg, self.secret, self.sleep = cfg, secret, sleep
 
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        assert self.answers, f"no answer left for {request.method} {request.url}"
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer(request) if callable(answer) else answer
+
     async def pages(self, task: FetchTask | None = None) -> list[Any]:
-        async with httpx.AsyncHTTPTransport() as transport:
-            fetcher = Fetcher(
-                self.cfg, transport, self.secret, self.redact, self.counts, sleep=self.sleep, rng=lambda: 0.5
-            )
-            return [p async for p in fetcher.pages(task or FetchTask("k", URL, {}, {}, None, {}))]
+        transport = httpx.MockTransport(self.handle)
+        fetcher = Fetcher(
+            self.cfg, transport, self.secret, self.redact, self.counts, sleep=self.sleep, rng=lambda: 0.5
+        )
+        return [p async for p in fetcher.pages(task or FetchTask("k", URL, {}, {}, None, {}))]
 
 
 @pytest.mark.anyio
-async def test_retry_after_seconds_is_obeyed(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(status_code=429, headers={"Retry-After": "7"})
-    httpx_mock.add_response(json={"ok": 1})
-    h = Harness(config())
+async def test_retry_after_seconds_is_obeyed() -> None:
+    h = Harness(config(), answers=[json_response({}, 429, **{"Retry-After": "7"}), json_response({"ok": 1})])
     [page] = await h.pages()
     assert page.data == {"ok": 1}
     assert h.sleeps == [7.0] and h.counts == {"requests": 2, "retries": 1}
 
 
 @pytest.mark.anyio
-async def test_retry_after_http_date_is_obeyed_and_capped(httpx_mock: HTTPXMock) -> None:
+async def test_retry_after_http_date_is_obeyed_and_capped() -> None:
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
-    httpx_mock.add_response(status_code=503, headers={"Retry-After": when})
-    httpx_mock.add_response(json=[1])
-    h = Harness(config())
+    h = Harness(config(), answers=[json_response({}, 503, **{"Retry-After": when}), json_response([1])])
     await h.pages()
     assert h.sleeps == [30.0]  # capped at max_delay_seconds
 
 
 @pytest.mark.anyio
-async def test_retry_after_zero_is_no_hint(httpx_mock: HTTPXMock) -> None:
-    for _ in range(2):
-        httpx_mock.add_response(status_code=429, headers={"Retry-After": "0"})
-    httpx_mock.add_response(json={})
-    h = Harness(config())
+async def test_retry_after_zero_is_no_hint() -> None:
+    h = Harness(config(), answers=[*[json_response({}, 429, **{"Retry-After": "0"})] * 2, json_response({})])
     await h.pages()
     assert h.sleeps == [0.75, 1.5]  # exponential with equal jitter (rng 0.5), not zero
 
 
 @pytest.mark.anyio
-async def test_retry_after_above_the_cap_fails_at_once(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(status_code=429, headers={"Retry-After": "3600"})
-    h = Harness(config())
+async def test_retry_after_above_the_cap_fails_at_once() -> None:
+    h = Harness(config(), answers=[json_response({}, 429, **{"Retry-After": "3600"})])
     with pytest.raises(FetchError) as exc:
         await h.pages()
     assert exc.value.message == "rate limited for 3600 s (Retry-After above max_retry_after_seconds=300)"
@@ -97,9 +111,8 @@ async def test_retry_after_above_the_cap_fails_at_once(httpx_mock: HTTPXMock) ->
 
 
 @pytest.mark.anyio
-async def test_other_4xx_is_not_retried(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(status_code=404, text="no such region")
-    h = Harness(config())
+async def test_other_4xx_is_not_retried() -> None:
+    h = Harness(config(), answers=[httpx.Response(404, text="no such region")])
     with pytest.raises(FetchError) as exc:
         await h.pages()
     assert exc.value.message == f"HTTP 404 Not Found from {URL}: no such region"
@@ -107,10 +120,11 @@ async def test_other_4xx_is_not_retried(httpx_mock: HTTPXMock) -> None:
 
 
 @pytest.mark.anyio
-async def test_gives_up_after_max_attempts_with_fixed_backoff(httpx_mock: HTTPXMock) -> None:
-    for _ in range(4):
-        httpx_mock.add_response(status_code=502)
-    h = Harness(config(retry={"max_attempts": 4, "backoff": "fixed", "initial_delay_seconds": 2}))
+async def test_gives_up_after_max_attempts_with_fixed_backoff() -> None:
+    h = Harness(
+        config(retry={"max_attempts": 4, "backoff": "fixed", "initial_delay_seconds": 2}),
+        answers=[httpx.Response(502)] * 4,
+    )
     with pytest.raises(FetchError) as exc:
         await h.pages()
     assert exc.value.message == f"HTTP 502 Bad Gateway from {URL} (gave up after 4 attempts)"
@@ -118,12 +132,21 @@ async def test_gives_up_after_max_attempts_with_fixed_backoff(httpx_mock: HTTPXM
 
 
 @pytest.mark.anyio
-async def test_connect_errors_are_retried(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_exception(httpx.ConnectError("refused"))
-    httpx_mock.add_response(json={})
-    h = Harness(config())
+async def test_connect_errors_are_retried() -> None:
+    h = Harness(config(), answers=[httpx.ConnectError("[Errno 111] Connection refused"), json_response({})])
     await h.pages()
-    assert h.counts["retries"] == 1
+    assert h.counts == {"requests": 2, "retries": 1}
+
+
+@pytest.mark.anyio
+async def test_transport_errors_give_up_with_their_own_reason() -> None:
+    h = Harness(config(retry={"max_attempts": 2}), answers=[httpx.RemoteProtocolError("peer closed")] * 2)
+    with pytest.raises(FetchError) as exc:
+        await h.pages()
+    assert exc.value.message == (
+        "api.example.com:443 closed the connection before a complete answer: peer closed (gave up after 2 attempts)"
+    )
+    assert exc.value.attempts == 2
 
 
 @pytest.mark.parametrize(
@@ -147,13 +170,10 @@ async def test_connect_errors_are_retried(httpx_mock: HTTPXMock) -> None:
     ],
 )
 @pytest.mark.anyio
-async def test_auth(
-    httpx_mock: HTTPXMock, request_cfg: dict[str, str], secret: str, header: Any, query: Any
-) -> None:
-    httpx_mock.add_response(json={})
-    h = Harness(config(secret_store="store", secret_key="key", **request_cfg), secret)
+async def test_auth(request_cfg: dict[str, str], secret: str, header: Any, query: Any) -> None:
+    h = Harness(config(secret_store="store", secret_key="key", **request_cfg), secret, [json_response({})])
     [page] = await h.pages()
-    sent = httpx_mock.get_requests()[0]
+    sent = h.sent[0]
     if header:
         assert sent.headers[header[0]] == header[1]
     if query:
@@ -168,10 +188,11 @@ async def test_basic_secret_without_colon() -> None:
 
 
 @pytest.mark.anyio
-async def test_error_messages_never_carry_the_secret(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(status_code=400, text="bad key s3cr3t-value")
+async def test_error_messages_never_carry_the_secret() -> None:
     h = Harness(
-        config(auth_type="api_key", auth_query_param="key", secret_store="s", secret_key="k"), "s3cr3t-value"
+        config(auth_type="api_key", auth_query_param="key", secret_store="s", secret_key="k"),
+        "s3cr3t-value",
+        [httpx.Response(400, text="bad key s3cr3t-value")],
     )
     with pytest.raises(FetchError) as exc:
         await h.pages()
@@ -180,14 +201,14 @@ async def test_error_messages_never_carry_the_secret(httpx_mock: HTTPXMock) -> N
 
 
 @pytest.mark.anyio
-async def test_oversized_and_non_json_bodies(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(content=b"x" * 5000, headers={"Content-Type": "application/json"})
-    h = Harness(config(max_response_bytes=1024))
+async def test_oversized_and_non_json_bodies() -> None:
+    big = httpx.Response(200, content=b"x" * 5000, headers={"Content-Type": "application/json"})
+    h = Harness(config(max_response_bytes=1024), answers=[big])
     with pytest.raises(FetchError, match=r"^response of 5000 bytes is larger than max_response_bytes=1024$"):
         await h.pages()
-    httpx_mock.add_response(text="<html>maintenance</html>", headers={"Content-Type": "text/html"})
+    html = httpx.Response(200, text="<html>maintenance</html>", headers={"Content-Type": "text/html"})
     with pytest.raises(FetchError) as exc:
-        await Harness(config()).pages()
+        await Harness(config(), answers=[html]).pages()
     assert exc.value.message == (
         f"response from {URL} is not JSON (text/html): Expecting value: line 1 column 1 (char 0);"
         " starts '<html>maintenance</html>'"
@@ -195,26 +216,26 @@ async def test_oversized_and_non_json_bodies(httpx_mock: HTTPXMock) -> None:
 
 
 @pytest.mark.anyio
-async def test_redirect_to_another_origin_keeps_credentials(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(status_code=302, headers={"Location": "https://evil.example/steal"})
-    h = Harness(config(auth_type="bearer", secret_store="s", secret_key="k"), "t0ken")
+async def test_redirect_to_another_origin_keeps_credentials() -> None:
+    away = httpx.Response(302, headers={"Location": "https://evil.example/steal"})
+    h = Harness(config(auth_type="bearer", secret_store="s", secret_key="k"), "t0ken", [away])
     with pytest.raises(FetchError) as exc:
         await h.pages()
     assert exc.value.message == "redirected to another origin (evil.example); credentials not sent"
-    assert len(httpx_mock.get_requests()) == 1
+    assert len(h.sent) == 1
 
 
 @pytest.mark.anyio
-async def test_same_origin_redirect_is_followed(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(url=URL, status_code=301, headers={"Location": "/v2/data"})
-    httpx_mock.add_response(url="https://api.example.com/v2/data", json={"moved": True})
-    [page] = await Harness(config()).pages()
+async def test_same_origin_redirect_is_followed() -> None:
+    moved = httpx.Response(301, headers={"Location": "/v2/data"})
+    h = Harness(config(), answers=[moved, json_response({"moved": True})])
+    [page] = await h.pages()
     assert page.data == {"moved": True} and page.url == "https://api.example.com/v2/data"
+    assert [str(r.url) for r in h.sent] == [URL, "https://api.example.com/v2/data"]
 
 
 @pytest.mark.anyio
-async def test_next_page_on_another_origin_is_refused_with_credentials(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(json={"results": [1], "next": "https://evil.example/p2"})
+async def test_next_page_on_another_origin_is_refused_with_credentials() -> None:
     h = Harness(
         config(
             auth_type="bearer",
@@ -223,6 +244,7 @@ async def test_next_page_on_another_origin_is_refused_with_credentials(httpx_moc
             pagination={"type": "next_url", "next_url_path": "next"},
         ),
         "t0ken",
+        [json_response({"results": [1], "next": "https://evil.example/p2"})],
     )
     with pytest.raises(
         FetchError,
@@ -268,13 +290,16 @@ def anyio_backend() -> str:
 
 
 @pytest.mark.anyio
-async def test_every_request_carries_the_default_headers_params_and_auth(httpx_mock: HTTPXMock) -> None:
-    httpx_mock.add_response(json={})
-    h = Harness(config(auth_type="api_key", auth_header="X-Key", secret_store="s", secret_key="k"), "t0ken")
+async def test_every_request_carries_the_default_headers_params_and_auth() -> None:
+    h = Harness(
+        config(auth_type="api_key", auth_header="X-Key", secret_store="s", secret_key="k"),
+        "t0ken",
+        [json_response({})],
+    )
     configured = {"X-Trace": "t1", "x-key": "x", "accept": "application/vnd.api+json"}
     task = FetchTask("k", f"{URL}?fixed=1", {"q": "a b/c&d", "n": "2"}, configured, None, {})
     await h.pages(task)
-    sent = httpx_mock.get_requests()[0]
+    sent = h.sent[0]
     assert sent.headers["User-Agent"] == USER_AGENT
     assert sent.headers.get_list("Accept") == ["application/vnd.api+json"]  # replaced, whatever its case
     assert sent.headers["X-Trace"] == "t1"
@@ -297,11 +322,9 @@ def test_with_query_merges_as_httpx_params_does(url: str, params: dict[str, str]
 
 
 @pytest.mark.anyio
-async def test_without_configured_headers_json_is_preferred_and_anything_accepted(
-    httpx_mock: HTTPXMock,
-) -> None:
-    httpx_mock.add_response(json={})
-    await Harness(config()).pages()
-    sent = httpx_mock.get_requests()[0]
+async def test_without_configured_headers_json_is_preferred_and_anything_accepted() -> None:
+    h = Harness(config(), answers=[json_response({})])
+    await h.pages()
+    sent = h.sent[0]
     assert sent.headers["Accept"] == "application/json, */*;q=0.5"
     assert sent.headers["Accept-Encoding"] == "gzip, deflate"

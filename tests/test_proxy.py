@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pullctl.run.fetch import env_proxy, proxy_userinfo
+from pullctl.run.transport import env_proxy, proxy_userinfo
 from tests.conftest import Cli
 from tests.runkit import Runner, write_source
 from tests.servers.proxy import ForwardProxy

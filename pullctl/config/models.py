@@ -7,19 +7,33 @@ Validation context: ``{"target": "k8s" | "dapr"}`` selects the schedule dialect.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from pullctl.canonical import canonical_hash
 from pullctl.config import templates
+from pullctl.config.paths import PathError, parse_path
 from pullctl.config.schedule import ScheduleError, parse_schedule, parse_timezone
 
 SOURCE_ID_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DEFAULT_RETRY_STATUS = [408, 425, 429, 500, 502, 503, 504]
+PATH_HELP = "a dotted path (data.items, items.-1.id) or a JSON Pointer (/@odata.nextLink)"
+
+
+def check_path(value: str | None) -> str | None:
+    """A ``*_path`` field's validator (SOURCES.md §0): malformed syntax is an error, never a silent miss."""
+    if value is not None:
+        try:
+            parse_path(value)
+        except PathError as exc:
+            raise ValueError(str(exc)) from None
+    return value
 
 
 class FieldProblem(ValueError):
@@ -82,11 +96,16 @@ class Iteration(_Strict):
     mcp_url: str | None = Field(None, description="direct streamable-HTTP URL instead of DAPR invocation")
     mcp_path: str = Field("/mcp", pattern=r"^/", description="the MCP endpoint's path, for DAPR invocation")
     items: list[dict[str, Any]] | None = Field(None, description="static list instead of an MCP tool")
-    items_path: str | None = Field(None, description="dotted path to the list inside the tool result")
+    items_path: str | None = Field(None, description=f"where the list is inside the tool result: {PATH_HELP}")
     key: str | None = Field(None, description="item field naming the item; default: first scalar field")
     linkage: dict[str, str] | None = Field(None, description="{name: template}; default: every scalar field")
     concurrency: Annotated[int, Field(ge=1, le=256)] = 5
     shards: Annotated[int, Field(ge=1, le=100)] = 1
+
+    @field_validator("items_path")
+    @classmethod
+    def _items_path(cls, v: str | None) -> str | None:
+        return check_path(v)
 
     @field_validator("foreach")
     @classmethod
@@ -118,14 +137,37 @@ class Iteration(_Strict):
 
 
 PaginationType = Literal["none", "page_number", "offset", "cursor", "next_url", "link_header"]
-_PAGINATION_FIELDS: dict[str, set[str]] = {
-    "page_number": {"page_param", "start_page", "page_size_param", "page_size"},
-    "offset": {"offset_param", "limit_param", "limit"},
-    "cursor": {"cursor_param", "cursor_path"},
-    "next_url": {"next_url_path"},
-    "link_header": set(),
-    "none": set(),
-}
+
+
+@dataclass(frozen=True)
+class PaginationRules:
+    """What one pagination type takes: its own fields, and those it needs (with the reason shown)."""
+
+    fields: frozenset[str] = frozenset()
+    required: Mapping[str, str] = field(default_factory=dict)
+
+
+# The one table of per-type rules: the model below validates with it, and each strategy in
+# ``run/pagination.py`` is bound to its entry (a new type: a row here, a class there).
+PAGINATION_RULES: Mapping[PaginationType, PaginationRules] = MappingProxyType(
+    {
+        "none": PaginationRules(),
+        "page_number": PaginationRules(
+            frozenset({"page_param", "start_page", "page_size_param", "page_size"})
+        ),
+        "offset": PaginationRules(frozenset({"offset_param", "limit_param", "limit"})),
+        "cursor": PaginationRules(
+            frozenset({"cursor_param", "cursor_path"}),
+            {"cursor_path": "required for cursor pagination: where the next cursor is in the response"},
+        ),
+        "next_url": PaginationRules(
+            frozenset({"next_url_path"}),
+            {"next_url_path": "required for next_url pagination: where the next URL is in the response"},
+        ),
+        "link_header": PaginationRules(),
+    }
+)
+PATH_FIELDS = ("cursor_path", "next_url_path", "stop_when_empty_path")
 
 
 class Pagination(_Strict):
@@ -138,25 +180,28 @@ class Pagination(_Strict):
     limit_param: str = "limit"
     limit: Annotated[int, Field(ge=1)] = 100
     cursor_param: str = "cursor"
-    cursor_path: str | None = None
-    next_url_path: str | None = None
-    stop_when_empty_path: str | None = Field(None, description="dotted path to the page's records list")
+    cursor_path: str | None = Field(None, description=f"where the next cursor is: {PATH_HELP}")
+    next_url_path: str | None = Field(None, description=f"where the next page's URL is: {PATH_HELP}")
+    stop_when_empty_path: str | None = Field(
+        None, description=f"where the page's records list is (an empty one ends the item): {PATH_HELP}"
+    )
     max_pages: Annotated[int, Field(ge=1, le=100_000)] = 100
+
+    @field_validator(*PATH_FIELDS)
+    @classmethod
+    def _paths(cls, v: str | None) -> str | None:
+        return check_path(v)
 
     @model_validator(mode="after")
     def _fields_fit_type(self) -> Pagination:
         common = {"type", "stop_when_empty_path", "max_pages"}
-        for name in sorted(self.model_fields_set - common - _PAGINATION_FIELDS[self.type]):
-            owner = next(t for t, names in _PAGINATION_FIELDS.items() if name in names)
+        rules = PAGINATION_RULES[self.type]
+        for name in sorted(self.model_fields_set - common - rules.fields):
+            owner = next(t for t, r in PAGINATION_RULES.items() if name in r.fields)
             raise FieldProblem(name, f"applies to pagination type {owner}, not {self.type}")
-        if self.type == "cursor" and not self.cursor_path:
-            raise FieldProblem(
-                "cursor_path", "required for cursor pagination: where the next cursor is in the response"
-            )
-        if self.type == "next_url" and not self.next_url_path:
-            raise FieldProblem(
-                "next_url_path", "required for next_url pagination: where the next URL is in the response"
-            )
+        for name, why in rules.required.items():
+            if not getattr(self, name):
+                raise FieldProblem(name, why)
         if self.type == "page_number" and self.page_size_param and not self.page_size:
             raise FieldProblem("page_size", "required with page_size_param")
         return self
@@ -310,8 +355,7 @@ KNOWN_TOP_LEVEL = tuple(SourceConfig.model_fields)
 
 def config_hash(raw: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of a config document, as written (defaults are not filled in)."""
-    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical_hash(raw)
 
 
 def json_schema() -> dict[str, Any]:

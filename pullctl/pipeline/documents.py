@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from pullctl.canonical import canonical_hash
 
 RUN_STATUSES = ("running", "succeeded", "partial", "failed")
 COUNT_NAMES = (
@@ -26,13 +27,6 @@ MAX_RECORDED_ERRORS = 100
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no spaces, UTF-8: the same data always gives the same bytes."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
 
 
 def drop_fields(value: Any, paths: list[str]) -> Any:
@@ -59,7 +53,7 @@ def _drop(value: Any, paths: list[list[str]]) -> Any:
 
 def content_hash(parsed: Any, ignore_fields: list[str]) -> str:
     """sha256 hex of the canonical JSON after ``dedup.ignore_fields`` are removed."""
-    return hashlib.sha256(canonical_json(drop_fields(parsed, ignore_fields))).hexdigest()
+    return canonical_hash(drop_fields(parsed, ignore_fields))
 
 
 def document_id(source_id: str, digest: str) -> str:

@@ -1,18 +1,18 @@
-"""Fetching one item: URL and auth, rate limit, retries (tenacity obeying ``retry.py``), pagination.
+"""Fetching one item: every page its paginator asks for, each page with the retry loop, auth and rate limit.
 
-Each attempt is bounded as a whole by ``timeout_seconds`` (connect to last byte, so a trickling body
-cannot hang it) and its body by ``max_response_bytes`` (streamed, never read past the cap). Redirects are
-followed by hand, at most five, and credentials never go to another origin than the configured one.
+The pieces, top-down: ``Fetcher.pages`` walks an item's pages (``pagination.py`` says what comes next
+and when the item ends); ``_fetch`` runs one page's attempts (``retry.py`` decides, ``transport.py``
+names what failed on the wire); ``_attempt`` is one bounded exchange: ``timeout_seconds`` bounds it as a
+whole (connect to last byte, so a trickling body cannot hang it) and ``max_response_bytes`` its body
+(streamed, never read past the cap). Redirects are followed by hand, at most five, and credentials never
+go to another origin than the configured one (nor do next pages).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import ipaddress
 import json
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -21,13 +21,14 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from pullctl.config.models import SourceConfig
 from pullctl.errors import FetchError, SecretError
 from pullctl.redact import Redactor
+from pullctl.run.pagination import PageRequest, PageView, PaginationError, paginator
 from pullctl.run.plan import FetchTask
-from pullctl.run.retry import Fatal, Retryable, backoff_delay, check_retry_after, retry_after_seconds
+from pullctl.run.retry import AttemptFailed, GaveUp, Outcome, call_with_retries
+from pullctl.run.transport import TRANSPORT_ERRORS, host_of, transport_failure
 
 MAX_REDIRECTS = 5
 USER_AGENT = "pullctl/0.1 (+https://github.com/pullctl/pullctl)"
@@ -48,6 +49,7 @@ class Page:
     data: Any
     content_type: str
     next_link: str | None = None  # the Link header's rel="next"
+    final_url: str = ""  # the URL that answered (after redirects), not redacted: for relative next links
 
 
 class RateLimiter:
@@ -74,83 +76,14 @@ class RateLimiter:
             await self._sleep(slot - now)
 
 
-def make_transport(concurrency: int, proxy: httpx.Proxy | None = None) -> httpx.AsyncBaseTransport:
-    """The run's one connection pool: an httpx transport over aiohttp's pool (see bench/run_bench.py).
-
-    The fetcher sends straight through it, not through an ``httpx.AsyncClient``: pullctl does its own
-    redirects, auth, timeouts and headers, and wants no cookie jar, so the client layer only adds cost.
-    Measured on 2 cores, 5,000 GETs at concurrency 50 over this pool: 1,300 requests/s through
-    ``AsyncClient.stream``, 2,400 through the transport. ``proxy`` (from ``env_proxy``) carries every request.
-    """
-    from httpx_aiohttp import AiohttpTransport
-
-    return AiohttpTransport(
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency), proxy=proxy
-    )
-
-
-def env_proxy(url: str, environ: Mapping[str, str] | None = None) -> httpx.Proxy | None:
-    """The proxy that ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` name for ``url``, unless ``NO_PROXY``
-    exempts its host (the conventions of curl, requests and httpx). Chosen once per run, for the source's
-    ``base_url``: a next page or redirect to another origin goes through the same proxy."""
-    env = os.environ if environ is None else environ
-    lower = {k.lower(): v for k, v in env.items() if k.lower().endswith("_proxy") and v}
-    parts = urlsplit(url)
-    proxy = lower.get(f"{parts.scheme}_proxy") or lower.get("all_proxy")
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    if not proxy or _no_proxy(parts.hostname or "", port, lower.get("no_proxy", "")):
-        return None
-    url_ = httpx.URL(proxy if "://" in proxy else f"http://{proxy}")
-    if not (url_.username or url_.password):
-        return httpx.Proxy(url_)
-    # Credentials go as a header: aiohttp moves an ``Authorization`` among the proxy headers to
-    # ``Proxy-Authorization`` (on the request for http://, on the CONNECT for https://); its BasicAuth
-    # route is deprecated.
-    basic = base64.b64encode(f"{url_.username}:{url_.password}".encode()).decode()
-    return httpx.Proxy(
-        url_.copy_with(username=None, password=None), headers={"Authorization": f"Basic {basic}"}
-    )
-
-
-def proxy_userinfo(proxy: httpx.Proxy) -> str | None:
-    """``user:password`` of a proxy from ``env_proxy`` (for the run's redactor), else None."""
-    header = proxy.headers.get("authorization", "")
-    return base64.b64decode(header.removeprefix("Basic ")).decode() if header else None
-
-
-def _no_proxy(host: str, port: int | None, no_proxy: str) -> bool:
-    """``NO_PROXY``: ``*``, host names (``example.com`` also covers its subdomains; a leading ``.`` or ``*.``
-    is ignored), ``host:port``, IP addresses and CIDR blocks, comma-separated."""
-    host = host.lower().strip("[]")
-    for entry in (e.strip().lower() for e in no_proxy.split(",")):
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        if "/" in entry:
-            with contextlib.suppress(ValueError):
-                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
-                    return True
-            continue
-        name, entry_port = entry, ""
-        if entry.count(":") == 1:
-            name, _, entry_port = entry.partition(":")
-        if entry_port and entry_port != str(port):
-            continue
-        name = name.strip("[]").lstrip("*").lstrip(".")
-        if host == name or host.endswith("." + name):
-            return True
-    return False
-
-
-def with_query(url: str, params: dict[str, str] | None) -> str:
+def with_query(url: str, params: Mapping[str, str] | None) -> str:
     """``url`` with ``params`` merged into its query (a name already there takes the new value), encoded as
     httpx encodes ``params=``. A URL without a query (the common case) takes no URL parse here."""
     if not params:
         return url
     if "?" not in url and "#" not in url:
         return f"{url}?{urlencode(params)}"
-    return str(httpx.URL(url).copy_merge_params(params))
+    return str(httpx.URL(url).copy_merge_params(dict(params)))
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -159,15 +92,8 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
-def _lookup(value: Any, path: str) -> Any:
-    for part in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
+def _final(reason: str) -> AttemptFailed:
+    return AttemptFailed(Outcome(reason, final=True))
 
 
 class Fetcher:
@@ -194,7 +120,6 @@ class Fetcher:
         self._rng = rng
         self._auth_headers, self._auth_params = self._auth(secret)
         self._headers = self._merge_headers({})
-        self._retry_status = frozenset(self.policy.retry_on_status)
 
     def _merge_headers(self, configured: dict[str, str]) -> httpx.Headers:
         """The defaults, then the configured headers, then the credential: a later one replaces an earlier one
@@ -218,164 +143,72 @@ class Fetcher:
             return {}, {req.auth_query_param: secret}
         return {req.auth_header: secret}, {}
 
+    @property
+    def _has_credentials(self) -> bool:
+        return bool(self._auth_headers or self._auth_params)
+
     # -- one item, every page -------------------------------------------------------------------------
 
     async def pages(self, task: FetchTask) -> AsyncIterator[Page]:
-        """Every non-empty page of ``task``; raises ``FetchError`` when the item fails."""
-        p = self.pagination
-        url: str = task.url
-        params: dict[str, str] | None = dict(task.params)
-        assert params is not None
-        if p.type == "page_number":
-            params[p.page_param] = str(p.start_page)
-            if p.page_size_param and p.page_size:
-                params[p.page_size_param] = str(p.page_size)
-        elif p.type == "offset":
-            params[p.offset_param] = "0"
-            params[p.limit_param] = str(p.limit)
-        number = 1
-        while True:
-            page = await self._fetch(url, params, task, number)
-            records = self._records(page.data)
-            if records is not None and not records:
-                return  # an empty page is the end, and is not stored
-            yield page
-            next_url, next_params = self._next(page, records, params)
-            if next_url is None and next_params is None:
-                return
-            if number >= p.max_pages:
-                raise FetchError(f"stopped at max_pages={p.max_pages} with more pages left", 0)
-            if next_url is not None:
-                absolute = str(httpx.URL(page.url).join(next_url)) if page.url else next_url
-                home = _origin(task.url)
-                if (self._auth_headers or self._auth_params) and _origin(absolute) != home:
-                    raise FetchError(
-                        f"the next page is on another origin ({_origin(absolute)[1]}); pullctl sends"
-                        f" credentials only to {home[1]}",
-                        0,
-                    )
-                url, params = absolute, None
-            else:
-                params = next_params
-            number += 1
+        """Every page of ``task`` worth keeping; raises ``FetchError`` when the item fails."""
+        pager = paginator(self.pagination)
+        request: PageRequest | None = pager.first(task.url, task.params)
+        while request is not None:
+            page = await self._fetch(request, task)
+            try:
+                step = pager.advance(request, PageView(page.data, page.final_url, page.next_link))
+            except PaginationError as exc:
+                raise FetchError(self.redact(str(exc)), 1) from None
+            if step.keep:
+                yield page
+            if step.fail is not None:
+                raise FetchError(self.redact(step.fail), 1)
+            request = step.next
+            if request is not None and request.params is None:
+                self._check_origin(request.url, task.url, "the next page is")
 
-    def _records(self, data: Any) -> list[Any] | None:
-        path = self.pagination.stop_when_empty_path
-        if path:
-            found = _lookup(data, path)
-            return found if isinstance(found, list) else []
-        return data if isinstance(data, list) else None
-
-    def _next(
-        self, page: Page, records: list[Any] | None, params: dict[str, str] | None
-    ) -> tuple[str | None, dict[str, str] | None]:
-        p = self.pagination
-        if p.type == "none":
-            return None, None
-        if p.type in ("page_number", "offset"):
-            if records is None:
-                raise FetchError(
-                    f"{p.type} pagination needs stop_when_empty_path: the response is an object, not a list",
-                    0,
-                )
-            size = p.page_size if p.type == "page_number" else p.limit
-            if size and len(records) < size:
-                return None, None
-            nxt = dict(params or {})
-            if p.type == "page_number":
-                nxt[p.page_param] = str(int(nxt[p.page_param]) + 1)
-            else:
-                nxt[p.offset_param] = str(int(nxt[p.offset_param]) + p.limit)
-            return None, nxt
-        if p.type == "cursor":
-            assert p.cursor_path
-            cursor = _lookup(page.data, p.cursor_path)
-            if cursor in (None, "", False):
-                return None, None
-            return None, {**(params or {}), p.cursor_param: str(cursor)}
-        if p.type == "next_url":
-            assert p.next_url_path
-            link = _lookup(page.data, p.next_url_path)
-            return (str(link), None) if link else (None, None)
-        return (page.next_link, None) if page.next_link else (None, None)
+    def _check_origin(self, url: str, home_url: str, what: str) -> None:
+        home = _origin(home_url)
+        if self._has_credentials and _origin(url) != home:
+            where = _origin(url)[1]
+            message = f"{what} on another origin ({where}); pullctl sends credentials only to {home[1]}"
+            raise FetchError(self.redact(message), 1)
 
     # -- one page, with retries -----------------------------------------------------------------------
 
-    def _wait(self, state: RetryCallState) -> float:
-        # tenacity counts from the second attempt (the first ran outside it): attempts made = number + 1
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = exc.retry_after if isinstance(exc, Retryable) else None
-        return backoff_delay(self.policy, state.attempt_number + 1, retry_after, self._rng)
+    async def _fetch(self, request: PageRequest, task: FetchTask) -> Page:
+        def retried(_attempt: int, _delay: float, _outcome: Outcome) -> None:
+            self.counts["retries"] += 1
 
-    async def _fetch(self, url: str, params: dict[str, str] | None, task: FetchTask, number: int) -> Page:
-        # The first attempt runs directly (most pages succeed at once; tenacity costs ~0.2 ms per call);
-        # only a Retryable failure hands the remaining attempts to tenacity.
-        attempts = 1
-        self.counts["requests"] += 1
         try:
-            return await self._attempt(url, params, task, number)
-        except Fatal as exc:
-            raise FetchError(self.redact(exc.reason), attempts) from None
-        except Retryable as exc:
-            if self.policy.max_attempts == 1:
-                raise FetchError(self.redact(f"{exc.reason} (gave up after 1 attempts)"), 1) from None
-            await self._sleep(backoff_delay(self.policy, 1, exc.retry_after, self._rng))
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.policy.max_attempts - 1),
-            retry=retry_if_exception_type(Retryable),
-            wait=self._wait,
-            sleep=self._sleep,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    attempts += 1
-                    self.counts["requests"] += 1
-                    if attempts > 1:
-                        self.counts["retries"] += 1
-                    page = await self._attempt(url, params, task, number)
-        except Retryable as exc:
-            raise FetchError(
-                self.redact(f"{exc.reason} (gave up after {attempts} attempts)"), attempts
-            ) from None
-        except Fatal as exc:
-            raise FetchError(self.redact(exc.reason), attempts) from None
-        return page
+            return await call_with_retries(
+                lambda: self._attempt(request, task),
+                self.policy,
+                sleep=self._sleep,
+                rng=self._rng,
+                on_retry=retried,
+            )
+        except GaveUp as exc:
+            raise FetchError(self.redact(exc.reason), exc.attempts) from None
 
-    async def _attempt(self, url: str, params: dict[str, str] | None, task: FetchTask, number: int) -> Page:
+    async def _attempt(self, request: PageRequest, task: FetchTask) -> Page:
         await self.limiter.acquire()
+        self.counts["requests"] += 1
         timeout = self.request.timeout_seconds
         try:
             async with asyncio.timeout(timeout):
-                return await self._exchange(url, params, task, number)
-        except TimeoutError:
-            raise Retryable(f"timed out after {timeout:g} s (timeout_seconds)") from None
-        except httpx.TimeoutException:
-            raise Retryable(f"timed out after {timeout:g} s (timeout_seconds)") from None
-        except httpx.TransportError as exc:
-            raise Retryable(self._network_reason(exc)) from None
-        except OSError as exc:
-            raise Retryable(f"network error: {exc}") from None
+                return await self._exchange(request, task)
+        except TRANSPORT_ERRORS as exc:
+            failure = transport_failure(exc, host_of(request.url), timeout)
+            raise AttemptFailed(Outcome(self.redact(failure.reason), transport=failure.kind)) from None
 
-    @staticmethod
-    def _network_reason(exc: Exception) -> str:
-        kind = {
-            httpx.ConnectError: "connection failed",
-            httpx.RemoteProtocolError: "connection closed mid-response",
-            httpx.ReadError: "connection broken while reading",
-        }
-        for cls, text in kind.items():
-            if isinstance(exc, cls):
-                return f"{text}: {exc}" if str(exc) else text
-        return f"{type(exc).__name__}: {exc}"
-
-    async def _exchange(self, url: str, params: dict[str, str] | None, task: FetchTask, number: int) -> Page:
+    async def _exchange(self, page_request: PageRequest, task: FetchTask) -> Page:
         method = self.request.method
         body = task.body
+        params = page_request.params
         all_params = {**params, **self._auth_params} if params is not None else self._auth_params
         headers = self._merge_headers(task.headers) if task.headers else self._headers
-        target = with_query(url, all_params)
+        target = with_query(page_request.url, all_params)
         for _ in range(MAX_REDIRECTS + 1):
             request = httpx.Request(method, target, headers=headers, json=body)
             resp = await self.transport.handle_async_request(request)
@@ -384,45 +217,49 @@ class Fetcher:
                     target = str(request.url.join(resp.headers["location"]))
                     if resp.status_code == 303:
                         method, body = "GET", None
-                    if (self._auth_headers or self._auth_params) and _origin(target) != _origin(task.url):
-                        raise Fatal(
+                    if self._has_credentials and _origin(target) != _origin(task.url):
+                        raise _final(
                             f"redirected to another origin ({_origin(target)[1]}); credentials not sent"
                         )
                     continue
-                return await self._page(resp, self.redact(str(request.url)), number)
+                return await self._page(resp, str(request.url), page_request.number)
             finally:
                 await resp.aclose()
-        raise Fatal(f"redirect loop: more than {MAX_REDIRECTS} redirects (last to {self.redact(target)})")
+        raise _final(f"redirect loop: more than {MAX_REDIRECTS} redirects (last to {self.redact(target)})")
 
-    async def _page(self, resp: httpx.Response, shown_url: str, number: int) -> Page:
+    async def _page(self, resp: httpx.Response, url: str, number: int) -> Page:
         status = resp.status_code
-        if status in self._retry_status:
-            hint = retry_after_seconds(resp.headers.get("retry-after"))
-            check_retry_after(self.policy, hint)
-            raise Retryable(f"HTTP {status} {resp.reason_phrase} from {shown_url}", hint)
-        if status >= 400 or status < 200 or status >= 300:
-            snippet = (await self._read(resp, 300, cap_is_error=False)).decode("utf-8", "replace").strip()
-            raise Fatal(f"HTTP {status} {resp.reason_phrase} from {shown_url}: {snippet[:300]}")
+        shown_url = self.redact(url)
+        if not 200 <= status < 300:
+            snippet = ""
+            if status not in self.policy.retry_on_status:
+                snippet = (await self._read(resp, 300, cap_is_error=False)).decode("utf-8", "replace").strip()
+            reason = f"HTTP {status} {resp.reason_phrase} from {shown_url}" + (
+                f": {snippet[:300]}" if snippet else ""
+            )
+            raise AttemptFailed(Outcome(self.redact(reason), status=status, headers=resp.headers))
         body = await self._read(resp, self.request.max_response_bytes)
         content_type = resp.headers.get("content-type", "")
         if not body.strip():
-            raise Fatal(f"empty response body from {shown_url}, expected JSON")
+            raise _final(f"empty response body from {shown_url}, expected JSON")
         try:
             data = json.loads(body)
         except ValueError as exc:
             start = body[:80].decode("utf-8", "replace")
-            raise Fatal(
-                f"response from {shown_url} is not JSON ({content_type or 'no content-type'}): {exc};"
-                f" starts {start!r}"
+            raise _final(
+                self.redact(
+                    f"response from {shown_url} is not JSON ({content_type or 'no content-type'}): {exc};"
+                    f" starts {start!r}"
+                )
             ) from None
         link = resp.links.get("next", {}).get("url") if self.pagination.type == "link_header" else None
         kind = content_type.split(";")[0].strip() or "application/json"
-        return Page(shown_url, status, number, body, data, kind, link)
+        return Page(shown_url, status, number, body, data, kind, link, url)
 
     async def _read(self, resp: httpx.Response, cap: int, *, cap_is_error: bool = True) -> bytes:
         declared = resp.headers.get("content-length", "")
         if cap_is_error and declared.isdigit() and int(declared) > cap:
-            raise Fatal(f"response of {int(declared)} bytes is larger than max_response_bytes={cap}")
+            raise _final(f"response of {int(declared)} bytes is larger than max_response_bytes={cap}")
         chunks: list[bytes] = []
         total = 0
         async for chunk in resp.aiter_bytes():
@@ -431,6 +268,6 @@ class Fetcher:
                 if not cap_is_error:
                     chunks.append(chunk)
                     break
-                raise Fatal(f"response is larger than max_response_bytes={cap}")
+                raise _final(f"response is larger than max_response_bytes={cap}")
             chunks.append(chunk)
         return b"".join(chunks)[: cap if not cap_is_error else None]

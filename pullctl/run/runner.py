@@ -30,10 +30,11 @@ from pullctl.pipeline.documents import (
 from pullctl.pipeline.events import EventSink, NoEvents
 from pullctl.pipeline.store import Store
 from pullctl.redact import Redactor
-from pullctl.run.fetch import Fetcher, Page, env_proxy, make_transport, proxy_userinfo
+from pullctl.run.fetch import Fetcher, Page
 from pullctl.run.iteration import resolve_items
 from pullctl.run.plan import FetchTask, Plan, Shard, Window, build_plan, scheduled_window
 from pullctl.run.secrets import resolve_secret
+from pullctl.run.transport import env_proxy, make_transport, proxy_userinfo
 from pullctl.settings import Settings
 
 BATCH_SIZE = 200

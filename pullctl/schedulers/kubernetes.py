@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-import hashlib
 import json
 import re
 import time
@@ -31,6 +30,7 @@ from typing import Any, Literal, Protocol
 import yaml
 
 from pullctl import __version__
+from pullctl.canonical import canonical_hash
 from pullctl.config.loader import LoadedSource
 from pullctl.errors import ClusterError, ConfigError, Issue, UsageError
 from pullctl.settings import env_name
@@ -446,8 +446,7 @@ def rendering_hash(obj: Obj) -> str:
     annotations.pop(HASH_ANNOTATION, None)
     if not annotations:
         bare.get("metadata", {}).pop("annotations", None)
-    canonical = json.dumps(bare, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical_hash(bare)
 
 
 def _with_hash(obj: Obj) -> Obj:

@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pullctl.canonical import canonical_json
 from pullctl.config.loader import load_text
 from pullctl.config.models import SourceConfig
-from pullctl.pipeline.documents import canonical_json, content_hash
+from pullctl.pipeline.documents import content_hash
 from pullctl.run.plan import Window, build_plan
 
 json_values = st.recursive(

@@ -75,7 +75,7 @@ FAULTS: list[tuple[str, dict[str, Any], dict[str, Any], int, int, str | None]] =
         {"retry": {"max_attempts": 2}},
         1,
         2,
-        "timed out after 1.5 s (timeout_seconds) (gave up after 2 attempts)",
+        "timed out after 1.5 s (timeout_seconds) waiting for 127.0.0.1:",
     ),
     ("reset-mid-body", {"kind": "reset", "after_bytes": 50, "times": 1}, {}, 0, 2, None),
     ("truncated-json", {"kind": "truncated_json"}, {}, 1, 1, "response from "),
