@@ -141,6 +141,7 @@ async def test_a_real_timeout() -> None:
         message
         == f"timed out after 0.2 s (timeout_seconds) waiting for 127.0.0.1:{port} (gave up after 2 attempts)"
     )
+    assert attempts == 2
 
 
 @pytest.mark.anyio

@@ -161,7 +161,7 @@ def _from_os_error(exc: BaseException, host: str) -> TransportFailure | None:
 
 
 def _ssl_reason(exc: BaseException) -> str:
-    """OpenSSL's reason (``WRONG_VERSION_NUMBER``, ``CERTIFICATE_VERIFY_FAILED``) from inside aiohttp's wrapper."""
+    """OpenSSL's reason (``WRONG_VERSION_NUMBER``, ``CERTIFICATE_VERIFY_FAILED``) inside aiohttp's wrapper."""
     chain: BaseException | None = exc
     for _ in range(4):
         inner = getattr(chain, "os_error", None)  # aiohttp's connector errors wrap the ssl.SSLError here
