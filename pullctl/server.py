@@ -45,7 +45,7 @@ from pullctl.errors import PullctlError
 from pullctl.pipeline.config_store import load_location
 from pullctl.pipeline.documents import RunRecord, new_run_id, utcnow
 from pullctl.pipeline.store import Store, mask_url, open_store
-from pullctl.schedulers.dapr_jobs import JobsPlan, source_id_of, startup_delays, sync_until_ready
+from pullctl.schedulers.dapr_jobs import JobsPlan, source_id_of, startup_policy, sync_until_ready
 from pullctl.settings import Settings
 
 INTERRUPTED = "interrupted: pullctl serve shut down before the run finished"
@@ -130,7 +130,7 @@ class PullService:
     ) -> None:
         self.settings = settings
         self.sync_on_start = sync_on_start
-        self.startup_delays = startup_delays(startup_attempts, startup_first_delay, startup_max_delay)
+        self.startup_policy = startup_policy(startup_attempts, startup_first_delay, startup_max_delay)
         self.shutdown_grace = shutdown_grace
         self.log = log or JsonLog()
         self.app_token = settings.environ.get("APP_API_TOKEN") or None
@@ -223,7 +223,7 @@ class PullService:
 
         try:
             plan = await sync_until_ready(
-                self.dapr, self.store, loaded.sources, delays=self.startup_delays, on_retry=retry
+                self.dapr, self.store, loaded.sources, policy=self.startup_policy, on_retry=retry
             )
         except PullctlError as exc:  # the sidecar never answered, or the registry (store) failed
             self._sync_failed(exc.message)

@@ -20,7 +20,8 @@ from pullctl.config.loader import LoadedSource, load_paths
 from pullctl.dapr import DaprClient
 from pullctl.errors import DaprError
 from pullctl.pipeline.store import open_store
-from pullctl.schedulers.dapr_jobs import follow_config_change, plan_jobs, startup_delays
+from pullctl.retry import backoff_delay
+from pullctl.schedulers.dapr_jobs import follow_config_change, plan_jobs, startup_policy
 from pullctl.settings import Settings
 from tests.conftest import Cli
 from tests.emulators.dapr import DaprEmulator
@@ -201,8 +202,9 @@ def test_plan_compares_config_hashes_with_the_registry(tmp_path: Path) -> None:
 
 
 def test_startup_delays_double_up_to_the_cap() -> None:
-    assert startup_delays(6, 1.0, 5.0) == [1.0, 2.0, 4.0, 5.0, 5.0]
-    assert startup_delays(1, 1.0, 5.0) == []
+    policy = startup_policy(6, 1.0, 5.0)
+    assert [backoff_delay(policy, n) for n in range(1, policy.max_attempts)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert startup_policy(1, 1.0, 5.0).max_attempts == 1
 
 
 # ---------------------------------------------------------------------------------------------------------

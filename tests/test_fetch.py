@@ -16,9 +16,9 @@ import pytest
 from pullctl.config.models import Retry, SourceConfig
 from pullctl.errors import FetchError, SecretError
 from pullctl.redact import Redactor
+from pullctl.retry import backoff_delay, retry_after_seconds
 from pullctl.run.fetch import USER_AGENT, Fetcher, RateLimiter, with_query
 from pullctl.run.plan import FetchTask
-from pullctl.run.retry import backoff_delay, retry_after_seconds
 
 URL = "https://api.example.com/v1/data"
 Answer = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pullctl.config.models import Retry as RetryConfig
-from pullctl.run.retry import (
+from pullctl.retry import (
     AttemptFailed,
     GaveUp,
     GiveUp,

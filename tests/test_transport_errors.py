@@ -21,7 +21,8 @@ from pullctl.errors import FetchError
 from pullctl.redact import Redactor
 from pullctl.run.fetch import Fetcher
 from pullctl.run.plan import FetchTask
-from pullctl.run.transport import make_transport, transport_failure
+from pullctl.run.transport import make_transport
+from pullctl.transport_errors import transport_failure
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

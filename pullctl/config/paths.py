@@ -55,19 +55,7 @@ class JsonPath:
     parts: tuple[str, ...]
 
     def find(self, value: Any) -> Found:
-        for depth, part in enumerate(self.parts):
-            if isinstance(value, dict):
-                if part not in value:
-                    return Found(MISSING, depth, value)
-                value = value[part]
-            elif isinstance(value, list) and _INDEX.fullmatch(part):
-                index = int(part)
-                if not -len(value) <= index < len(value):
-                    return Found(MISSING, depth, value)
-                value = value[index]
-            else:
-                return Found(MISSING, depth, value)
-        return Found(value, len(self.parts))
+        return follow(value, self.parts)
 
     def get(self, value: Any, default: Any = None) -> Any:
         """The value at this path, or ``default`` when any segment is absent (a JSON null is None)."""
@@ -76,6 +64,23 @@ class JsonPath:
 
     def __str__(self) -> str:
         return self.text
+
+
+def follow(value: Any, parts: tuple[str, ...]) -> Found:
+    """Follow parsed ``parts`` through mappings and lists: how far it got, and what it found there."""
+    for depth, part in enumerate(parts):
+        if isinstance(value, dict):
+            if part not in value:
+                return Found(MISSING, depth, value)
+            value = value[part]
+        elif isinstance(value, list) and _INDEX.fullmatch(part):
+            index = int(part)
+            if not -len(value) <= index < len(value):
+                return Found(MISSING, depth, value)
+            value = value[index]
+        else:
+            return Found(MISSING, depth, value)
+    return Found(value, len(parts))
 
 
 @lru_cache(maxsize=1024)

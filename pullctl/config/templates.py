@@ -19,6 +19,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
+from pullctl.config.paths import MISSING, follow
+
 _FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
 
@@ -116,17 +118,10 @@ def parse(text: str) -> Template:
 
 
 def lookup(context: dict[str, Any], fld: Field) -> Any:
-    """Follow ``fld.path`` through mappings (and list indexes); raise ``MissingValue`` on a gap or null."""
-    value: Any = context
-    for key in fld.path:
-        if isinstance(value, dict):
-            value = value.get(key)
-        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
-            value = value[int(key)]
-        else:
-            value = getattr(value, key, None) if not isinstance(value, str | int | float) else None
-        if value is None:
-            raise MissingValue(fld.expression)
+    """Follow ``fld.path`` (as ``paths.py`` does); raise ``MissingValue`` on a gap or a null."""
+    value = follow(context, fld.path).value
+    if value is None or value is MISSING:
+        raise MissingValue(fld.expression)
     return value
 
 

@@ -14,9 +14,13 @@ from typing import Protocol
 import httpx
 
 from pullctl.config.models import SourceConfig
-from pullctl.errors import PullctlError, UsageError
+from pullctl.errors import DaprError, UsageError
 from pullctl.pipeline.documents import Document
+from pullctl.retry import AttemptFailed, GaveUp, Outcome, RetryPolicy, TransportKind, call_with_retries
 from pullctl.settings import Settings
+from pullctl.transport_errors import host_of, transport_failure
+
+WEBHOOK_TIMEOUT = 10.0
 
 
 class EventSink(Protocol):
@@ -39,22 +43,19 @@ class NoEvents:
         return None
 
 
-async def _with_retries(
-    send: Callable[[], Awaitable[None]],
-    attempts: int,
-    delay: float,
-    sleep: Callable[[float], Awaitable[None]],
+# Three attempts, 0.5 s then 1 s apart: a sink that stays down leaves the event pending for the next run.
+EVENT_RETRY = RetryPolicy(max_attempts=3, initial_delay_seconds=0.5, max_delay_seconds=5.0, jitter=False)
+
+
+async def _deliver(
+    send: Callable[[], Awaitable[None]], sleep: Callable[[float], Awaitable[None]], policy: RetryPolicy
 ) -> str | None:
-    reason: str | None = None
-    for attempt in range(attempts):
-        try:
-            await send()
-            return None
-        except (PullctlError, httpx.HTTPError) as exc:
-            reason = str(exc) or type(exc).__name__
-        if attempt + 1 < attempts:
-            await sleep(delay * 2**attempt)
-    return reason
+    """``send`` under the retry loop; None when acknowledged, else why it was given up."""
+    try:
+        await call_with_retries(send, policy, sleep=sleep)
+    except GaveUp as exc:
+        return exc.reason
+    return None
 
 
 class DaprPubSub:
@@ -63,8 +64,7 @@ class DaprPubSub:
         settings: Settings,
         pubsub: str,
         topic: str,
-        attempts: int = 3,
-        delay: float = 0.5,
+        policy: RetryPolicy = EVENT_RETRY,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         from pullctl.dapr import DaprClient
@@ -72,16 +72,22 @@ class DaprPubSub:
         self.name = f"dapr://{pubsub}/{topic}"
         self.pubsub, self.topic = pubsub, topic
         self._dapr = DaprClient(settings.dapr_endpoint, settings.dapr_api_token)
-        self._attempts, self._delay, self._sleep = attempts, delay, sleep
+        self._policy, self._sleep = policy, sleep
 
     async def publish(self, docs: list[Document]) -> list[str | None]:
         out: list[str | None] = []
         for doc in docs:
 
             async def send(doc: Document = doc) -> None:
-                await self._dapr.publish(self.pubsub, self.topic, doc.event(), doc.id)
+                try:
+                    await self._dapr.publish(self.pubsub, self.topic, doc.event(), doc.id)
+                except DaprError as exc:  # no status: the sidecar did not answer
+                    transport: TransportKind | None = "connect" if exc.status is None else None
+                    raise AttemptFailed(
+                        Outcome(exc.message, status=exc.status, transport=transport)
+                    ) from None
 
-            out.append(await _with_retries(send, self._attempts, self._delay, self._sleep))
+            out.append(await _deliver(send, self._sleep, self._policy))
         return out
 
     async def aclose(self) -> None:
@@ -92,27 +98,33 @@ class Webhook:
     def __init__(
         self,
         url: str,
-        attempts: int = 3,
-        delay: float = 0.5,
+        policy: RetryPolicy = EVENT_RETRY,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.name = url
         self.url = url
-        self._client = httpx.AsyncClient(timeout=10.0)
-        self._attempts, self._delay, self._sleep = attempts, delay, sleep
+        self._client = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT)
+        self._policy, self._sleep = policy, sleep
 
     async def publish(self, docs: list[Document]) -> list[str | None]:
         out: list[str | None] = []
         for doc in docs:
 
             async def send(doc: Document = doc) -> None:
-                response = await self._client.post(
-                    self.url, json=doc.event(), headers={"Idempotency-Key": doc.id, "ce-id": doc.id}
-                )
+                try:
+                    response = await self._client.post(
+                        self.url, json=doc.event(), headers={"Idempotency-Key": doc.id, "ce-id": doc.id}
+                    )
+                except httpx.HTTPError as exc:
+                    failure = transport_failure(exc, host_of(self.url), WEBHOOK_TIMEOUT)
+                    raise AttemptFailed(Outcome(failure.reason, transport=failure.kind)) from None
                 if response.status_code >= 300:
-                    raise PullctlError(f"webhook {self.url} answered HTTP {response.status_code}")
+                    reason = f"webhook {self.url} answered HTTP {response.status_code}"
+                    raise AttemptFailed(
+                        Outcome(reason, status=response.status_code, headers=response.headers)
+                    )
 
-            out.append(await _with_retries(send, self._attempts, self._delay, self._sleep))
+            out.append(await _deliver(send, self._sleep, self._policy))
         return out
 
     async def aclose(self) -> None:

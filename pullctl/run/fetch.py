@@ -25,10 +25,11 @@ import httpx
 from pullctl.config.models import SourceConfig
 from pullctl.errors import FetchError, SecretError
 from pullctl.redact import Redactor
+from pullctl.retry import AttemptFailed, GaveUp, Outcome, call_with_retries
 from pullctl.run.pagination import PageRequest, PageView, PaginationError, paginator
 from pullctl.run.plan import FetchTask
-from pullctl.run.retry import AttemptFailed, GaveUp, Outcome, call_with_retries
-from pullctl.run.transport import TRANSPORT_ERRORS, host_of, transport_failure
+from pullctl.run.transport import TRANSPORT_ERRORS
+from pullctl.transport_errors import host_of, transport_failure
 
 MAX_REDIRECTS = 5
 USER_AGENT = "pullctl/0.1 (+https://github.com/pullctl/pullctl)"

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from pullctl.config.models import Iteration
+from pullctl.config.paths import lookup
 from pullctl.errors import IterationError
 from pullctl.settings import Settings
 
@@ -29,17 +30,6 @@ def mcp_endpoint(iteration: Iteration, settings: Settings) -> tuple[str, bool]:
     return f"{settings.dapr_endpoint}/v1.0/invoke/{app}/method{iteration.mcp_path}", True
 
 
-def _lookup(value: Any, path: str) -> Any:
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
-
-
 def _describe(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 200 else text[:197] + "..."
@@ -52,7 +42,7 @@ def extract_items(
     candidate: Any = None
     if structured is not None:
         if items_path:
-            candidate = _lookup(structured, items_path)
+            candidate = lookup(structured, items_path)
             if candidate is None:
                 raise IterationError(
                     f"{where}: no '{items_path}' (items_path) in the result {_describe(structured)}"
@@ -73,7 +63,7 @@ def extract_items(
         one = len(parsed) == 1 and isinstance(parsed[0], list | dict)
         candidate = parsed[0] if one else parsed
         if items_path:
-            candidate = _lookup(candidate, items_path)
+            candidate = lookup(candidate, items_path)
             if candidate is None:
                 raise IterationError(
                     f"{where}: no '{items_path}' (items_path) in the result {_describe(parsed)}"

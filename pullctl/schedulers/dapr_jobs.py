@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -26,6 +26,7 @@ from pullctl.config.schedule import parse_schedule
 from pullctl.dapr import DaprClient
 from pullctl.errors import DaprError, PullctlError
 from pullctl.pipeline.store import Store
+from pullctl.retry import AttemptFailed, GaveUp, Outcome, RetryPolicy, call_with_retries
 from pullctl.settings import Settings
 
 JOB_PREFIX = "pull-"
@@ -329,9 +330,16 @@ async def follow_config_change(
     return _follow_warning(settings, problems) if problems else None
 
 
-def startup_delays(attempts: int, first: float, cap: float) -> list[float]:
-    """The pauses between start-up sync attempts: doubling from ``first`` up to ``cap``. Pure."""
-    return [min(first * 2**i, cap) for i in range(max(attempts - 1, 0))]
+def startup_policy(attempts: int, first: float, cap: float) -> RetryPolicy:
+    """Start-up sync attempts: pauses doubling from ``first`` up to ``cap``, no jitter; any DAPR error is
+    retried (a starting sidecar answers 500s and 404s for a while)."""
+    return RetryPolicy(
+        max_attempts=attempts,
+        initial_delay_seconds=first,
+        max_delay_seconds=cap,
+        retry_on_status=range(400, 600),
+        jitter=False,
+    )
 
 
 async def sync_until_ready(
@@ -339,25 +347,35 @@ async def sync_until_ready(
     store: Store,
     sources: Sequence[LoadedSource],
     *,
-    delays: Sequence[float],
+    policy: RetryPolicy,
     on_retry: Callable[[int, float, str], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> JobsPlan:
-    """``sync_jobs``, again after each pause in ``delays`` while the sidecar is not there or a job failed.
+    """``sync_jobs``, under the retry loop while the sidecar is not there or a job failed.
 
     Returns the last plan (check ``failed``); re-raises the last ``DaprError`` if the sidecar never answered.
     """
-    for attempt, delay in enumerate([*delays, None], start=1):
+    last: JobsPlan | DaprError | None = None
+
+    async def attempt() -> JobsPlan:
+        nonlocal last
         try:
-            plan = await sync_jobs(dapr, store, sources)
+            last = await sync_jobs(dapr, store, sources)
         except DaprError as exc:
-            if delay is None:
-                raise
-            reason = exc.message
-        else:
-            if not plan.failed or delay is None:
-                return plan
-            reason = "; ".join(f"{e.name}: {e.error}" for e in plan.failed)
+            last = exc
+            raise AttemptFailed(Outcome(exc.message, status=exc.status)) from None
+        if last.failed:
+            raise AttemptFailed(Outcome("; ".join(f"{e.name}: {e.error}" for e in last.failed)))
+        return last
+
+    def retried(attempt_number: int, delay: float, outcome: Outcome) -> None:
         if on_retry is not None:
-            on_retry(attempt, delay, reason)
-        await asyncio.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+            on_retry(attempt_number, delay, outcome.reason)
+
+    try:
+        return await call_with_retries(attempt, policy, sleep=sleep, on_retry=retried)
+    except GaveUp:
+        if isinstance(last, DaprError):
+            raise last from None
+        assert last is not None
+        return last

@@ -28,7 +28,7 @@ from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol, TypeVar
 
 T = TypeVar("T")
-# How an attempt failed without an HTTP answer; ``transport.py`` maps the transport's errors to these.
+# How an attempt failed without an HTTP answer; ``transport_errors.py`` maps the transport's errors to these.
 TransportKind = Literal[
     "timeout", "refused", "dns", "tls", "closed", "reset", "connect", "proxy", "protocol", "unsupported"
 ]
