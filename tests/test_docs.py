@@ -50,3 +50,35 @@ def test_config_reference_is_current() -> None:
 
 def test_schema_format_is_checked(cli: Cli) -> None:
     assert cli("schema", "--format", "yaml").stderr == "error: --format 'yaml': use json or markdown\n"
+
+
+def _yaml_blocks() -> list[tuple[str, str]]:
+    """(where, text) of every fenced ```yaml block in README.md and docs/."""
+    import re
+
+    blocks: list[tuple[str, str]] = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for n, m in enumerate(re.finditer(r"```yaml\n(.*?)```", path.read_text(), re.S)):
+            blocks.append((f"{path.name}#{n + 1}", m.group(1)))
+    return blocks
+
+
+def test_every_source_config_example_in_the_docs_validates() -> None:
+    """A block with ``source_id`` is a whole config; one that starts indented (``  pagination:``) is a part of
+    an ``ingestion`` block, checked inside a minimal source. Kubernetes manifests and the like are skipped."""
+    from pullctl.config.loader import load_text
+    from pullctl.config.models import Ingestion
+
+    base = "source_id: example\ningestion:\n  schedule: '0 6 * * *'\n  request: {base_url: 'https://api.example.com/v1'}\n"
+    checked = 0
+    for where, text in _yaml_blocks():
+        if "source_id:" in text:
+            doc = text
+        elif text.startswith("  ") and text.split(":", 1)[0].strip() in Ingestion.model_fields:
+            doc = base + text
+        else:
+            continue
+        result = load_text(doc, where, target="dapr")
+        assert not result.errors, "\n".join(str(e) for e in result.errors)
+        checked += 1
+    assert checked >= 3
