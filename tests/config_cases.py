@@ -369,4 +369,20 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         "k8s",
         ["case.yaml:7:3: ingestion.retry: duplicate key 'retry' (first defined at line 6)"],
     ),
+    (
+        "malformed-paths",
+        ITER
+        + "    items_path: data..list\n"
+        + "  pagination:\n    type: next_url\n    next_url_path: /links~2next\n"
+        + "  dedup:\n    ignore_fields: [meta., generated]\n",
+        "k8s",
+        [
+            "case.yaml:12:17: ingestion.iteration.items_path: 'data..list' has an empty segment; for a key that"
+            " holds a dot use a JSON Pointer such as '/data..list'",
+            "case.yaml:15:20: ingestion.pagination.next_url_path: '/links~2next' is not a valid JSON Pointer: '~'"
+            " must be followed by 0 (for '~') or 1 (for '/')",
+            "case.yaml:17:21: ingestion.dedup.ignore_fields[0]: 'meta.' has an empty segment; for a key that holds a"
+            " dot use a JSON Pointer such as '/meta.'",
+        ],
+    ),
 ]

@@ -57,3 +57,8 @@ def test_canonical_json_sorts_keys_and_keeps_unicode() -> None:
 def test_a_response_with_nan_hashes_instead_of_crashing() -> None:
     # json.loads accepts NaN; the old content hash raised ValueError on it and ended the run with a traceback
     assert len(content_hash({"v": float("nan")}, [])) == 64
+
+
+def test_ignore_fields_take_json_pointers_for_keys_with_dots() -> None:
+    page = {"@odata.context": "changes", "value": [{"id": 1, "etag": "x"}]}
+    assert content_hash(page, ["/@odata.context", "value.etag"]) == content_hash({"value": [{"id": 1}]}, [])

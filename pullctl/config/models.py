@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pullctl.canonical import canonical_hash
 from pullctl.config import templates
@@ -232,7 +240,9 @@ class RateLimit(_Strict):
 
 
 class Dedup(_Strict):
-    ignore_fields: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    ignore_fields: list[Annotated[str, Field(min_length=1), AfterValidator(check_path)]] = Field(
+        default_factory=list, description=f"fields left out of the content hash: {PATH_HELP}, each"
+    )
 
 
 class Events(_Strict):

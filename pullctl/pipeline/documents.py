@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pullctl.canonical import canonical_hash
+from pullctl.config.paths import parse_path
 
 RUN_STATUSES = ("running", "succeeded", "partial", "failed")
 COUNT_NAMES = (
@@ -30,10 +31,11 @@ def utcnow() -> datetime:
 
 
 def drop_fields(value: Any, paths: list[str]) -> Any:
-    """A copy of ``value`` without the dotted ``paths``; a path through a list applies to each element."""
+    """A copy of ``value`` without ``paths`` (dotted, or JSON Pointers for keys with dots: ``paths.py``); a path
+    through a list applies to each element."""
     if not paths:
         return value
-    split = [p.split(".") for p in paths]
+    split = [list(parse_path(p).parts) for p in paths]
     return _drop(value, split)
 
 
