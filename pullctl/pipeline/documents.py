@@ -31,8 +31,8 @@ def utcnow() -> datetime:
 
 
 def drop_fields(value: Any, paths: list[str]) -> Any:
-    """A copy of ``value`` without ``paths`` (dotted, or JSON Pointers for keys with dots: ``paths.py``); a path
-    through a list applies to each element."""
+    """A copy of ``value`` without ``paths`` (dotted, or JSON Pointers for keys with dots: ``paths.py``);
+    a path through a list applies to each element."""
     if not paths:
         return value
     split = [list(parse_path(p).parts) for p in paths]
