@@ -23,7 +23,7 @@ from pymongo import MongoClient
 
 from pullctl.asgi import BackgroundServer
 from pullctl.dapr import DaprClient
-from pullctl.pipeline.config_store import load_location
+from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.store import open_store
 from pullctl.schedulers.dapr_jobs import sync_jobs
 from pullctl.server import INTERRUPTED, JsonLog, PullService, create_app
@@ -453,7 +453,7 @@ def test_seed_scenario_jobs_follow_the_config_store(
             await store.open()
             try:
                 async with DaprClient(dapr_emulator.url) as dapr:
-                    sources = load_location(mongo_uri, target="dapr", database=mongo_database).sources
+                    sources = open_config_source(mongo_uri, mongo_database).all("dapr").sources
                     plan = await sync_jobs(dapr, store, sources, dry_run=True)
             finally:
                 await store.close()

@@ -13,8 +13,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from pullctl.config.loader import LoadedSource
+from pullctl.config.source import ConfigSource
 from pullctl.errors import PullctlError, UsageError
-from pullctl.pipeline.config_store import load_location
+from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.documents import RunRecord
 from pullctl.pipeline.events import open_sink
 from pullctl.pipeline.metrics import export_run_metrics
@@ -39,12 +40,9 @@ class Backfill:
         return backfill_windows(start, end, parse_step(self.step))
 
 
-def load_source(settings: Settings, source_id: str) -> LoadedSource:
-    """The one source ``source_id`` from where the settings point; other sources' errors do not block it."""
-    result = load_location(settings.config, target="dapr", database=settings.mongodb_database)
-    source = result.get(source_id)  # raises with a did-you-mean when unknown
-    if any(i.file == source.file and i.severity == "error" for i in result.issues):
-        result.raise_for_errors()
+def load_source(configs: ConfigSource, source_id: str) -> LoadedSource:
+    """The one source ``source_id``; other sources' errors do not block it."""
+    source = configs.one(source_id, target="dapr")  # raises with a did-you-mean when unknown
     if not source.config.is_scheduled_pull:
         raise UsageError(
             f"source '{source_id}' has mode {source.config.ingestion.mode}; only scheduled_pull runs"
@@ -73,9 +71,12 @@ async def run_pulls(
     observer_for: Callable[[Window | None], RunObserver] | None = None,
     store: Store | None = None,
     now: datetime | None = None,
+    configs: ConfigSource | None = None,
 ) -> list[RunRecord]:
     """Run ``source_id`` once, or once per backfill window, or replay a run's failed items."""
-    loaded = load_source(settings, source_id)
+    if configs is None:
+        configs = open_config_source(settings.config, settings.mongodb_database)
+    loaded = load_source(configs, source_id)
     if options.shard is None:
         options = replace(options, shard=shard_from_env(loaded, settings))
     own_store = store is None and not options.dry_run
