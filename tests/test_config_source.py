@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,68 @@ def test_render_and_sync_from_mongodb_refuse_a_dapr_only_schedule(
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr == f"error: 1 config error:\nmongodb:source_configs/ticker:3:13: {EVERY_FOR_K8S}\n"
+
+
+# -- pullctl validate reads the config store ----------------------------------------------------------------------
+
+
+@pytest.mark.mongo
+def test_validate_reads_pullctl_config_mongodb(cli: Cli, put: Any, env: dict[str, str]) -> None:
+    put(config("weather-api"), config("ticker", schedule="@every 15m"), config("bad", retry={"backoff": "x"}))
+    expected = [
+        "mongodb:source_configs/bad:7:14: ingestion.retry.backoff: must be 'exponential' or 'fixed' (got 'x')",
+        f"mongodb:source_configs/ticker:3:13: {EVERY_FOR_K8S}",
+    ]
+    result = cli("validate", env=env)
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == expected
+    assert result.stderr == "✗ 3 files: 1 source, 2 errors, 0 warnings\n"
+
+    dapr = cli("validate", "--target", "dapr", env=env)
+    assert dapr.exit_code == 2
+    assert dapr.stdout.splitlines() == expected[:1]
+
+
+@pytest.mark.mongo
+def test_validate_takes_a_mongodb_url_as_its_path(
+    cli: Cli, put: Any, mongo_uri: str, mongo_database: str
+) -> None:
+    put(config("weather-api"))
+    result = cli("validate", mongo_uri, env={"PULLCTL_MONGODB_DATABASE": mongo_database})
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert result.stderr == "✓ 1 file: 1 source, 0 errors, 0 warnings\n"
+
+
+@pytest.mark.mongo
+def test_validate_mongodb_in_every_format(cli: Cli, put: Any, env: dict[str, str]) -> None:
+    put(config("bad", retry={"backoff": "x"}))
+    github = cli("validate", "--format", "github", env=env)
+    assert github.exit_code == 2
+    assert github.stdout == (
+        "::error file=mongodb:source_configs/bad,line=7,col=14,title=ingestion.retry.backoff::"
+        "must be 'exponential' or 'fixed' (got 'x')\n"
+    )
+    as_json = cli("validate", "--format", "json", env=env)
+    assert as_json.exit_code == 2
+    data = json.loads(as_json.stdout)
+    assert data["valid"] is False and data["files"] == 1 and data["sources"] == []
+    assert [(e["file"], e["line"], e["column"], e["path"]) for e in data["errors"]] == [
+        ("mongodb:source_configs/bad", 7, 14, "ingestion.retry.backoff")
+    ]
+
+
+@pytest.mark.mongo
+def test_strict_applies_to_mongodb_configs(cli: Cli, put: Any, env: dict[str, str]) -> None:
+    put({**config("weather-api"), "storage": {"bucket": "b"}})
+    message = (
+        "mongodb:source_configs/weather-api:6:1: storage: section 'storage' is not pullctl's: it is passed"
+        " through to the downstream pipeline, not validated"
+    )
+    lenient = cli("validate", env=env)
+    assert (lenient.exit_code, lenient.stdout) == (0, f"{message} (warning)\n")
+    strict = cli("validate", "--strict", env=env)
+    assert (strict.exit_code, strict.stdout) == (2, f"{message}\n")
 
 
 # -- the API ------------------------------------------------------------------------------------------------------
