@@ -7,7 +7,9 @@ Routes
     ``GET /healthz``                           200 while the store answers, else 503
     ``GET /readyz``                            200 once the store is open and the start-up jobs sync is done
 
-A trigger runs the pull with ``run_pulls(..., RunOptions(trigger="dapr"))`` and answers with the run record:
+A trigger reads the configs once, in a thread (``ConfigSource.all``: a slow config store stalls neither
+``/healthz`` nor other triggers), and runs the source it found with
+``run_pulls(..., RunOptions(trigger="dapr"), loaded=source)``. It answers with the run record:
 200 when it succeeded or was partial (``status`` says which), 500 when it failed (so DAPR's failure policy
 retries), 409 while a run of that source is in progress in this process, 404 only when no such source
 exists. DAPR treats a 404 as success and drops the trigger silently, so that case is logged as an error.
@@ -315,7 +317,7 @@ class PullService:
                 RunOptions(trigger="dapr", run_id=run_id),
                 observer_for=lambda _window: JsonLogObserver(stream=self.log.stream),
                 store=self.store,
-                configs=self.configs,
+                loaded=loaded.one(source_id),  # the configs read above; errors in its own file refuse it
             )
         except PullctlError as exc:
             return self._failed(source_id, exc.message)
