@@ -7,7 +7,9 @@ Routes
     ``GET /healthz``                           200 while the store answers, else 503
     ``GET /readyz``                            200 once the store is open and the start-up jobs sync is done
 
-A trigger runs the pull with ``run_pulls(..., RunOptions(trigger="dapr"))`` and answers with the run record:
+A trigger reads the configs once, in a thread (``ConfigSource.all``: a slow config store stalls neither
+``/healthz`` nor other triggers), and runs the source it found with
+``run_pulls(..., RunOptions(trigger="dapr"), loaded=source)``. It answers with the run record:
 200 when it succeeded or was partial (``status`` says which), 500 when it failed (so DAPR's failure policy
 retries), 409 while a run of that source is in progress in this process, 404 only when no such source
 exists. DAPR treats a 404 as success and drops the trigger silently, so that case is logged as an error.
@@ -40,9 +42,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from pullctl.config.loader import LoadResult
+from pullctl.config.source import ConfigSource
 from pullctl.dapr import DaprClient, unwrap_value
 from pullctl.errors import PullctlError
-from pullctl.pipeline.config_store import load_location
+from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.documents import RunRecord, new_run_id, utcnow
 from pullctl.pipeline.store import Store, mask_url, open_store
 from pullctl.schedulers.dapr_jobs import JobsPlan, source_id_of, startup_policy, sync_until_ready
@@ -127,8 +130,10 @@ class PullService:
         startup_max_delay: float = 15.0,
         shutdown_grace: float = 5.0,
         log: JsonLog | None = None,
+        configs: ConfigSource | None = None,
     ) -> None:
         self.settings = settings
+        self.configs = configs or open_config_source(settings.config, settings.mongodb_database)
         self.sync_on_start = sync_on_start
         self.startup_policy = startup_policy(startup_attempts, startup_first_delay, startup_max_delay)
         self.shutdown_grace = shutdown_grace
@@ -246,10 +251,8 @@ class PullService:
         self.log("warning" if plan.failed else "info", "jobs_synced", counts=plan.counts())
 
     async def _load(self) -> LoadResult:
-        settings = self.settings
-        return await asyncio.to_thread(
-            load_location, settings.config, target="dapr", database=settings.mongodb_database
-        )
+        """Every config, read in a thread: a slow config store must not stall the event loop."""
+        return await asyncio.to_thread(self.configs.all, "dapr")
 
     # -- triggers ----------------------------------------------------------------------------------------
 
@@ -314,6 +317,7 @@ class PullService:
                 RunOptions(trigger="dapr", run_id=run_id),
                 observer_for=lambda _window: JsonLogObserver(stream=self.log.stream),
                 store=self.store,
+                loaded=loaded.one(source_id),  # the configs read above; errors in its own file refuse it
             )
         except PullctlError as exc:
             return self._failed(source_id, exc.message)

@@ -22,8 +22,10 @@ import yaml
 from pymongo import MongoClient
 
 from pullctl.asgi import BackgroundServer
+from pullctl.config.loader import ConfigEntry
+from pullctl.config.source import ConfigSource, FilesReader
 from pullctl.dapr import DaprClient
-from pullctl.pipeline.config_store import load_location
+from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.store import open_store
 from pullctl.schedulers.dapr_jobs import sync_jobs
 from pullctl.server import INTERRUPTED, JsonLog, PullService, create_app
@@ -453,7 +455,7 @@ def test_seed_scenario_jobs_follow_the_config_store(
             await store.open()
             try:
                 async with DaprClient(dapr_emulator.url) as dapr:
-                    sources = load_location(mongo_uri, target="dapr", database=mongo_database).sources
+                    sources = open_config_source(mongo_uri, mongo_database).all("dapr").sources
                     plan = await sync_jobs(dapr, store, sources, dry_run=True)
             finally:
                 await store.close()
@@ -462,3 +464,34 @@ def test_seed_scenario_jobs_follow_the_config_store(
         assert asyncio.run(resync()) == [("pull-weather-api", "unchanged")]
     finally:
         server.stop()
+
+
+class RecordingReader:
+    """The configs folder as a ``ConfigReader`` that notes every read and whether it ran on an event loop."""
+
+    def __init__(self, folder: Path) -> None:
+        self.files = FilesReader([folder])
+        self.reads: list[str] = []  # "loop" or "thread", one per read
+
+    def entries(self) -> list[ConfigEntry]:
+        try:
+            asyncio.get_running_loop()
+            self.reads.append("loop")
+        except RuntimeError:
+            self.reads.append("thread")
+        return list(self.files.entries())
+
+
+def test_a_trigger_reads_the_configs_once_and_off_the_event_loop(
+    serve_factory: Callable[..., Served], upstream: Upstream, tmp_path: Path
+) -> None:
+    reader = RecordingReader(tmp_path / "configs")
+    served = serve_factory(configs=ConfigSource(tmp_path / "configs", reader))
+    write_source(served.config, **weather(upstream.url))
+    served.start().ready()
+    assert reader.reads == ["thread"]  # the start-up jobs sync
+    reader.reads.clear()
+
+    response = served.post("/api/v1/triggers/job/weather-api")
+    assert response.status_code == 200 and response.json()["status"] == "succeeded"
+    assert reader.reads == ["thread"]

@@ -62,15 +62,15 @@ def sync(
 
     Example: DAPR_HTTP_PORT=3500 pullctl jobs sync --dry-run
     """
-    from pullctl.pipeline.config_store import load_location
+    from pullctl.pipeline.config_store import open_config_source
     from pullctl.schedulers.dapr_jobs import sync_jobs
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config, store=store)
-    loaded = load_location(settings.config, target="dapr", database=settings.mongodb_database)
-    loaded.raise_for_errors()  # a source missing because it is invalid must not have its job pruned
+    # any config error raises: a source missing because it is invalid must not have its job pruned
+    sources = open_config_source(settings.config, settings.mongodb_database).scheduled("dapr")
     plan = _with_dapr(
-        settings, lambda dapr, backend: sync_jobs(dapr, backend, loaded.sources, dry_run=dry_run, prune=prune)
+        settings, lambda dapr, backend: sync_jobs(dapr, backend, sources, dry_run=dry_run, prune=prune)
     )
     if fmt is OutputFormat.json:
         output.print_json(plan.to_dict())

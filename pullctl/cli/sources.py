@@ -18,11 +18,11 @@ def list_sources(config: ConfigOption = None, out: TableOutputOption = TableOrJs
     Example: pullctl list --output json | jq '.[].source_id'
     """
     from pullctl.config.catalog import source_summary
-    from pullctl.pipeline.config_store import load_location
+    from pullctl.pipeline.config_store import open_config_source
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config)
-    result = load_location(settings.config, target="dapr", database=settings.mongodb_database)
+    result = open_config_source(settings.config, settings.mongodb_database).all("dapr")
     result.raise_for_errors()
     now = datetime.now(UTC)
     rows = [source_summary(s, now) for s in result.sources]

@@ -1,4 +1,4 @@
-"""`pullctl validate`: check source configs with located errors, for CI."""
+"""`pullctl validate`: check source configs (files, folders, the MongoDB config store), located, for CI."""
 
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ def _github(issue: Issue) -> str:
 def validate(
     paths: Annotated[
         list[str] | None,
-        typer.Argument(help="Files or folders of YAML configs [default: config/source-configs]"),
+        typer.Argument(
+            help="Files or folders of YAML configs, or mongodb://… [env: PULLCTL_CONFIG;"
+            " default: config/source-configs]"
+        ),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Unknown top-level sections are errors, not warnings")] = False,
     target: Annotated[
@@ -45,11 +48,15 @@ def validate(
     """Check source configs; print every problem as file:line:col: field: message. Exit 0 clean, 2 on errors.
 
     Example: pullctl validate config/source-configs --strict --format github
+
+    Example: PULLCTL_CONFIG=mongodb://localhost:27017 pullctl validate
     """
-    from pullctl.config.loader import load_paths
+    from pullctl.pipeline.config_store import open_config_source
     from pullctl.settings import Settings
 
-    result = load_paths(paths or [Settings.from_env().config], target=target.value, strict=strict)
+    settings = Settings.from_env()
+    configs = open_config_source(paths or [settings.config], settings.mongodb_database)
+    result = configs.all(target.value, strict=strict)
     if fmt is Format.json:
         output.print_json(
             {

@@ -3,6 +3,11 @@
 A file holds one source, a mapping with ``sources:`` (a list of sources), or several YAML documents
 (``---``) of either kind. Folders are walked for ``*.yaml`` / ``*.yml`` in sorted order. Every problem
 of every file is collected in one pass; nothing stops at the first.
+
+These are the primitives: ``load_text`` (one text, pure), ``read_files`` (paths -> ``ConfigEntry``),
+``load_entries`` (entries -> ``LoadResult``, duplicate ids checked) and ``load_paths`` (the two together).
+Commands do not call them: they go through ``pullctl.config.source.ConfigSource``, which reads files or the
+MongoDB config store with the same messages.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import copy
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
@@ -69,6 +74,13 @@ class LoadResult:
         hint = get_close_matches(source_id, known, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else f" (known: {', '.join(known) or 'none'})"
         raise ConfigError(f"no source '{source_id}' in the configs{suggestion}")
+
+    def one(self, source_id: str) -> LoadedSource:
+        """``get``, refused when the source's own file has errors (errors in other files do not block it)."""
+        source = self.get(source_id)
+        if any(i.file == source.file and i.severity == "error" for i in self.issues):
+            self.raise_for_errors()
+        return source
 
 
 @dataclass
@@ -477,17 +489,35 @@ def iter_config_files(paths: Sequence[str | Path]) -> Iterable[Path]:
             raise ConfigError(f"{path}: no such file or folder")
 
 
-def load_paths(paths: Sequence[str | Path], *, target: Target = "k8s", strict: bool = False) -> LoadResult:
-    """Load every config under ``paths``; duplicate source ids across files are errors naming both places."""
-    result = LoadResult()
+@dataclass(frozen=True)
+class ConfigEntry:
+    """One file or stored document as a reader gives it: its YAML text, or why it could not be read."""
+
+    name: str  # what located issues point at: cfg/a.yaml, mongodb:source_configs/<id>
+    text: str | None
+    problem: str = "cannot be read"  # when text is None
+
+
+def read_files(paths: Sequence[str | Path]) -> Iterator[ConfigEntry]:
+    """The config files under ``paths`` (see ``iter_config_files``), each with its text or why it has none."""
     for path in iter_config_files(paths):
-        result.files += 1
         try:
-            text = path.read_text(encoding="utf-8")
+            yield ConfigEntry(str(path), path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
-            result.issues.append(Issue(str(path), 1, 1, "", f"cannot read the file: {exc}"))
+            yield ConfigEntry(str(path), None, f"cannot read the file: {exc}")
+
+
+def load_entries(
+    entries: Iterable[ConfigEntry], *, target: Target = "k8s", strict: bool = False
+) -> LoadResult:
+    """Parse and validate every entry; duplicate source ids across entries are errors naming both places."""
+    result = LoadResult()
+    for entry in entries:
+        result.files += 1
+        if entry.text is None:
+            result.issues.append(Issue(entry.name, 1, 1, "", entry.problem))
             continue
-        one = load_text(text, str(path), target=target, strict=strict)
+        one = load_text(entry.text, entry.name, target=target, strict=strict)
         result.issues.extend(one.issues)
         result.sources.extend(one.sources)
     seen: dict[str, LoadedSource] = {}
@@ -503,3 +533,8 @@ def load_paths(paths: Sequence[str | Path], *, target: Target = "k8s", strict: b
     result.sources = unique
     result.issues.sort(key=lambda i: (i.file, i.line, i.column))
     return result
+
+
+def load_paths(paths: Sequence[str | Path], *, target: Target = "k8s", strict: bool = False) -> LoadResult:
+    """Load every config file under ``paths`` (``ConfigSource(paths).all()`` is the same for commands)."""
+    return load_entries(read_files(paths), target=target, strict=strict)

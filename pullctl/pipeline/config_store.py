@@ -1,8 +1,10 @@
 """The config store: source configs in MongoDB's ``source_configs`` (DESIGN §5), for ``PULLCTL_CONFIG=mongodb://…``.
 
-Reading goes through the same loader as files (each config is validated and located as
-``mongodb:source_configs/<source_id>``), so a bad document in the store gets the same messages as a bad
-file. ``push`` validates every file first and writes nothing if any is invalid.
+``MongoConfigReader`` is the store's ``ConfigReader`` for ``pullctl.config.source.ConfigSource``:
+``open_config_source(location, database)`` gives every command its configs, from files or from here, and each
+stored config is validated like a file (the command's target and ``--strict``) and located as
+``mongodb:source_configs/<source_id>``, so a bad document gets the same messages as a bad file.
+``push`` validates every file first and writes nothing if any is invalid.
 """
 
 from __future__ import annotations
@@ -14,55 +16,63 @@ from typing import Any
 
 import yaml
 
-from pullctl.config.loader import LoadedSource, LoadResult, load_paths, load_text
-from pullctl.config.schedule import Target
+from pullctl.config.loader import ConfigEntry, LoadedSource
+from pullctl.config.source import ConfigSource, Location, is_mongodb
 from pullctl.errors import StoreError, UsageError
 from pullctl.pipeline.store import Store, mask_url, open_store, url_redactor
 
 COLLECTION = "source_configs"
 
 
-def load_location(
-    location: str, *, target: Target = "k8s", strict: bool = False, database: str = "pullctl"
-) -> LoadResult:
-    """Load configs from where ``PULLCTL_CONFIG`` / ``--config`` points: a folder, a file, or ``mongodb://…``."""
-    if location.startswith(("mongodb://", "mongodb+srv://")):
-        return load_from_mongodb(location, database, target=target, strict=strict)
-    return load_paths([location], target=target, strict=strict)
+class MongoConfigReader:
+    """The config store as a ``ConfigReader``: one entry per document of ``source_configs``, by ``_id``.
+
+    Synchronous (``pymongo.MongoClient``): commands read configs before any event loop runs, and ``serve``
+    reads them in a thread. pymongo is imported only when the store is read.
+    """
+
+    def __init__(self, url: str, database: str = "pullctl") -> None:
+        self.url = url
+        self.database = database
+
+    def entries(self) -> list[ConfigEntry]:
+        return [_entry(doc) for doc in self._documents()]
+
+    def _documents(self) -> list[dict[str, Any]]:
+        from pymongo import MongoClient
+        from pymongo.errors import PyMongoError
+
+        client: MongoClient[dict[str, Any]] | None = None
+        try:  # the client parses the URL: an invalid one is a PyMongoError too
+            client = MongoClient(self.url, serverSelectionTimeoutMS=3000, tz_aware=True)
+            return list(client[self.database][COLLECTION].find({}).sort("_id", 1))
+        except PyMongoError as exc:
+            reason = url_redactor(self.url)(mask_url(str(exc)))
+            where = f"{mask_url(self.url)} (database {self.database})"
+            raise StoreError(f"cannot read configs from MongoDB at {where}: {reason}") from None
+        finally:
+            if client is not None:
+                client.close()
 
 
-def load_from_mongodb(
-    url: str, database: str = "pullctl", *, target: Target = "k8s", strict: bool = False
-) -> LoadResult:
-    """Every config in ``source_configs`` (synchronous: it is called before any event loop runs)."""
-    from pymongo import MongoClient
-    from pymongo.errors import PyMongoError
-
-    client: MongoClient[dict[str, Any]] | None = None
-    try:  # the client parses the URL: an invalid one is a PyMongoError too
-        client = MongoClient(url, serverSelectionTimeoutMS=3000, tz_aware=True)
-        docs = list(client[database][COLLECTION].find({}).sort("_id", 1))
-    except PyMongoError as exc:
-        reason = url_redactor(url)(mask_url(str(exc)))
-        raise StoreError(
-            f"cannot read configs from MongoDB at {mask_url(url)} (database {database}): {reason}"
-        ) from None
-    finally:
-        if client is not None:
-            client.close()
-    result = LoadResult()
-    for doc in docs:
-        one = _load_document(doc)
-        result.files += 1
-        result.issues.extend(one.issues)
-        result.sources.extend(one.sources)
-    return result
-
-
-def _load_document(doc: dict[str, Any], *, target: Target = "dapr", strict: bool = False) -> LoadResult:
-    name = f"mongodb:{COLLECTION}/{doc.get('_id')}"
+def _entry(doc: dict[str, Any]) -> ConfigEntry:
+    """A stored config as the YAML text the loader locates issues in (``mongodb:source_configs/<id>``)."""
     text = yaml.safe_dump(doc.get("config"), sort_keys=False, allow_unicode=True)
-    return load_text(text, name, target=target, strict=strict)
+    return ConfigEntry(f"mongodb:{COLLECTION}/{doc.get('_id')}", text)
+
+
+def open_config_source(location: Location, database: str = "pullctl") -> ConfigSource:
+    """The configs where ``PULLCTL_CONFIG`` / ``--config`` points: folders and files, or one ``mongodb://…``
+    URL (the ``source_configs`` collection of ``database``)."""
+    paths = [location] if isinstance(location, str | Path) else list(location)
+    stores = [str(p) for p in paths if is_mongodb(p)]
+    if not stores:
+        return ConfigSource(location)
+    if len(paths) > 1:
+        raise UsageError(
+            f"{mask_url(stores[0])}: read one MongoDB config store, or files and folders; not both at once"
+        )
+    return ConfigSource(stores[0], MongoConfigReader(stores[0], database))
 
 
 @dataclass
@@ -72,7 +82,7 @@ class PushResult:
 
 
 def require_mongodb(location: str) -> str:
-    if not location.startswith(("mongodb://", "mongodb+srv://")):
+    if not is_mongodb(location):
         raise UsageError(
             f"the config store is MongoDB: set PULLCTL_CONFIG (or --to) to mongodb://…, not '{location}'"
         )
@@ -83,7 +93,7 @@ async def push_configs(
     paths: Sequence[str | Path], url: str, database: str, *, strict: bool = False
 ) -> PushResult:
     """Validate ``paths`` (all or nothing), then upsert each config with its hash."""
-    loaded = load_paths(paths, target="dapr", strict=strict)
+    loaded = ConfigSource(paths).all(target="dapr", strict=strict)
     loaded.raise_for_errors()
     store = open_store(require_mongodb(url), database)
     await store.open()

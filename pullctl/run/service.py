@@ -14,7 +14,7 @@ from datetime import datetime
 
 from pullctl.config.loader import LoadedSource
 from pullctl.errors import PullctlError, UsageError
-from pullctl.pipeline.config_store import load_location
+from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.documents import RunRecord
 from pullctl.pipeline.events import open_sink
 from pullctl.pipeline.metrics import export_run_metrics
@@ -41,13 +41,14 @@ class Backfill:
 
 def load_source(settings: Settings, source_id: str) -> LoadedSource:
     """The one source ``source_id`` from where the settings point; other sources' errors do not block it."""
-    result = load_location(settings.config, target="dapr", database=settings.mongodb_database)
-    source = result.get(source_id)  # raises with a did-you-mean when unknown
-    if any(i.file == source.file and i.severity == "error" for i in result.issues):
-        result.raise_for_errors()
+    configs = open_config_source(settings.config, settings.mongodb_database)
+    return configs.one(source_id, target="dapr")  # raises with a did-you-mean when unknown
+
+
+def _runnable(source: LoadedSource) -> LoadedSource:
     if not source.config.is_scheduled_pull:
         raise UsageError(
-            f"source '{source_id}' has mode {source.config.ingestion.mode}; only scheduled_pull runs"
+            f"source '{source.source_id}' has mode {source.config.ingestion.mode}; only scheduled_pull runs"
         )
     return source
 
@@ -73,9 +74,15 @@ async def run_pulls(
     observer_for: Callable[[Window | None], RunObserver] | None = None,
     store: Store | None = None,
     now: datetime | None = None,
+    loaded: LoadedSource | None = None,
 ) -> list[RunRecord]:
-    """Run ``source_id`` once, or once per backfill window, or replay a run's failed items."""
-    loaded = load_source(settings, source_id)
+    """Run ``source_id`` once, or once per backfill window, or replay a run's failed items.
+
+    ``loaded`` is the source when the caller has loaded it already (``serve``, once per trigger); else it is
+    loaded here, in a thread (a slow config store must not stall the event loop)."""
+    if loaded is None:
+        loaded = await asyncio.to_thread(load_source, settings, source_id)
+    loaded = _runnable(loaded)
     if options.shard is None:
         options = replace(options, shard=shard_from_env(loaded, settings))
     own_store = store is None and not options.dry_run

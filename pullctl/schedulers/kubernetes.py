@@ -184,24 +184,12 @@ def load_sources(location: str, only: Sequence[str] = (), database: str = "pullc
     """The ``scheduled_pull`` sources at ``location`` (all of them, or those named in ``only``), sorted by id.
     ``database`` is the MongoDB database when ``location`` is a ``mongodb://`` URL.
 
-    Configs are validated for Kubernetes (``target="k8s"``): a schedule only DAPR understands is a located
-    ``ConfigError`` that points at ``pullctl jobs sync``.
+    Configs are validated for Kubernetes (``target="k8s"``, from files and from MongoDB alike): a schedule
+    only DAPR understands is a located ``ConfigError`` that points at ``pullctl jobs sync``.
     """
-    from pullctl.pipeline.config_store import load_location
+    from pullctl.pipeline.config_store import open_config_source
 
-    result = load_location(location, target="k8s", database=database)
-    result.raise_for_errors()
-    if only:
-        picked = [result.get(source_id) for source_id in dict.fromkeys(only)]
-        for src in picked:
-            if not src.config.is_scheduled_pull:
-                raise UsageError(
-                    f"source '{src.source_id}' has mode {src.config.ingestion.mode}; only scheduled_pull"
-                    " sources become CronJobs"
-                )
-    else:
-        picked = [s for s in result.sources if s.config.is_scheduled_pull]
-    return sorted(picked, key=lambda s: s.source_id)
+    return open_config_source(location, database).scheduled("k8s", only=only)
 
 
 # ----------------------------------------------------------------------------------------------------------

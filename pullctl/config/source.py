@@ -1,0 +1,97 @@
+"""The one way in to the source configs: ``ConfigSource(location)`` over a reader of files or of a store.
+
+    ConfigSource(location, reader=None)
+        .all(target="k8s", strict=False)   -> LoadResult: every source and every located issue
+        .one(source_id, target="k8s")      -> LoadedSource: only errors in its own file block it
+        .scheduled(target="k8s", only=())  -> [LoadedSource]: the scheduled_pull ones by id; any error raises
+
+A **reader** (``ConfigReader``) yields a location's raw entries, ``ConfigEntry(name, text)``, one per file or
+stored document; ``name`` is what located issues point at (``cfg/a.yaml``, ``mongodb:source_configs/<id>``).
+``ConfigSource`` parses and validates every entry alike (``loader.load_entries``, with the caller's
+``target`` and ``strict``). ``FilesReader`` is here; the MongoDB reader lives with the store, in
+``pullctl.pipeline.config_store``, whose ``open_config_source(location, database)`` picks the reader for a
+location. So this package imports nothing of pymongo, nor of the layers above it.
+
+Every call reads the location again (``serve`` sees a pushed config at its next trigger); a caller that
+needs the configs twice keeps the ``LoadResult``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from pullctl.config.loader import ConfigEntry, LoadedSource, LoadResult, load_entries, read_files
+from pullctl.config.schedule import Target
+from pullctl.errors import UsageError
+
+MONGODB_SCHEMES = ("mongodb://", "mongodb+srv://")
+Location = str | Path | Sequence[str | Path]
+_SCHEDULED_AS = {"k8s": "CronJobs", "dapr": "DAPR Jobs"}
+
+
+def is_mongodb(location: str | Path) -> bool:
+    return str(location).startswith(MONGODB_SCHEMES)
+
+
+class ConfigReader(Protocol):
+    """Where configs come from; it reads, it does not validate. Raises a ``PullctlError`` when the location
+    itself cannot be read (a missing folder, an unreachable store); an unreadable entry is a ``ConfigEntry``
+    without text, so that it becomes a located issue."""
+
+    def entries(self) -> Iterable[ConfigEntry]: ...
+
+
+class FilesReader:
+    """YAML files and folders (folders walked for ``*.yaml`` / ``*.yml``, sorted, hidden entries skipped)."""
+
+    def __init__(self, paths: Sequence[str | Path]) -> None:
+        for path in paths:
+            if is_mongodb(path):
+                raise UsageError(
+                    f"'{path}' is a MongoDB config store, not a file: open it with"
+                    " pullctl.pipeline.config_store.open_config_source"
+                )
+        self.paths = list(paths)
+
+    def entries(self) -> Iterable[ConfigEntry]:
+        return read_files(self.paths)
+
+
+class ConfigSource:
+    """The configs at ``location``: a folder or file (or a list of them), or whatever ``reader`` reads."""
+
+    def __init__(self, location: Location, reader: ConfigReader | None = None) -> None:
+        self.location = location
+        if reader is None:
+            reader = FilesReader([location] if isinstance(location, str | Path) else list(location))
+        self.reader = reader
+
+    def all(self, target: Target = "k8s", *, strict: bool = False) -> LoadResult:
+        """Every source and every issue; duplicate source ids are errors naming both places."""
+        return load_entries(self.reader.entries(), target=target, strict=strict)
+
+    def one(self, source_id: str, target: Target = "k8s") -> LoadedSource:
+        """The source ``source_id``. Errors in other files or documents do not block it, errors in its own do;
+        an unknown id is a ``ConfigError`` with a did-you-mean."""
+        return self.all(target).one(source_id)
+
+    def scheduled(self, target: Target = "k8s", *, only: Sequence[str] = ()) -> list[LoadedSource]:
+        """The ``scheduled_pull`` sources (all of them, or those named in ``only``), sorted by id.
+
+        Any config error raises: a source missing because it is invalid must not look deleted (and have its
+        CronJob or DAPR Job pruned)."""
+        result = self.all(target)
+        result.raise_for_errors()
+        if not only:
+            picked = [s for s in result.sources if s.config.is_scheduled_pull]
+        else:
+            picked = [result.get(source_id) for source_id in dict.fromkeys(only)]
+            for src in picked:
+                if not src.config.is_scheduled_pull:
+                    raise UsageError(
+                        f"source '{src.source_id}' has mode {src.config.ingestion.mode}; only scheduled_pull"
+                        f" sources become {_SCHEDULED_AS[target]}"
+                    )
+        return sorted(picked, key=lambda s: s.source_id)
