@@ -18,6 +18,10 @@ from typing import Any, TypeVar
 
 from pullctl.errors import StoreError
 from pullctl.pipeline.documents import DOCUMENT_FIELDS, Document, RunRecord
+from pullctl.retry import AttemptFailed, GaveUp, Outcome, RetryPolicy, call_with_retries
+
+# a new file locked by another process switching it to WAL: a few tries, 50 ms to 1 s apart
+OPEN_RETRY = RetryPolicy(max_attempts=8, initial_delay_seconds=0.05, max_delay_seconds=1.0)
 
 T = TypeVar("T")
 
@@ -93,19 +97,40 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, run)
 
     async def open(self) -> None:
+        """Connect, switch to WAL and create the tables. Two processes opening a new file at once can find
+        it locked while the other switches the journal mode (SQLite takes that lock without waiting on
+        ``busy_timeout``): such an attempt is retried, briefly."""
+
         def connect() -> None:
+            conn: sqlite3.Connection | None = None
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA busy_timeout=30000")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA busy_timeout=30000")
                 conn.executescript(SCHEMA)
+            except sqlite3.OperationalError as exc:
+                if conn is not None:
+                    conn.close()
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise AttemptFailed(
+                        Outcome(f"cannot open the SQLite store {self.location}: {exc}")
+                    ) from None
+                raise StoreError(f"cannot open the SQLite store {self.location}: {exc}") from None
             except (sqlite3.Error, OSError) as exc:
+                if conn is not None:
+                    conn.close()
                 raise StoreError(f"cannot open the SQLite store {self.location}: {exc}") from None
             self._conn = conn
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        async def attempt() -> None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+        try:
+            await call_with_retries(attempt, OPEN_RETRY)
+        except GaveUp as exc:
+            raise StoreError(exc.reason) from None
 
     async def close(self) -> None:
         def close() -> None:

@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pullctl.pipeline.sqlite import SqliteStore
 from tests.runkit import write_load_source
@@ -93,3 +94,34 @@ def test_two_runs_at_once_store_each_document_once(tmp_path: Path, upstream: Ups
     records = [json.loads(o[0]) for o in outs]
     assert sum(r["counts"]["stored"] for r in records) == ITEMS
     assert sum(r["counts"]["duplicates"] for r in records) == ITEMS
+
+
+def _open_at_once(path: Path, barrier: Any, results: Any) -> None:
+    async def main() -> None:
+        store = SqliteStore(path)
+        barrier.wait()  # every process opens the brand-new file at the same moment
+        try:
+            await store.open()
+            await store.close()
+            results.put("ok")
+        except Exception as exc:  # reported to the test, which names it
+            results.put(f"{type(exc).__name__}: {exc}")
+
+    asyncio.run(main())
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_get_it(tmp_path: Path) -> None:
+    # Before: 'cannot open the SQLite store ...: database is locked' in about one round in three (the WAL switch
+    # takes its lock without waiting on busy_timeout), which also made two concurrent runs flaky.
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for round_ in range(5):
+        path = tmp_path / f"new-{round_}.sqlite"
+        barrier, results = context.Barrier(6), context.Queue()
+        procs = [context.Process(target=_open_at_once, args=(path, barrier, results)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        assert [results.get(timeout=5) for _ in procs] == ["ok"] * 6
