@@ -66,7 +66,7 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         "k8s",
         [
             "case.yaml:6:3: ingestion.frobnicate: unknown field 'frobnicate' (allowed: mode, schedule, timezone,"
-            " deadline_seconds, request, iteration, pagination, retry, rate_limit, dedup, events)"
+            " deadline_seconds, request, records, iteration, pagination, retry, rate_limit, dedup, events)"
         ],
     ),
     (
@@ -203,8 +203,8 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         ITER + "    items: [{id: 1}]\n",
         "k8s",
         [
-            "case.yaml:12:12: ingestion.iteration.items: set either items (a static list) or"
-            " source_mcp/source_tool, not both"
+            "case.yaml:12:12: ingestion.iteration.items: set one of source_mcp/source_tool (an MCP tool),"
+            " items (a static list) or from_source (another source's records), not source_mcp and items"
         ],
     ),
     (
@@ -212,8 +212,8 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         BASE + "  iteration:\n    foreach: region\n",
         "k8s",
         [
-            "case.yaml:6:3: ingestion.iteration.source_mcp: set source_mcp and source_tool (an MCP tool), or items"
-            " (a static list)"
+            "case.yaml:6:3: ingestion.iteration.source_mcp: set source_mcp and source_tool (an MCP tool), items"
+            " (a static list), or from_source (another source's records)"
         ],
     ),
     (

@@ -145,7 +145,12 @@ def test_one_is_not_blocked_by_other_files_but_by_its_own(tmp_path: Path) -> Non
     assert configs.one("weather-api").file == str(tmp_path / "a.yaml")
     with pytest.raises(ConfigError) as caught:
         configs.one("pair-ok")
-    assert [i.file for i in caught.value.issues] == [str(tmp_path / "b.yaml"), str(tmp_path / "c.yaml")]
+    assert [i.file for i in caught.value.issues] == [str(tmp_path / "c.yaml")]  # only its own file's
+    with pytest.raises(ConfigError) as caught:
+        configs.one("broken")  # invalid: its own located errors, not "no source 'broken'"
+    assert [str(i) for i in caught.value.issues] == [
+        f"{tmp_path / 'b.yaml'}:3:13: ingestion.schedule: {caught.value.issues[0].message}"
+    ]
     with pytest.raises(
         ConfigError, match="no source 'weather-apj' in the configs; did you mean 'weather-api'"
     ):

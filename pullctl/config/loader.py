@@ -13,9 +13,10 @@ MongoDB config store with the same messages.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import types
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
@@ -40,16 +41,24 @@ class LoadedSource:
     file: str
     line: int
     config_hash: str
+    # where the fields checked across sources sit: "ingestion.iteration.from_source" -> (line, col)
+    positions: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # iteration.from_source: the parent chain, nearest first (teams <- channels <- messages: channels, teams)
+    parents: tuple[LoadedSource, ...] = ()
 
     @property
     def source_id(self) -> str:
         return self.config.source_id
+
+    def at(self, field_path: str) -> tuple[int, int]:
+        return self.positions.get(field_path, (self.line, 1))
 
 
 @dataclass
 class LoadResult:
     sources: list[LoadedSource] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
+    invalid: dict[str, str] = field(default_factory=dict)  # source_id -> file, for sources that did not load
     files: int = 0
 
     @property
@@ -70,6 +79,8 @@ class LoadResult:
         for s in self.sources:
             if s.source_id == source_id:
                 return s
+        if source_id in self.invalid:
+            self._raise_for(self.invalid[source_id])
         known = [s.source_id for s in self.sources]
         hint = get_close_matches(source_id, known, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else f" (known: {', '.join(known) or 'none'})"
@@ -78,9 +89,15 @@ class LoadResult:
     def one(self, source_id: str) -> LoadedSource:
         """``get``, refused when the source's own file has errors (errors in other files do not block it)."""
         source = self.get(source_id)
-        if any(i.file == source.file and i.severity == "error" for i in self.issues):
-            self.raise_for_errors()
+        self._raise_for(source.file)
         return source
+
+    def _raise_for(self, file: str) -> None:
+        """A ``ConfigError`` with the errors of ``file``, when it has any."""
+        errors = [i for i in self.errors if i.file == file]
+        if errors:
+            noun = "error" if len(errors) == 1 else "errors"
+            raise ConfigError(f"{len(errors)} config {noun}:\n" + "\n".join(str(i) for i in errors), errors)
 
 
 @dataclass
@@ -463,11 +480,25 @@ def load_text(text: str, file: str, *, target: Target = "k8s", strict: bool = Fa
                 config = SourceConfig.model_validate(raw, context={"target": target})
             except ValidationError as exc:
                 result.issues.extend(_validation_issues(exc, raw, pos, file, prefix))
+                if isinstance(raw.get("source_id"), str):
+                    result.invalid[raw["source_id"]] = file
                 continue
             if refused:
                 continue
             line, _ = pos.keys.get(("source_id",), pos.of_value(()))
-            result.sources.append(LoadedSource(config, raw, file, line, config_hash(raw)))
+            positions = {
+                f"ingestion.{place}": pos.of_value(("ingestion", *place.split(".")))
+                for place in CROSS_CHECKED
+            }
+            result.sources.append(LoadedSource(config, raw, file, line, config_hash(raw), positions))
+            alias = config.ingestion.pagination.stop_when_empty_path
+            if alias and config.ingestion.records is None:
+                where = ("ingestion", "pagination", "stop_when_empty_path")
+                line_, col = pos.of_value(where)
+                message = f"an alias of records.path: write records: {{path: {alias}}} instead"
+                result.issues.append(
+                    Issue(file, line_, col, format_loc((*prefix, *where)), message, "warning")
+                )
     if not result.sources and not result.issues:
         result.issues.append(
             Issue(file, 1, 1, "", "the file is empty; expected a source config with source_id and ingestion")
@@ -520,6 +551,7 @@ def load_entries(
         one = load_text(entry.text, entry.name, target=target, strict=strict)
         result.issues.extend(one.issues)
         result.sources.extend(one.sources)
+        result.invalid.update(one.invalid)
     seen: dict[str, LoadedSource] = {}
     unique: list[LoadedSource] = []
     for src in result.sources:
@@ -531,8 +563,87 @@ def load_entries(
         seen[src.source_id] = src
         unique.append(src)
     result.sources = unique
+    _check_parents(result)
     result.issues.sort(key=lambda i: (i.file, i.line, i.column))
     return result
+
+
+MAX_CHAIN = 4  # sources in a parent/child chain, the child included (teams -> channels -> messages: 3)
+CROSS_CHECKED = (
+    "iteration.from_source",
+    "iteration.foreach",
+    "request.base_url",
+    "request.parameters",
+    "request.headers",
+    "request.body",
+    "iteration.linkage",
+)
+
+
+def _check_parents(result: LoadResult) -> None:
+    """``iteration.from_source`` across files: the parent exists and can run, no cycle, at most ``MAX_CHAIN``
+    deep; and a child's templates name only its own item, its ancestors' items and the built-ins.
+    A source with such an error is dropped from ``sources`` (it cannot run)."""
+    by_id = {s.source_id: s for s in result.sources}
+    checked: list[LoadedSource] = []
+    for src in result.sources:
+        problem, chain = _chain(src, by_id, dict(result.invalid))
+        ancestors = [p.config.ingestion.iteration.foreach for p in chain if p.config.ingestion.iteration]
+        if problem is None:
+            problem = _template_problem(src, ancestors)
+        if problem is not None:
+            where, message = problem
+            line, col = src.at(f"ingestion.{where}")
+            result.issues.append(Issue(src.file, line, col, f"ingestion.{where}", message))
+            result.invalid[src.source_id] = src.file
+            continue
+        checked.append(dataclasses.replace(src, parents=tuple(chain)) if chain else src)
+    result.sources = checked
+
+
+def _chain(
+    src: LoadedSource, by_id: Mapping[str, LoadedSource], invalid: Mapping[str, str]
+) -> tuple[tuple[str, str] | None, list[LoadedSource]]:
+    """(problem, the parent chain nearest first) of ``src``."""
+    where = "iteration.from_source"
+    path = [src.source_id]
+    ancestors: list[LoadedSource] = []
+    current = src
+    while (parent_id := current.config.ingestion.parent) is not None:
+        if parent_id in path:
+            cycle = " -> ".join([*path, parent_id])
+            return (where, f"the sources form a cycle: {cycle}"), ancestors
+        parent = by_id.get(parent_id)
+        if parent is None and parent_id in invalid:
+            return (
+                where,
+                f"source '{parent_id}' is invalid (see its errors in {invalid[parent_id]})",
+            ), ancestors
+        if parent is None:
+            hint = get_close_matches(parent_id, list(by_id), n=1)
+            suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+            return (where, f"no source '{parent_id}' in the configs{suggestion}"), ancestors
+        if not parent.config.is_scheduled_pull:
+            return (
+                where,
+                f"source '{parent_id}' has mode {parent.config.ingestion.mode}: it fetches nothing",
+            ), ancestors
+        path.append(parent_id)
+        if len(path) > MAX_CHAIN:
+            return (where, f"the chain {' -> '.join(path)} is deeper than {MAX_CHAIN} sources"), ancestors
+        ancestors.append(parent)
+        current = parent
+    return None, ancestors
+
+
+def _template_problem(src: LoadedSource, ancestors: list[str]) -> tuple[str, str] | None:
+    ing = src.config.ingestion
+    if ing.parent is None or not src.config.is_scheduled_pull:
+        return None
+    own = ing.iteration.foreach if ing.iteration else None
+    if own in ancestors:
+        return "iteration.foreach", f"'{own}' is also an ancestor's foreach name; pick another name"
+    return ing.template_problem(ancestors)
 
 
 def load_paths(paths: Sequence[str | Path], *, target: Target = "k8s", strict: bool = False) -> LoadResult:

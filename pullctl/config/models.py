@@ -8,7 +8,7 @@ Validation context: ``{"target": "k8s" | "dapr"}`` selects the schedule dialect.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -96,6 +96,24 @@ class Request(_Strict):
         return self
 
 
+class Batch(_Strict):
+    size: Annotated[int, Field(ge=2, le=1000, description="items per fetch")]
+    join: str = Field(",", description="what joins the items' values in a template, e.g. {team.id}")
+
+
+class Records(_Strict):
+    path: str | None = Field(
+        None,
+        description=f"where a page's list of records is (absent: the page, if it is a list): {PATH_HELP}",
+    )
+    split: bool = Field(False, description="store one document per record (its own hash, dedup and event)")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        return check_path(v)
+
+
 class Iteration(_Strict):
     foreach: Annotated[str, Field(pattern=IDENT_RE, description="template variable name for the item")]
     source_mcp: str | None = Field(None, description="MCP server: DAPR app-id")
@@ -104,11 +122,15 @@ class Iteration(_Strict):
     mcp_url: str | None = Field(None, description="direct streamable-HTTP URL instead of DAPR invocation")
     mcp_path: str = Field("/mcp", pattern=r"^/", description="the MCP endpoint's path, for DAPR invocation")
     items: list[dict[str, Any]] | None = Field(None, description="static list instead of an MCP tool")
+    from_source: Annotated[str, Field(pattern=SOURCE_ID_RE)] | None = Field(
+        None, description="the items are the records of this source's pages, fetched now (a parent)"
+    )
     items_path: str | None = Field(None, description=f"where the list is inside the tool result: {PATH_HELP}")
     key: str | None = Field(None, description="item field naming the item; default: first scalar field")
     linkage: dict[str, str] | None = Field(None, description="{name: template}; default: every scalar field")
     concurrency: Annotated[int, Field(ge=1, le=256)] = 5
     shards: Annotated[int, Field(ge=1, le=100)] = 1
+    batch: Batch | None = Field(None, description="one fetch per up to `size` items, their values joined")
 
     @field_validator("items_path")
     @classmethod
@@ -127,13 +149,26 @@ class Iteration(_Strict):
     @model_validator(mode="after")
     def _one_source(self) -> Iteration:
         mcp = self.source_mcp is not None or self.mcp_url is not None
-        if mcp and self.items is not None:
-            raise FieldProblem(
-                "items", "set either items (a static list) or source_mcp/source_tool, not both"
+        given = [
+            name
+            for name, on in (
+                ("source_mcp", mcp),
+                ("items", self.items is not None),
+                ("from_source", self.from_source is not None),
             )
-        if not mcp and self.items is None:
+            if on
+        ]
+        if len(given) > 1:
             raise FieldProblem(
-                "source_mcp", "set source_mcp and source_tool (an MCP tool), or items (a static list)"
+                given[1],
+                "set one of source_mcp/source_tool (an MCP tool), items (a static list) or from_source"
+                f" (another source's records), not {' and '.join(given)}",
+            )
+        if not given:
+            raise FieldProblem(
+                "source_mcp",
+                "set source_mcp and source_tool (an MCP tool), items (a static list), or from_source"
+                " (another source's records)",
             )
         if mcp and not self.source_tool:
             raise FieldProblem(
@@ -260,6 +295,7 @@ class Ingestion(_Strict):
         3600, description="longest a run may take (CronJob activeDeadlineSeconds; stale run records)"
     )
     request: Request | None = None
+    records: Records | None = None
     iteration: Iteration | None = None
     pagination: Pagination = Field(default_factory=Pagination)
     retry: Retry = Field(default_factory=Retry)
@@ -291,18 +327,35 @@ class Ingestion(_Strict):
     def _pull_needs(self) -> Ingestion:
         if self.mode != "scheduled_pull":
             return self
-        if self.schedule is None:
-            raise FieldProblem("schedule", 'required for mode scheduled_pull, e.g. "0 6 * * *"')
         if self.request is None:
             raise FieldProblem("request", "required for mode scheduled_pull")
-        self._check_templates()
+        alias = self.pagination.stop_when_empty_path
+        if self.records is not None and self.records.path and alias and alias != self.records.path:
+            raise FieldProblem(
+                "pagination.stop_when_empty_path",
+                f"is an alias of records.path, which says '{self.records.path}': keep records.path only",
+            )
+        # a child's templates may name its ancestors' items: checked across sources by the loader
+        problem = self.template_problem(None if self.parent else ())
+        if problem:
+            raise FieldProblem(*problem)
         return self
 
-    def _check_templates(self) -> None:
+    @property
+    def parent(self) -> str | None:
+        """The source whose records are this source's items (``iteration.from_source``)."""
+        return self.iteration.from_source if self.iteration is not None else None
+
+    @property
+    def records_path(self) -> str | None:
+        """Where a page's records are: ``records.path``, else its alias ``stop_when_empty_path``."""
+        if self.records is not None and self.records.path:
+            return self.records.path
+        return self.pagination.stop_when_empty_path
+
+    def template_places(self) -> list[tuple[str, Any]]:
+        """(field, value) of every field that holds templates."""
         assert self.request is not None
-        known = dict(templates.BUILTIN_VARIABLES)
-        if self.iteration is not None:
-            known[self.iteration.foreach] = ()
         places: list[tuple[str, Any]] = [
             ("request.base_url", self.request.base_url),
             ("request.parameters", self.request.parameters),
@@ -311,15 +364,29 @@ class Ingestion(_Strict):
         ]
         if self.iteration is not None and self.iteration.linkage:
             places.append(("iteration.linkage", self.iteration.linkage))
-        for where, value in places:
+        return places
+
+    def template_problem(self, ancestors: Sequence[str] | None) -> tuple[str, str] | None:
+        """The first template that is malformed or names an unknown variable: (field, message), else None.
+
+        ``ancestors``: the ``foreach`` names of the parent chain, which a child's templates may use too;
+        None when not known yet (any other root passes; the loader checks it across sources)."""
+        known = dict(templates.BUILTIN_VARIABLES)
+        if self.iteration is not None:
+            known[self.iteration.foreach] = ()
+        known.update({name: () for name in ancestors or ()})
+        for where, value in self.template_places():
             try:
                 fields = templates.template_fields(value)
             except templates.TemplateSyntaxError as exc:
-                raise FieldProblem(where, str(exc)) from None
+                return where, str(exc)
             for fld in fields:
+                if ancestors is None and fld.root not in known:
+                    continue
                 problem = _unknown_variable(fld, known)
                 if problem:
-                    raise FieldProblem(where, problem)
+                    return where, problem
+        return None
 
 
 def _unknown_variable(fld: templates.Field, known: dict[str, tuple[str, ...]]) -> str | None:
@@ -358,6 +425,12 @@ class SourceConfig(BaseModel):
     @property
     def is_scheduled_pull(self) -> bool:
         return self.ingestion.mode == "scheduled_pull"
+
+    @property
+    def has_schedule(self) -> bool:
+        """A ``scheduled_pull`` with a ``schedule``: rendered, registered and run by schedule. Without one, a
+        source runs by hand or as another source's parent only."""
+        return self.is_scheduled_pull and self.ingestion.schedule is not None
 
 
 KNOWN_TOP_LEVEL = tuple(SourceConfig.model_fields)

@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from pullctl.config.models import SourceConfig
+from pullctl.config.paths import describe
 from pullctl.errors import FetchError, SecretError
 from pullctl.redact import Redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, call_with_retries
@@ -51,6 +52,7 @@ class Page:
     content_type: str
     next_link: str | None = None  # the Link header's rel="next"
     final_url: str = ""  # the URL that answered (after redirects), not redacted: for relative next links
+    records: list[Any] | None = None  # the page's records (records.path), None when it has no list
 
 
 class RateLimiter:
@@ -113,6 +115,9 @@ class Fetcher:
         self.request = config.ingestion.request
         self.policy = config.ingestion.retry
         self.pagination = config.ingestion.pagination
+        self.records_path = config.ingestion.records_path
+        records = config.ingestion.records
+        self.split = records is not None and records.split
         self.transport = transport
         self.redact = redact
         self.counts = counts
@@ -152,7 +157,7 @@ class Fetcher:
 
     async def pages(self, task: FetchTask) -> AsyncIterator[Page]:
         """Every page of ``task`` worth keeping; raises ``FetchError`` when the item fails."""
-        pager = paginator(self.pagination)
+        pager = paginator(self.pagination, self.records_path)
         request: PageRequest | None = pager.first(task.url, task.params)
         while request is not None:
             page = await self._fetch(request, task)
@@ -160,6 +165,15 @@ class Fetcher:
                 step = pager.advance(request, PageView(page.data, page.final_url, page.next_link))
             except PaginationError as exc:
                 raise FetchError(self.redact(str(exc)), 1) from None
+            page.records = step.records
+            if step.keep and self.split and step.records is None:
+                raise FetchError(
+                    self.redact(
+                        f"records.split stores each record, but page {page.number} from {page.url} is"
+                        f" {describe(page.data)}, not a list: set records.path to where its records are"
+                    ),
+                    1,
+                )
             if step.keep:
                 yield page
             if step.fail is not None:

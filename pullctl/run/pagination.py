@@ -63,6 +63,7 @@ class Step:
     keep: bool  # store this page (False: an empty page, which ends the item)
     next: PageRequest | None  # None: the item ends here
     fail: str | None = None  # the page is kept, then the item fails with this (pages left at max_pages)
+    records: list[Any] | None = None  # the page's records; None when it has no list (an object, no path)
 
 
 class Paginator:
@@ -72,9 +73,9 @@ class Paginator:
     rules: ClassVar[PaginationRules] = PAGINATION_RULES["none"]
     counts_records: ClassVar[bool] = False  # page_number/offset: the end is read from record counts
 
-    def __init__(self, config: Pagination) -> None:
+    def __init__(self, config: Pagination, records_path: str | None = None) -> None:
         self.config = config
-        path = config.stop_when_empty_path
+        path = records_path or config.stop_when_empty_path
         self.records_path: JsonPath | None = parse_path(path) if path else None
         self._longest = 0
         self._previous: list[Any] | None = None
@@ -85,9 +86,9 @@ class Paginator:
     def advance(self, request: PageRequest, page: PageView) -> Step:
         records = self.records(page.data, request.number)
         if records is not None and not records:
-            return Step(False, None)
+            return Step(False, None, records=records)
         if self.type == "none":
-            return Step(True, None)
+            return Step(True, None, records=records)
         if records is not None and records == self._previous:
             raise PaginationError(
                 f"pagination loop: page {request.number} has the same records as page {request.number - 1}"
@@ -104,8 +105,9 @@ class Paginator:
             self._longest = max(self._longest, len(records))
             self._previous = records
         if nxt is not None and request.number >= self.config.max_pages:
-            return Step(True, None, f"stopped at max_pages={self.config.max_pages} with more pages left")
-        return Step(True, nxt)
+            more = f"stopped at max_pages={self.config.max_pages} with more pages left"
+            return Step(True, None, more, records)
+        return Step(True, nxt, records=records)
 
     def records(self, data: Any, number: int) -> list[Any] | None:
         """The page's records: at the records path, else the page itself when it is a list (None: unknown)."""
@@ -165,8 +167,8 @@ class Cursor(Paginator):
     type = "cursor"
     rules = PAGINATION_RULES["cursor"]
 
-    def __init__(self, config: Pagination) -> None:
-        super().__init__(config)
+    def __init__(self, config: Pagination, records_path: str | None = None) -> None:
+        super().__init__(config, records_path)
         assert config.cursor_path is not None
         self.cursor_path = parse_path(config.cursor_path)
         self._seen: set[str] = set()
@@ -190,8 +192,8 @@ class Cursor(Paginator):
 class _Link(Paginator):
     """Next pages by URL (a body field or the Link header): each URL at most once per item."""
 
-    def __init__(self, config: Pagination) -> None:
-        super().__init__(config)
+    def __init__(self, config: Pagination, records_path: str | None = None) -> None:
+        super().__init__(config, records_path)
         self._seen: set[str] = set()
 
     def first(self, url: str, params: Mapping[str, str]) -> PageRequest:
@@ -217,8 +219,8 @@ class NextUrl(_Link):
     type = "next_url"
     rules = PAGINATION_RULES["next_url"]
 
-    def __init__(self, config: Pagination) -> None:
-        super().__init__(config)
+    def __init__(self, config: Pagination, records_path: str | None = None) -> None:
+        super().__init__(config, records_path)
         assert config.next_url_path is not None
         self.next_url_path = parse_path(config.next_url_path)
 
@@ -247,9 +249,10 @@ STRATEGIES: Mapping[PaginationType, type[Paginator]] = {
 }
 
 
-def paginator(config: Pagination) -> Paginator:
-    """A fresh paginator for one item (it keeps that item's state: pages seen, cursors, the longest page)."""
-    return STRATEGIES[config.type](config)
+def paginator(config: Pagination, records_path: str | None = None) -> Paginator:
+    """A fresh paginator for one item (it keeps that item's state: pages seen, cursors, the longest page).
+    ``records_path``: where a page's records are (``Ingestion.records_path``)."""
+    return STRATEGIES[config.type](config, records_path)
 
 
 def _with(request: PageRequest, changes: Mapping[str, str]) -> PageRequest:

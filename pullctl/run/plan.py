@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +69,7 @@ class Plan:
     window: Window
     tasks: list[FetchTask] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
+    streaming: bool = False  # the items are another source's records, planned as they arrive (no total)
 
     @property
     def items(self) -> int:
@@ -151,6 +152,108 @@ def parse_assignments(values: Sequence[str], option: str) -> dict[str, list[str]
     return out
 
 
+class Planner:
+    """Items -> fetch tasks, one item at a time: filtered (``only``), sharded, limited, rendered.
+
+    ``build_plan`` plans a whole list at once; a run over another source's records (``from_source``)
+    plans each record as its parent's pages arrive, so the plan never holds the parent's records.
+    Pure: no I/O.
+    """
+
+    def __init__(
+        self,
+        config: SourceConfig,
+        window: Window,
+        run_id: str,
+        *,
+        shard: Shard | None = None,
+        only: dict[str, list[str]] | None = None,
+        overrides: dict[str, str] | None = None,
+        limit: int | None = None,
+        replay: Collection[str] | None = None,
+    ) -> None:
+        ing = config.ingestion
+        assert ing.request is not None, "only scheduled_pull sources are planned"
+        self.config, self.request, self.iteration = config, ing.request, ing.iteration
+        self.window, self.run_id = window, run_id
+        self.shard, self.only, self.limit, self.replay = shard, only, limit, replay
+        self.parameters: dict[str, Any] = {**ing.request.parameters, **(overrides or {})}
+        self.base = {
+            "window": {"start": window.start, "end": window.end},
+            "run": {"id": run_id},
+            "source": {"id": config.source_id},
+        }
+        known = set(templates.BUILTIN_VARIABLES) | ({self.iteration.foreach} if self.iteration else set())
+        for name, value in (overrides or {}).items():
+            for fld in templates.template_fields(value):
+                if fld.root not in known:
+                    raise UsageError(f"--set {name}={value}: unknown template variable '{fld.root}'")
+        self.url_template = templates.parse(ing.request.base_url)
+        self.skipped: list[tuple[str, str]] = []  # (item, reason)
+        self.planned = 0
+
+    @property
+    def full(self) -> bool:
+        """``limit`` tasks are planned: the rest of the items are not needed."""
+        return self.limit is not None and self.planned >= self.limit
+
+    def single(self) -> FetchTask | None:
+        """The one task of a source without iteration."""
+        return self._task(self.config.source_id, dict(self.base), {})
+
+    def item(
+        self, item: dict[str, Any], index: int, ancestors: dict[str, Any] | None = None
+    ) -> FetchTask | None:
+        """The task for one item (None: filtered out, or skipped with the reason in ``skipped``).
+
+        ``ancestors``: ``{foreach: item}`` of the parent chain, seen by templates and kept in the linkage."""
+        iteration = self.iteration
+        assert iteration is not None
+        if self.full:
+            return None
+        key = item_key(item, iteration.key)
+        label = f"#{index}" if key is None else str(key)
+        if key is None:
+            field_name = iteration.key or "first scalar field"
+            self.skipped.append((label, f"key field '{field_name}' is missing or null"))
+            return None
+        if self.only and not all(str(item.get(k)) in vals for k, vals in self.only.items()):
+            return None
+        if self.replay is not None and label not in self.replay:
+            return None
+        if self.shard and self.shard.count > 1 and shard_of(label, self.shard.count) != self.shard.index:
+            return None
+        context = {**self.base, **(ancestors or {}), iteration.foreach: item}
+        linkage: dict[str, Any] | None = None
+        if iteration.linkage is None:
+            linkage = default_linkage(item)
+            for name, ancestor in (ancestors or {}).items():
+                linkage[name] = default_linkage(ancestor)
+        return self._task(label, context, linkage)
+
+    def _task(self, label: str, context: dict[str, Any], linkage: dict[str, Any] | None) -> FetchTask | None:
+        request, iteration = self.request, self.iteration
+        try:
+            url = self.url_template.render(context, quote_values=True)
+            params = {
+                k: templates.parse(v).render(context) if isinstance(v, str) else _scalar(v)
+                for k, v in self.parameters.items()
+            }
+            headers = {k: templates.render_header(v, context) for k, v in request.headers.items()}
+            body = templates.render_value(request.body, context) if request.body is not None else None
+            if linkage is None:  # configured templates
+                assert iteration is not None and iteration.linkage is not None
+                linkage = {k: templates.parse(v).render(context) for k, v in iteration.linkage.items()}
+        except templates.MissingValue as exc:
+            self.skipped.append((label, f"{exc}: the item cannot fill the request"))
+            return None
+        except ValueError as exc:
+            self.skipped.append((label, str(exc)))
+            return None
+        self.planned += 1
+        return FetchTask(label, url, params, headers, body, linkage)
+
+
 def build_plan(
     config: SourceConfig,
     window: Window,
@@ -161,67 +264,28 @@ def build_plan(
     only: dict[str, list[str]] | None = None,
     overrides: dict[str, str] | None = None,
     limit: int | None = None,
+    replay: Collection[str] | None = None,
 ) -> Plan:
     """The fetch tasks for ``items`` (None: a source without iteration), filtered, sharded and limited."""
-    ing = config.ingestion
-    assert ing.request is not None, "only scheduled_pull sources are planned"
-    request = ing.request
-    iteration = ing.iteration
-    parameters: dict[str, Any] = {**request.parameters, **(overrides or {})}
-    base = {
-        "window": {"start": window.start, "end": window.end},
-        "run": {"id": run_id},
-        "source": {"id": config.source_id},
-    }
-    known = set(templates.BUILTIN_VARIABLES) | ({iteration.foreach} if iteration else set())
-    for name, value in (overrides or {}).items():
-        for fld in templates.template_fields(value):
-            if fld.root not in known:
-                raise UsageError(f"--set {name}={value}: unknown template variable '{fld.root}'")
+    planner = Planner(
+        config, window, run_id, shard=shard, only=only, overrides=overrides, limit=limit, replay=replay
+    )
+    return plan_items(planner, items)
 
-    plan = Plan(config.source_id, run_id, window)
-    entries: list[tuple[str, dict[str, Any]]] = []
-    if iteration is None or items is None:
-        entries.append((config.source_id, base))
+
+def plan_items(planner: Planner, items: list[dict[str, Any]] | None) -> Plan:
+    """``planner``'s tasks for a whole list of items at once (None: a source without iteration)."""
+    config = planner.config
+    plan = Plan(config.source_id, planner.run_id, planner.window)
+    if config.ingestion.iteration is None or items is None:
+        task = planner.single()
+        plan.tasks.extend([task] if task is not None else [])
     else:
         for index, item in enumerate(items):
-            key = item_key(item, iteration.key)
-            label = f"#{index}" if key is None else str(key)
-            if key is None:
-                field_name = iteration.key or "first scalar field"
-                plan.skipped.append((label, f"key field '{field_name}' is missing or null"))
-                continue
-            if only and not all(str(item.get(k)) in vals for k, vals in only.items()):
-                continue
-            if shard and shard.count > 1 and shard_of(label, shard.count) != shard.index:
-                continue
-            entries.append((label, {**base, iteration.foreach: item}))
-    if limit is not None:
-        entries = entries[:limit]
-
-    url_template = templates.parse(request.base_url)
-    for label, context in entries:
-        try:
-            url = url_template.render(context, quote_values=True)
-            params = {
-                k: templates.parse(v).render(context) if isinstance(v, str) else _scalar(v)
-                for k, v in parameters.items()
-            }
-            headers = {k: templates.render_header(v, context) for k, v in request.headers.items()}
-            body = templates.render_value(request.body, context) if request.body is not None else None
-            if iteration is not None and iteration.linkage is not None:
-                linkage = {k: templates.parse(v).render(context) for k, v in iteration.linkage.items()}
-            elif iteration is not None and items is not None:
-                linkage = default_linkage(context[iteration.foreach])
-            else:
-                linkage = {}
-        except templates.MissingValue as exc:
-            plan.skipped.append((label, f"{exc}: the item cannot fill the request"))
-            continue
-        except ValueError as exc:
-            plan.skipped.append((label, str(exc)))
-            continue
-        plan.tasks.append(FetchTask(label, url, params, headers, body, linkage))
+            task = planner.item(item, index)
+            if task is not None:
+                plan.tasks.append(task)
+    plan.skipped = planner.skipped
     return plan
 
 

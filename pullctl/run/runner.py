@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -18,7 +19,9 @@ from typing import Any, Protocol
 import httpx
 
 from pullctl.config.loader import LoadedSource
-from pullctl.errors import FetchError, PullctlError
+from pullctl.config.models import Request
+from pullctl.config.paths import describe
+from pullctl.errors import FetchError, IterationError, PullctlError
 from pullctl.pipeline.documents import (
     Document,
     RunRecord,
@@ -32,7 +35,7 @@ from pullctl.pipeline.store import Store
 from pullctl.redact import Redactor
 from pullctl.run.fetch import Fetcher, Page
 from pullctl.run.iteration import resolve_items
-from pullctl.run.plan import FetchTask, Plan, Shard, Window, build_plan, scheduled_window
+from pullctl.run.plan import FetchTask, Plan, Planner, Shard, Window, plan_items, scheduled_window
 from pullctl.run.secrets import resolve_secret
 from pullctl.run.transport import env_proxy, make_transport, proxy_userinfo
 from pullctl.settings import Settings
@@ -179,36 +182,30 @@ async def _execute(
     ing = config.ingestion
     assert ing.request is not None
     record = state.record
-    secret = await resolve_secret(ing.request, settings)
-    if secret:
-        state.redact.add(secret)
-        if ing.request.auth_type == "basic":
-            state.redact.add(secret.partition(":")[2])
-    items = await resolve_items(ing.iteration, settings)
-    only = options.only
-    if options.replay_items is not None and ing.iteration is not None:
-        key_field = ing.iteration.key
-        items = [i for i in items or [] if _key_in(i, key_field, options.replay_items)]
-    plan = build_plan(
+    secret = await _secret(state, ing.request, settings)
+    concurrency = options.concurrency or (ing.iteration.concurrency if ing.iteration else 1)
+    planner = Planner(
         config,
         window,
-        items,
         record.run_id,
         shard=options.shard,
-        only=only,
+        only=options.only,
         overrides=options.overrides,
         limit=options.limit,
+        replay=options.replay_items,
     )
-    record.counts["items"] = plan.items
-    record.counts["skipped"] = len(plan.skipped)
-    for key, reason in plan.skipped:
-        record.add_error(key, f"skipped: {reason}")
-    state.observer.started(record, plan)
-    if not plan.tasks:
-        return
-    concurrency = min(
-        options.concurrency or (ing.iteration.concurrency if ing.iteration else 1), len(plan.tasks)
-    )
+    tasks: Iterable[FetchTask] | AsyncIterator[FetchTask]
+    if ing.parent is None:
+        plan = plan_items(planner, await resolve_items(ing.iteration, settings))
+        record.counts["items"] = plan.items
+        _skipped(record, plan.skipped)
+        state.observer.started(record, plan)
+        if not plan.tasks:
+            return
+        concurrency = min(concurrency, len(plan.tasks))
+        tasks = plan.tasks
+    else:
+        state.observer.started(record, Plan(config.source_id, record.run_id, window, streaming=True))
     own_transport = transport is None
     if transport is None:
         proxy = env_proxy(ing.request.base_url, settings.environ)
@@ -220,43 +217,69 @@ async def _execute(
     http = transport
     try:
         fetcher = Fetcher(config, http, secret, state.redact, record.counts, sleep=sleep)
-        writer = asyncio.create_task(_writer(state))
-        tasks = iter(plan.tasks)
-        workers = [asyncio.create_task(_worker(state, fetcher, tasks, window)) for _ in range(concurrency)]
-        fetching = asyncio.gather(*workers)
-        try:
-            await asyncio.wait([writer, fetching], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
-            if writer.done():  # the writer only ends early on a store failure
-                writer.result()
-            fetching.result()
-        finally:
-            fetching.cancel()
-            await asyncio.gather(fetching, return_exceptions=True)
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            if not writer.done():
-                await state.queue.put(None)
-            await writer  # re-raises a store failure
+        if ing.parent is not None:
+            tasks = _child_tasks(state, settings, planner, window, http, sleep)
+        await _fan_out(state, fetcher, tasks, concurrency, window)
     finally:
         if own_transport:
             await http.aclose()
 
 
-def _key_in(item: dict[str, Any], key_field: str | None, keys: list[str]) -> bool:
-    from pullctl.run.plan import item_key
+async def _fan_out(
+    state: _Run,
+    fetcher: Fetcher,
+    tasks: Iterable[FetchTask] | AsyncIterator[FetchTask],
+    concurrency: int,
+    window: Window,
+) -> None:
+    """``concurrency`` workers over ``tasks``, fed through a bounded queue (a parent's records stream in
+    while the workers fetch), and the one writer; a store failure or a failed parent ends it."""
+    todo: asyncio.Queue[FetchTask | None] = asyncio.Queue(maxsize=concurrency * 2)
+    producer = asyncio.create_task(_produce(todo, tasks, concurrency))
+    writer = asyncio.create_task(_writer(state))
+    workers = [asyncio.create_task(_worker(state, fetcher, todo, window)) for _ in range(concurrency)]
+    fetching = asyncio.gather(producer, *workers)
+    try:
+        await asyncio.wait([writer, fetching], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        if writer.done():  # the writer only ends early on a store failure
+            writer.result()
+        fetching.result()
+    finally:
+        fetching.cancel()
+        await asyncio.gather(fetching, return_exceptions=True)
+        for t in (producer, *workers):
+            t.cancel()
+        await asyncio.gather(producer, *workers, return_exceptions=True)
+        if not writer.done():
+            await state.queue.put(None)
+        await writer  # re-raises a store failure
 
-    key = item_key(item, key_field)
-    return key is not None and str(key) in keys
+
+async def _produce(
+    todo: asyncio.Queue[FetchTask | None],
+    tasks: Iterable[FetchTask] | AsyncIterator[FetchTask],
+    workers: int,
+) -> None:
+    if isinstance(tasks, AsyncIterator):
+        async for task in tasks:
+            await todo.put(task)
+    else:
+        for task in tasks:
+            await todo.put(task)
+    for _ in range(workers):
+        await todo.put(None)
 
 
-async def _worker(state: _Run, fetcher: Fetcher, tasks: Any, window: Window) -> None:
+async def _worker(
+    state: _Run, fetcher: Fetcher, todo: asyncio.Queue[FetchTask | None], window: Window
+) -> None:
     record = state.record
-    for task in tasks:
+    while (task := await todo.get()) is not None:
         try:
             async for page in fetcher.pages(task):
                 record.counts["pages"] += 1
-                await state.queue.put(_document(state, task, page, window))
+                for doc in _documents(state, task, page, window):
+                    await state.queue.put(doc)
         except FetchError as exc:
             message = state.redact(exc.message)
             record.counts["failed"] += 1
@@ -268,16 +291,165 @@ async def _worker(state: _Run, fetcher: Fetcher, tasks: Any, window: Window) -> 
         state.observer.item_done(record, task.key, None)
 
 
-def _document(state: _Run, task: FetchTask, page: Page, window: Window) -> Document:
+async def _secret(state: _Run, request: Request, settings: Settings) -> str | None:
+    secret = await resolve_secret(request, settings)
+    if secret:
+        state.redact.add(secret)
+        if request.auth_type == "basic":
+            state.redact.add(secret.partition(":")[2])
+    return secret
+
+
+def _skipped(record: RunRecord, skipped: list[tuple[str, str]]) -> None:
+    record.counts["skipped"] += len(skipped)
+    for key, reason in skipped:
+        record.add_error(key, f"skipped: {reason}")
+
+
+# -- items from another source (iteration.from_source) -------------------------------------------------
+
+
+async def _child_tasks(
+    state: _Run,
+    settings: Settings,
+    planner: Planner,
+    window: Window,
+    transport: httpx.AsyncBaseTransport,
+    sleep: Callable[[float], Awaitable[None]],
+) -> AsyncIterator[FetchTask]:
+    """The tasks of a source over its parent's records, planned as the parent's pages arrive."""
+    record = state.record
+    parent_counts = {"requests": 0, "retries": 0}
+    index = 0
+    try:
+        async for item, ancestors in _parent_records(
+            state, settings, list(state.loaded.parents), window, transport, sleep, parent_counts
+        ):
+            record.counts["items"] += 1
+            before = len(planner.skipped)
+            task = planner.item(item, index, ancestors)
+            index += 1
+            _skipped(record, planner.skipped[before:])
+            if task is not None:
+                yield task
+            if planner.full:
+                return
+    finally:
+        record.counts["parent_requests"] = parent_counts["requests"]
+
+
+async def _parent_records(
+    state: _Run,
+    settings: Settings,
+    chain: list[LoadedSource],
+    window: Window,
+    transport: httpx.AsyncBaseTransport,
+    sleep: Callable[[float], Awaitable[None]],
+    counts: dict[str, int],
+) -> AsyncIterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every record of ``chain[0]``'s pages with the items its chain iterated over (``{foreach: item}``),
+    page by page: the parent fetched now, with its own request, auth, pagination and records, in this
+    run's window. Nothing of it is stored. A failed parent page ends the run: the child cannot know
+    which of its items it would miss."""
+    parent = chain[0]
+    config = parent.config
+    ing = config.ingestion
+    assert ing.request is not None
+    secret = await _secret(state, ing.request, settings)
+    fetcher = Fetcher(config, transport, secret, state.redact, counts, sleep=sleep)
+    async for task, ancestors in _parent_tasks(state, settings, chain, window, transport, sleep, counts):
+        try:
+            async for page in fetcher.pages(task):
+                if page.records is None:
+                    raise FetchError(
+                        f"page {page.number} from {page.url} has no records list ({describe(page.data)}):"
+                        f" set records.path in source '{parent.source_id}'"
+                    )
+                for number, item in enumerate(page.records):
+                    if not isinstance(item, dict):
+                        raise FetchError(
+                            f"record {number} of page {page.number} from {page.url} is {describe(item)},"
+                            " not an object: a child's items are objects"
+                        )
+                    yield item, ancestors
+        except FetchError as exc:
+            raise IterationError(
+                state.redact(f"parent source '{parent.source_id}' (item {task.key}): {exc.message}")
+            ) from None
+
+
+async def _parent_tasks(
+    state: _Run,
+    settings: Settings,
+    chain: list[LoadedSource],
+    window: Window,
+    transport: httpx.AsyncBaseTransport,
+    sleep: Callable[[float], Awaitable[None]],
+    counts: dict[str, int],
+) -> AsyncIterator[tuple[FetchTask, dict[str, Any]]]:
+    """``chain[0]``'s fetch tasks, each with the ancestors' items its records will carry. A parent item it
+    skips is a skipped item of the run: the child cannot have that item's records."""
+    parent, rest = chain[0], chain[1:]
+    ing = parent.config.ingestion
+    planner = Planner(parent.config, window, state.record.run_id)
+    if ing.iteration is None:
+        task = planner.single()
+        if task is not None:
+            yield task, {}
+    elif ing.parent is not None:
+        index = 0
+        async for item, ancestors in _parent_records(state, settings, rest, window, transport, sleep, counts):
+            task = planner.item(item, index, ancestors)
+            index += 1
+            if task is not None:
+                yield task, {**ancestors, ing.iteration.foreach: item}
+    else:
+        for index, item in enumerate(await resolve_items(ing.iteration, settings) or []):
+            task = planner.item(item, index)
+            if task is not None:
+                yield task, {ing.iteration.foreach: item}
+    _skipped(
+        state.record, [(f"{parent.source_id}:{k}", f"parent item skipped: {r}") for k, r in planner.skipped]
+    )
+
+
+def _documents(state: _Run, task: FetchTask, page: Page, window: Window) -> list[Document]:
+    """The page as one document, or with ``records.split`` one document per record (linkage + page)."""
     config = state.loaded.config
-    digest = content_hash(page.data, config.ingestion.dedup.ignore_fields)
+    records = config.ingestion.records
+    if records is None or not records.split:
+        return [_document(state, task, page.data, page.body, page.content_type, task.linkage, page, window)]
+    assert page.records is not None  # the fetcher fails a split item whose page has no records list
+    linkage = {**task.linkage, "page": page.number}
+    return [
+        _document(state, task, record, _record_bytes(record), "application/json", linkage, page, window)
+        for record in page.records
+    ]
+
+
+def _record_bytes(record: Any) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _document(
+    state: _Run,
+    task: FetchTask,
+    data: Any,
+    body: bytes,
+    content_type: str,
+    linkage: dict[str, Any],
+    page: Page,
+    window: Window,
+) -> Document:
+    config = state.loaded.config
+    digest = content_hash(data, config.ingestion.dedup.ignore_fields)
     return Document(
         id=document_id(config.source_id, digest),
         source_id=config.source_id,
         content_hash=digest,
-        content=page.body,
-        content_type=page.content_type,
-        linkage=task.linkage,
+        content=body,
+        content_type=content_type,
+        linkage=linkage,
         run_id=state.record.run_id,
         window=window.as_dict(),
         request={"url": page.url, "status": page.status, "page": page.number},
