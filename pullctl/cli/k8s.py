@@ -132,7 +132,9 @@ def render(
         image, namespace, set_name, service_account, dapr, store_secret, secret_ref, pod_label, env_from
     )
     settings = Settings.from_env(config=config)
-    objects = render_configs(settings.config, options, sources or (), settings.mongodb_database)
+    objects = render_configs(
+        settings.config, options, sources or (), settings.mongodb_database, on_note=_note
+    )
     if out is None:
         typer.echo(dump_yaml(objects), nl=False)
         return
@@ -196,12 +198,17 @@ def sync(
         diff=diff,
         on_plan=_print_plan if fmt is OutputFormat.text else None,
         database=settings.mongodb_database,
+        on_note=_note,
     )
     if fmt is OutputFormat.json:
         output.print_json(result.to_dict())
     _print_outcome(result)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _note(text: str) -> None:
+    output.stderr.print(text, markup=False)
 
 
 def _print_plan(result: SyncResult) -> None:

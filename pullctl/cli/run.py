@@ -45,7 +45,8 @@ class _ProgressObserver:
 
         self._t0 = time.monotonic()
         self.progress.start()
-        self.task = self.progress.add_task(self.label, total=len(plan.tasks), detail="")
+        total = None if plan.streaming else len(plan.tasks)  # a parent's records: no total up front
+        self.task = self.progress.add_task(self.label, total=total, detail="")
 
     def item_done(self, record: Any, key: str, error: str | None, attempts: int = 0) -> None:
         if error is not None:

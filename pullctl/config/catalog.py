@@ -23,6 +23,8 @@ def iteration_summary(config: SourceConfig) -> str:
         return "single fetch"
     if it.items is not None:
         return f"{it.foreach} in {len(it.items)} static items"
+    if it.from_source is not None:
+        return f"{it.foreach} in the records of {it.from_source}"
     server = it.mcp_url or it.source_mcp
     return f"{it.foreach} from {server} {it.source_tool}"
 

@@ -3,7 +3,7 @@
     ConfigSource(location, reader=None)
         .all(target="k8s", strict=False)   -> LoadResult: every source and every located issue
         .one(source_id, target="k8s")      -> LoadedSource: only errors in its own file block it
-        .scheduled(target="k8s", only=())  -> [LoadedSource]: the scheduled_pull ones by id; any error raises
+        .scheduled(target="k8s", only=())  -> Scheduled: the ones with a schedule, by id; any error raises
 
 A **reader** (``ConfigReader``) yields a location's raw entries, ``ConfigEntry(name, text)``, one per file or
 stored document; ``name`` is what located issues point at (``cfg/a.yaml``, ``mongodb:source_configs/<id>``).
@@ -27,6 +27,23 @@ from pullctl.config.schedule import Target
 from pullctl.errors import UsageError
 
 MONGODB_SCHEMES = ("mongodb://", "mongodb+srv://")
+
+
+class Scheduled(list[LoadedSource]):
+    """The sources that run by schedule, sorted by id; ``unscheduled``: the ids of the ``scheduled_pull`` ones
+    without a ``schedule`` (they run by hand or as a parent only), for commands to say they skipped them."""
+
+    def __init__(self, sources: Iterable[LoadedSource], unscheduled: Sequence[str] = ()) -> None:
+        super().__init__(sorted(sources, key=lambda s: s.source_id))
+        self.unscheduled = list(unscheduled)
+
+    def skipped_note(self) -> str | None:
+        if not self.unscheduled:
+            return None
+        verb = "it runs" if len(self.unscheduled) == 1 else "they run"
+        return f"skipped {', '.join(self.unscheduled)}: no schedule ({verb} by hand or as a parent)"
+
+
 Location = str | Path | Sequence[str | Path]
 _SCHEDULED_AS = {"k8s": "CronJobs", "dapr": "DAPR Jobs"}
 
@@ -77,21 +94,28 @@ class ConfigSource:
         an unknown id is a ``ConfigError`` with a did-you-mean."""
         return self.all(target).one(source_id)
 
-    def scheduled(self, target: Target = "k8s", *, only: Sequence[str] = ()) -> list[LoadedSource]:
-        """The ``scheduled_pull`` sources (all of them, or those named in ``only``), sorted by id.
+    def scheduled(self, target: Target = "k8s", *, only: Sequence[str] = ()) -> Scheduled:
+        """The sources that run by schedule (all of them, or those named in ``only``), sorted by id.
 
         Any config error raises: a source missing because it is invalid must not look deleted (and have its
-        CronJob or DAPR Job pruned)."""
+        CronJob or DAPR Job pruned). A ``scheduled_pull`` without a ``schedule`` is left out and named in
+        ``unscheduled``; naming one in ``only`` is a usage error."""
         result = self.all(target)
         result.raise_for_errors()
+        pulls = [s for s in result.sources if s.config.is_scheduled_pull]
         if not only:
-            picked = [s for s in result.sources if s.config.is_scheduled_pull]
-        else:
-            picked = [result.get(source_id) for source_id in dict.fromkeys(only)]
-            for src in picked:
-                if not src.config.is_scheduled_pull:
-                    raise UsageError(
-                        f"source '{src.source_id}' has mode {src.config.ingestion.mode}; only scheduled_pull"
-                        f" sources become {_SCHEDULED_AS[target]}"
-                    )
-        return sorted(picked, key=lambda s: s.source_id)
+            unscheduled = [s.source_id for s in pulls if not s.config.has_schedule]
+            return Scheduled([s for s in pulls if s.config.has_schedule], sorted(unscheduled))
+        picked = [result.get(source_id) for source_id in dict.fromkeys(only)]
+        for src in picked:
+            if not src.config.is_scheduled_pull:
+                raise UsageError(
+                    f"source '{src.source_id}' has mode {src.config.ingestion.mode}; only scheduled_pull"
+                    f" sources become {_SCHEDULED_AS[target]}"
+                )
+            if not src.config.has_schedule:
+                raise UsageError(
+                    f"source '{src.source_id}' has no schedule: it runs by hand (pullctl run"
+                    f" {src.source_id}) or as a parent, and becomes no {_SCHEDULED_AS[target][:-1]}"
+                )
+        return Scheduled(picked)

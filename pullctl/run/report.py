@@ -52,8 +52,8 @@ class JsonLogObserver:
             record,
             window=record.window,
             trigger=record.trigger,
-            items=plan.items,
-            tasks=len(plan.tasks),
+            items=None if plan.streaming else plan.items,  # a parent's records: counted as they come
+            tasks=None if plan.streaming else len(plan.tasks),
             skipped=len(plan.skipped),
             shard=record.shard,
         )

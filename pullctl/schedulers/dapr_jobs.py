@@ -76,8 +76,8 @@ class DesiredJob:
 
 
 def desired_job(src: LoadedSource) -> DesiredJob | None:
-    """The job of one source, or None when it has none (disabled, or not ``scheduled_pull``)."""
-    if not (src.config.enabled and src.config.is_scheduled_pull):
+    """The job of one source, or None when it has none (disabled, not ``scheduled_pull``, no schedule)."""
+    if not (src.config.enabled and src.config.has_schedule):
         return None
     return DesiredJob(job_name(src.source_id), src.source_id, dapr_schedule(src), src.config_hash)
 

@@ -32,6 +32,7 @@ import yaml
 from pullctl import __version__
 from pullctl.canonical import canonical_hash
 from pullctl.config.loader import LoadedSource
+from pullctl.config.source import Scheduled
 from pullctl.errors import ClusterError, ConfigError, Issue, UsageError
 from pullctl.settings import env_name
 
@@ -180,7 +181,7 @@ def _valid_label_key(key: str) -> bool:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def load_sources(location: str, only: Sequence[str] = (), database: str = "pullctl") -> list[LoadedSource]:
+def load_sources(location: str, only: Sequence[str] = (), database: str = "pullctl") -> Scheduled:
     """The ``scheduled_pull`` sources at ``location`` (all of them, or those named in ``only``), sorted by id.
     ``database`` is the MongoDB database when ``location`` is a ``mongodb://`` URL.
 
@@ -219,7 +220,7 @@ def render(sources: Sequence[LoadedSource], options: RenderOptions) -> list[Obj]
     objects: list[Obj] = []
     issues: list[Issue] = []
     for src in sorted(sources, key=lambda s: s.source_id):
-        if not src.config.is_scheduled_pull:
+        if not src.config.has_schedule:
             continue
         try:
             objects.extend(render_source(src, options))
@@ -1083,10 +1084,23 @@ def _not_ours(entry: PlanEntry, found: Obj, namespace: str, set_name: str) -> st
 
 
 def render_configs(
-    location: str, options: RenderOptions, only: Sequence[str] = (), database: str = "pullctl"
+    location: str,
+    options: RenderOptions,
+    only: Sequence[str] = (),
+    database: str = "pullctl",
+    on_note: Callable[[str], None] | None = None,
 ) -> list[Obj]:
-    """Load the configs at ``location`` and render all ``scheduled_pull`` sources, or those in ``only``."""
-    return render(load_sources(location, only, database), options)
+    """Load the configs at ``location`` and render all scheduled sources, or those in ``only``; ``on_note``
+    hears which sources were skipped (no schedule)."""
+    sources = load_sources(location, only, database)
+    _note(sources, on_note)
+    return render(sources, options)
+
+
+def _note(sources: Scheduled, on_note: Callable[[str], None] | None) -> None:
+    note = sources.skipped_note()
+    if note and on_note is not None:
+        on_note(note)
 
 
 def sync_configs(
@@ -1101,12 +1115,14 @@ def sync_configs(
     diff: bool = False,
     on_plan: Callable[[SyncResult], None] | None = None,
     database: str = "pullctl",
+    on_note: Callable[[str], None] | None = None,
 ) -> SyncResult:
     """Load and validate the configs (a config error stops here, before the cluster is contacted), connect,
     render for the cluster's namespace (``options.namespace``, else the context's) and ``sync``."""
     from dataclasses import replace
 
     sources = load_sources(location, database=database)
+    _note(sources, on_note)
     cluster = connect(kubeconfig, context, options.namespace)
     try:
         objects = render(sources, replace(options, namespace=cluster.namespace))

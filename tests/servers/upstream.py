@@ -57,6 +57,18 @@ Servers that fool a naive paginator (over ``Upstream.records`` too; ``Upstream.m
     "has_more": bool}``; ``starting_after`` is a record id (records after it; an unknown id is 400), so
     the page after the last record is ``data: []``.
     ``/pages/ignores-page?page=`` -> always ``{"data": [the first 10 records]}``, whatever ``page`` says.
+A Microsoft Graph-like API for parent/child sources (teams -> channels -> messages), each level paged
+in another style; sizes from ``Upstream.graph`` (``GraphShape``: teams, channels per team, messages per
+channel; ids ``t1``, ``t1-c2``, ``t1-c2-m3``):
+    ``/graph/teams?page=&per_page=`` -> a bare list of ``{"id", "displayName"}`` with ``Link: rel="next"``
+    (per_page default 2).
+    ``/graph/teams/{team}/channels?$skiptoken=`` -> ``{"value": [2 channels], "@odata.nextLink": url}``
+    (the key absent on the last page); an unknown team is 404.
+    ``/graph/teams/{team}/channels/{channel}/messages?cursor=`` -> ``{"data": [10 messages],
+    "next_cursor": str|null}``; an unknown channel is 404.
+    ``/graph/users?ids=a,b`` -> ``{"value": [{"id", "name"} for each id]}``: a batch of ids in one request.
+``/pages/numbers?offset=&limit=`` -> ``{"data": [{"id": n}, ...]}`` for n in 1..``Upstream.numbers``,
+    generated per page (nothing held): a parent of any size (limit default 1000, at most 5000).
 ``/echo`` (GET, POST, PUT)
     ``{"method", "path", "query": {name: last value}, "headers": {lower-case name: value},
     "json": parsed body or null, "body": body text}``.
@@ -335,6 +347,24 @@ def _hourly_value(variable: str, rng: random.Random, latitude: float, hour: int)
             return rng.choice([0, 1, 2, 3, 45, 51, 61, 80])
 
 
+@dataclass
+class GraphShape:
+    teams: int = 3
+    channels: int = 3  # per team
+    messages: int = 12  # per channel
+
+    def team_ids(self) -> list[str]:
+        return [f"t{n}" for n in range(1, self.teams + 1)]
+
+    def channel_ids(self, team: str) -> list[str]:
+        return [f"{team}-c{n}" for n in range(1, self.channels + 1)] if team in self.team_ids() else []
+
+    def message_ids(self, team: str, channel: str) -> list[str]:
+        if channel not in self.channel_ids(team):
+            return []
+        return [f"{channel}-m{n}" for n in range(1, self.messages + 1)]
+
+
 class Upstream:
     """The fake upstream API; see the module docstring for endpoints and ``fail()``."""
 
@@ -350,6 +380,8 @@ class Upstream:
     ) -> None:
         self.records: list[dict[str, Any]] = make_records(records) if isinstance(records, int) else records
         self.max_rows = 20  # the page-size cap of /pages/capped-*
+        self.graph = GraphShape()
+        self.numbers = 1000  # records of /pages/numbers
         self.api_key = api_key
         self.api_key_header = "X-API-Key"
         self.api_key_query_param = "api_key"
@@ -530,6 +562,11 @@ class Upstream:
             Route("/pages/odata", handled(self._odata)),
             Route("/pages/stripe", handled(self._stripe)),
             Route("/pages/ignores-page", handled(self._ignores_page)),
+            Route("/graph/teams", handled(self._graph_teams)),
+            Route("/graph/teams/{team}/channels", handled(self._graph_channels)),
+            Route("/graph/teams/{team}/channels/{channel}/messages", handled(self._graph_messages)),
+            Route("/graph/users", handled(self._graph_users)),
+            Route("/pages/numbers", handled(self._numbers)),
             Route("/echo", handled(self._echo), methods=["GET", "POST", "PUT"]),
         ]
         return Starlette(routes=routes, lifespan=lifespan)
@@ -777,6 +814,61 @@ class Upstream:
     async def _ignores_page(self, request: Request) -> Response:
         _reject_repeated_params(request)
         return JSONResponse({"data": self.records[:10]})
+
+    async def _graph_teams(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        page = _int_param(request, "page", 1, 1)
+        size = _int_param(request, "per_page", 2, 1, 100)
+        ids = self.graph.team_ids()
+        teams = [{"id": t, "displayName": f"Team {t[1:]}"} for t in ids[(page - 1) * size : page * size]]
+        headers = {}
+        if page * size < len(ids):
+            base = str(request.base_url).rstrip("/")
+            headers["Link"] = f'<{base}/graph/teams?page={page + 1}&per_page={size}>; rel="next"'
+        return JSONResponse(teams, headers=headers)
+
+    async def _graph_channels(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        team = request.path_params["team"]
+        ids = self.graph.channel_ids(team)
+        if not ids:
+            return _error(f"team {team} not found", 404)
+        token = request.query_params.get("$skiptoken") or ""
+        position = self._decode_cursor(token) if token else 0
+        body: dict[str, Any] = {
+            "@odata.context": f"{str(request.base_url).rstrip('/')}/$metadata#channels",
+            "value": [{"id": c, "displayName": f"Channel {c}"} for c in ids[position : position + 2]],
+        }
+        if position + 2 < len(ids):
+            query = urlencode([("$skiptoken", self._encode_cursor(position + 2))], safe="$")
+            body["@odata.nextLink"] = f"{str(request.base_url).rstrip('/')}{request.url.path}?{query}"
+        return JSONResponse(body)
+
+    async def _graph_messages(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        team, channel = request.path_params["team"], request.path_params["channel"]
+        ids = self.graph.message_ids(team, channel)
+        if not ids:
+            return _error(f"channel {channel} of team {team} not found", 404)
+        cursor = request.query_params.get("cursor") or ""
+        position = self._decode_cursor(cursor) if cursor else 0
+        data = [{"id": m, "body": f"message {m}"} for m in ids[position : position + 10]]
+        more = position + 10 < len(ids)
+        return JSONResponse({"data": data, "next_cursor": self._encode_cursor(position + 10) if more else None})
+
+    async def _graph_users(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        ids = [i for i in request.query_params.get("ids", "").split(",") if i]
+        if not ids:
+            raise _BadRequest("ids is required")
+        return JSONResponse({"value": [{"id": i, "name": f"User {i}"} for i in ids]})
+
+    async def _numbers(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        limit = _int_param(request, "limit", 1000, 1, 5000)
+        end = min(offset + limit, self.numbers)
+        return JSONResponse({"data": [{"id": n} for n in range(offset + 1, end + 1)]})
 
     async def _echo(self, request: Request) -> Response:
         raw = await request.body()

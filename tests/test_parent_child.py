@@ -1,0 +1,168 @@
+"""Items from another source (SOURCES.md §1, §3): parent/child chains, records, one document per record.
+
+The chain is Microsoft Graph's teams -> channels -> messages on the loopback upstream, each level paged in
+another style: the Link header, a next URL at ``/@odata.nextLink`` (a JSON Pointer: the key holds a dot),
+and a cursor.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Cli
+from tests.runkit import Runner
+from tests.servers.upstream import GraphShape, Upstream
+
+
+@pytest.fixture
+def runner(cli: Cli, tmp_path: Path) -> Runner:
+    return Runner(cli, tmp_path)
+
+
+def graph_sources(url: str, **overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """The README's example, against the test upstream: teams (a parent only) -> channels -> messages."""
+    retry = {"max_attempts": 2, "initial_delay_seconds": 0.01}
+    sources = {
+        "teams": {
+            "request": {"base_url": f"{url}/graph/teams"},
+            "pagination": {"type": "link_header"},
+            "retry": retry,
+        },
+        "teams-channels": {
+            "request": {"base_url": f"{url}/graph/teams/{{team.id}}/channels"},
+            "iteration": {"foreach": "team", "from_source": "teams", "key": "id", "concurrency": 4},
+            "records": {"path": "value"},
+            "pagination": {"type": "next_url", "next_url_path": "/@odata.nextLink"},
+            "retry": retry,
+        },
+        "channel-messages": {
+            "schedule": "0 * * * *",
+            "request": {"base_url": f"{url}/graph/teams/{{team.id}}/channels/{{channel.id}}/messages"},
+            "iteration": {
+                "foreach": "channel",
+                "from_source": "teams-channels",
+                "key": "id",
+                "concurrency": 8,
+            },
+            "records": {"path": "data", "split": True},
+            "pagination": {"type": "cursor", "cursor_path": "next_cursor"},
+            "retry": retry,
+        },
+    }
+    for name, changes in overrides.items():
+        sources[name] = {**sources[name], **changes}
+    return [{"source_id": sid, "ingestion": ing} for sid, ing in sources.items()]
+
+
+def write(runner: Runner, sources: list[dict[str, Any]]) -> None:
+    runner.config.mkdir(parents=True, exist_ok=True)
+    (runner.config / "graph.yaml").write_text(yaml.safe_dump({"sources": sources}, sort_keys=False))
+
+
+def test_three_level_chain_stores_every_message_once_with_its_parents_in_the_linkage(
+    runner: Runner, upstream: Upstream
+) -> None:
+    upstream.graph = GraphShape(teams=3, channels=3, messages=12)
+    write(runner, graph_sources(upstream.url))
+    code, [record], _ = runner.run_json("channel-messages")
+    assert code == 0, record["errors"]
+    c = record["counts"]
+    assert (record["status"], c["items"], c["fetched"], c["failed"]) == ("succeeded", 9, 9, 0)
+    # teams: 2 pages (per_page 2 of 3); channels: 2 pages per team (2 + 1); messages: 2 pages per channel
+    assert c["parent_requests"] == 2 + 3 * 2 and c["requests"] == 9 * 2 and c["pages"] == 9 * 2
+    docs = runner.documents("channel-messages")
+    assert sorted(d["content"]["id"] for d in docs) == sorted(
+        f"t{t}-c{ch}-m{m}" for t in range(1, 4) for ch in range(1, 4) for m in range(1, 13)
+    )
+    assert (
+        c["stored"] == 3 * 3 * 12 and not runner.documents("teams") and not runner.documents("teams-channels")
+    )
+    one = next(d for d in docs if d["content"]["id"] == "t2-c3-m11")
+    assert one["linkage"] == {
+        "id": "t2-c3",
+        "displayName": "Channel t2-c3",
+        "team": {"id": "t2", "displayName": "Team 2"},
+        "page": 2,
+    }
+    assert one["request"]["url"].endswith("/graph/teams/t2/channels/t2-c3/messages?cursor=cG9zOjEw")
+
+
+def test_split_records_a_changed_record_is_the_only_new_document(runner: Runner, upstream: Upstream) -> None:
+    upstream.records = [{"id": i, "name": f"n{i}", "value": i} for i in range(1, 24)]
+    source = {
+        "source_id": "records",
+        "ingestion": {
+            "request": {"base_url": f"{upstream.url}/pages/page-number", "parameters": {"per_page": 10}},
+            "records": {"path": "data", "split": True},
+            "pagination": {"type": "page_number"},
+        },
+    }
+    write(runner, [source])
+    code, [first], _ = runner.run_json("records")
+    assert code == 0 and first["counts"]["stored"] == 23 and first["counts"]["pages"] == 3
+    upstream.records[16] = {**upstream.records[16], "value": 999}
+    code, [second], _ = runner.run_json("records")
+    assert code == 0 and (second["counts"]["stored"], second["counts"]["duplicates"]) == (1, 22)
+    new = [d for d in runner.documents("records") if d["run_id"] == second["run_id"]]
+    assert [d["content"] for d in new] == [{"id": 17, "name": "n17", "value": 999}]
+    assert new[0]["linkage"] == {"page": 2} and new[0]["request"]["page"] == 2
+
+
+def test_a_parent_page_that_fails_fails_the_run_naming_the_page(runner: Runner, upstream: Upstream) -> None:
+    upstream.graph = GraphShape(teams=3, channels=3, messages=3)
+    write(runner, graph_sources(upstream.url))
+    upstream.fail("/graph/teams", "status", status=500, query={"page": "2"})
+    code, [record], _ = runner.run_json("teams-channels")
+    assert code == 1 and record["status"] == "failed"
+    assert record["message"].startswith(
+        "parent source 'teams' (item teams): HTTP 500 Internal Server Error from "
+    )
+    assert (
+        "/graph/teams?page=2&per_page=2" in record["message"]
+        and "(gave up after 2 attempts)" in record["message"]
+    )
+
+
+def test_a_child_that_404s_for_one_item_fails_that_item_only(runner: Runner, upstream: Upstream) -> None:
+    upstream.graph = GraphShape(teams=2, channels=1, messages=3)
+    write(runner, graph_sources(upstream.url))
+    upstream.fail("/graph/teams/t2/channels/t2-c1/messages", "status", status=404)
+    code, [record], _ = runner.run_json("channel-messages")
+    assert code == 3 and record["status"] == "partial"
+    assert record["failed_items"] == ["t2-c1"] and record["counts"]["stored"] == 3
+    code, [again], _ = runner.run_json("channel-messages", "--replay", record["run_id"])
+    assert again["counts"]["items"] == 2 and again["counts"]["fetched"] + again["counts"]["failed"] == 1
+
+
+def test_only_limit_and_shard_pick_child_items(runner: Runner, upstream: Upstream) -> None:
+    upstream.graph = GraphShape(teams=3, channels=2, messages=1)
+    write(runner, graph_sources(upstream.url))
+    _, [only], _ = runner.run_json("channel-messages", "--only", "id=t3-c2")
+    assert (only["counts"]["fetched"], only["counts"]["stored"]) == (1, 1)
+    _, [limited], _ = runner.run_json("channel-messages", "--limit", "2")
+    assert limited["counts"]["fetched"] == 2
+    fetched = [runner.run_json("channel-messages", "--shard", f"{i}/3")[1][0] for i in range(3)]
+    assert sum(r["counts"]["fetched"] for r in fetched) == 6
+
+
+def test_a_source_without_schedule_runs_by_hand_and_is_not_rendered(
+    runner: Runner, upstream: Upstream
+) -> None:
+    write(runner, graph_sources(upstream.url))
+    code, [record], _ = runner.run_json("teams")
+    assert code == 0 and record["counts"]["stored"] == 2  # two Link-header pages
+    listed = json.loads(runner("list", "--output", "json").stdout)
+    assert {s["source_id"]: s["schedule"] for s in listed} == {
+        "teams": None,
+        "teams-channels": None,
+        "channel-messages": "0 * * * *",
+    }
+    rendered = runner("render", "--image", "pullctl:test")
+    assert rendered.exit_code == 0
+    assert "name: pull-channel-messages" in rendered.stdout and "pull-teams" not in rendered.stdout
+    assert "skipped teams, teams-channels: no schedule (they run by hand or as a parent)" in rendered.stderr
