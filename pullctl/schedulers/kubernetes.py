@@ -331,6 +331,8 @@ def _container(src: LoadedSource, options: RenderOptions) -> Obj:
             "valueFrom": {"secretKeyRef": {"name": options.store_secret, "key": STORE_SECRET_KEY}},
         },
         {"name": "PULLCTL_LOG_FORMAT", "value": "json"},
+        # `pullctl run` records this as the run's trigger (DESIGN §5); without it a CronJob run says "manual".
+        {"name": "PULLCTL_TRIGGER", "value": "schedule"},
     ]
     if options.dapr:
         env.append({"name": "PULLCTL_DAPR_SHUTDOWN", "value": "1"})
