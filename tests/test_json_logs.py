@@ -8,11 +8,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pullctl.pipeline.documents import RunRecord
+from pullctl.pipeline.metrics import export_run_metrics
 from tests.runkit import write_source
 from tests.servers.upstream import Upstream
 
@@ -147,3 +150,14 @@ def test_serve_logs_pullctl_and_library_records_as_json_lines() -> None:
         ("opentelemetry.exporter.otlp.common.http", "error", "log"),
         ("asyncio", "error", "log"),
     ]
+
+
+def test_an_unreachable_collector_costs_about_two_seconds_not_seven(monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)  # the exporter reads it from os.environ
+    record = RunRecord("r1", "spots", "schedule", {})
+    started = time.monotonic()
+    warning = export_run_metrics(record, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    elapsed = time.monotonic() - started
+    assert warning == f"run metrics could not be sent to {endpoint}"
+    assert elapsed < 5, f"the export took {elapsed:.1f} s"
