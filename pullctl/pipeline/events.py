@@ -16,6 +16,7 @@ import httpx
 from pullctl.config.models import SourceConfig
 from pullctl.errors import PullctlError, UsageError
 from pullctl.pipeline.documents import Document
+from pullctl.pipeline.store import mask_url, url_redactor
 from pullctl.settings import Settings
 
 
@@ -89,6 +90,9 @@ class DaprPubSub:
 
 
 class Webhook:
+    """POSTs each event to ``url``. Credentials in the URL (``https://user:token@host/``) go to the webhook as
+    Basic auth and nowhere else: ``name`` and every failure reason carry the URL masked."""
+
     def __init__(
         self,
         url: str,
@@ -96,8 +100,9 @@ class Webhook:
         delay: float = 0.5,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.name = url
+        self.name = mask_url(url)
         self.url = url
+        self._redact = url_redactor(url)
         self._client = httpx.AsyncClient(timeout=10.0)
         self._attempts, self._delay, self._sleep = attempts, delay, sleep
 
@@ -106,11 +111,14 @@ class Webhook:
         for doc in docs:
 
             async def send(doc: Document = doc) -> None:
-                response = await self._client.post(
-                    self.url, json=doc.event(), headers={"Idempotency-Key": doc.id, "ce-id": doc.id}
-                )
+                try:
+                    response = await self._client.post(
+                        self.url, json=doc.event(), headers={"Idempotency-Key": doc.id, "ce-id": doc.id}
+                    )
+                except httpx.HTTPError as exc:  # httpx may quote the URL: its text, masked
+                    raise PullctlError(self._redact(str(exc) or type(exc).__name__)) from None
                 if response.status_code >= 300:
-                    raise PullctlError(f"webhook {self.url} answered HTTP {response.status_code}")
+                    raise PullctlError(f"webhook {self.name} answered HTTP {response.status_code}")
 
             out.append(await _with_retries(send, self._attempts, self._delay, self._sleep))
         return out
