@@ -55,3 +55,14 @@ def test_every_imported_distribution_is_declared() -> None:
         if not dists & declared:
             missing[module] = sorted(files)
     assert missing == {}, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_every_package_data_pattern_matches_a_file() -> None:
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    empty = [
+        f"{package}: {pattern}"
+        for package, patterns in setuptools.get("package-data", {}).items()
+        for pattern in patterns
+        if not any((ROOT / package.replace(".", "/")).glob(pattern))
+    ]
+    assert empty == [], f"package-data patterns that match nothing: {empty}"
