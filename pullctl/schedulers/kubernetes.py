@@ -10,8 +10,9 @@ Every rendered object carries ``pullctl.dev/config-hash``: the sha256 of the obj
 annotation). Image, namespace, DAPR, service account and the source config all feed it, so ``sync`` applies an
 object exactly when its rendering changed and a no-change resync makes only the list calls.
 
-``kubernetes`` (the official client) is imported only by ``connect``: rendering never needs it. Its errors
-(``ApiException``, urllib3 connection errors, kubeconfig errors) become ``ClusterError`` in ``KubeCluster``.
+``kubernetes`` (the official client) and ``urllib3`` are imported inside ``connect`` and the methods of
+``KubeCluster``, never at module level: rendering never loads them. Their errors (``ApiException``, urllib3
+connection errors) become ``ClusterError`` in ``KubeCluster._call``, kubeconfig errors in ``connect``.
 """
 
 from __future__ import annotations
