@@ -1,4 +1,5 @@
-"""The one DAPR sidecar HTTP client: secrets, service invocation URLs, pub/sub, jobs, shutdown (DESIGN §4a).
+"""The one DAPR sidecar HTTP client: secrets, pub/sub, jobs, shutdown (DESIGN §4a). The MCP path's service
+invocation URL is built by ``run/iteration.py: mcp_endpoint`` (the MCP SDK sends those requests).
 
 Endpoint from ``DAPR_HTTP_ENDPOINT`` / ``DAPR_HTTP_PORT``; ``dapr-api-token`` from ``DAPR_API_TOKEN``.
 DAPR error bodies (``errorCode``, ``message``) are surfaced in ``DaprError``; a sidecar that is not
@@ -46,9 +47,6 @@ class DaprClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    def invoke_url(self, app_id: str, path: str) -> str:
-        return f"{self.endpoint}/v1.0/invoke/{quote(app_id, safe='')}/method{path}"
 
     async def _request(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -9,14 +9,15 @@ before a message is built.
     PullctlError                        exit 1 unless said otherwise
     ├── ConfigError                     exit 2: a config (or several) is invalid; carries located issues
     ├── UsageError                      exit 2: bad flags or arguments
-    ├── PlanError                       the run could not be planned
-    │   └── IterationError              the iteration list could not be resolved (MCP, static list)
+    ├── IterationError                  the iteration list could not be resolved (MCP, static list)
     ├── SecretError                     a secret could not be resolved
     ├── FetchError                      one item could not be fetched (recorded, the run goes on)
     ├── StoreError                      the store is unreachable or refused a write
-    ├── EventError                      an event could not be published
     ├── ClusterError                    the Kubernetes API refused or could not be reached
     └── DaprError                       the DAPR sidecar refused or could not be reached
+
+An event that cannot be published is no error of its own: its document stays pending for the next run
+(``pipeline/events.py``), and the run record says so.
 """
 
 from __future__ import annotations
@@ -69,11 +70,7 @@ class UsageError(PullctlError):
     exit_code = 2
 
 
-class PlanError(PullctlError):
-    pass
-
-
-class IterationError(PlanError):
+class IterationError(PullctlError):
     pass
 
 
@@ -90,10 +87,6 @@ class FetchError(PullctlError):
 
 
 class StoreError(PullctlError):
-    pass
-
-
-class EventError(PullctlError):
     pass
 
 

@@ -28,9 +28,7 @@ import asyncio
 import contextlib
 import hmac
 import json
-import logging
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,6 +43,7 @@ from pullctl.config.loader import LoadResult
 from pullctl.config.source import ConfigSource
 from pullctl.dapr import DaprClient, unwrap_value
 from pullctl.errors import PullctlError
+from pullctl.logs import json_line
 from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.documents import RunRecord, new_run_id, utcnow
 from pullctl.pipeline.store import Store, mask_url, open_store
@@ -55,7 +54,7 @@ INTERRUPTED = "interrupted: pullctl serve shut down before the run finished"
 
 
 class JsonLog:
-    """One JSON object per line: ``ts``, ``level``, ``event`` and the fields."""
+    """One JSON object per line: ``ts``, ``level``, ``event`` and the fields (``logs.json_line``)."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream
@@ -65,42 +64,31 @@ class JsonLog:
         return self._stream or sys.stderr
 
     def __call__(self, level: str, event: str, **fields: Any) -> None:
-        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": level, "event": event}
-        line.update(fields)
-        self.stream.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")
+        self.stream.write(json_line(level, event, **fields) + "\n")
         self.stream.flush()
 
 
-class JsonFormatter(logging.Formatter):
-    """uvicorn's own log records as the same JSON lines (``serve`` installs it)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
-            "level": record.levelname.lower(),
-            "event": "server",
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            line["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
-
-
 def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` for uvicorn: JSON lines on stderr, no access log."""
+    """A ``logging.config.dictConfig`` for uvicorn: JSON lines on stderr, no access log. uvicorn's records
+    say ``"event": "server"``; every other logger (pullctl's, the OpenTelemetry exporter's, asyncio's)
+    reaches the root logger's JSON handler, so no plain-text line gets into the stream."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "formatters": {
+            "server": {"()": "pullctl.logs.JsonFormatter", "default_event": "server"},
+            "json": {"()": "pullctl.logs.JsonFormatter"},
+        },
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+            "server": {"class": "pullctl.logs.StderrHandler", "formatter": "server"},
+            "stderr": {"class": "pullctl.logs.StderrHandler", "formatter": "json"},
         },
         "loggers": {
-            "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
+            "uvicorn": {"handlers": ["server"], "level": level.upper(), "propagate": False},
             "uvicorn.error": {"level": level.upper()},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
     }
 
 

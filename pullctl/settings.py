@@ -1,4 +1,9 @@
-"""Flags and environment -> one ``Settings`` object (DESIGN §4). Flags win over the environment."""
+"""Flags and environment -> a ``Settings`` value (DESIGN §4). Flags win over the environment.
+
+``Settings`` is frozen and cheap: each command builds its own with ``Settings.from_env(**its flags)``, and the
+CLI's entry point builds one more for ``PULLCTL_LOG_FORMAT`` before any command runs. ``from_env`` reads
+``os.environ`` at the call (or the mapping it is given, as the demo does), so values never go stale.
+"""
 
 from __future__ import annotations
 

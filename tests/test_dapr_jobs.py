@@ -38,6 +38,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+TEXT = {"PULLCTL_LOG_FORMAT": "text"}  # the jobs commands' messages as people read them
+
+
 @pytest.fixture
 def dapr117() -> Iterator[DaprEmulator]:
     with DaprEmulator(version="1.17") as emulator:
@@ -46,7 +49,7 @@ def dapr117() -> Iterator[DaprEmulator]:
 
 @pytest.fixture
 def jobs(cli: Cli, tmp_path: Path, dapr_emulator: DaprEmulator) -> Runner:
-    return Runner(cli, tmp_path, {"DAPR_HTTP_ENDPOINT": dapr_emulator.url})
+    return Runner(cli, tmp_path, {"DAPR_HTTP_ENDPOINT": dapr_emulator.url, **TEXT})
 
 
 def writes(emulator: DaprEmulator) -> list[tuple[str, str]]:
@@ -312,7 +315,7 @@ def test_timezone_becomes_a_cron_tz_prefix(jobs: Runner, dapr_emulator: DaprEmul
 
 
 def test_one_job_failing_does_not_stop_the_others(cli: Cli, tmp_path: Path, dapr117: DaprEmulator) -> None:
-    runner = Runner(cli, tmp_path, {"DAPR_HTTP_ENDPOINT": dapr117.url})
+    runner = Runner(cli, tmp_path, {"DAPR_HTTP_ENDPOINT": dapr117.url, **TEXT})
     write_source(runner.config, "berlin", timezone="Europe/Berlin", request=REQUEST)
     write_source(runner.config, "weather-api", request=REQUEST)
     result = runner("jobs", "sync")
@@ -338,7 +341,7 @@ def test_one_job_failing_does_not_stop_the_others(cli: Cli, tmp_path: Path, dapr
 
 def test_sync_without_a_sidecar_is_one_clear_error(cli: Cli, tmp_path: Path) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
-    runner = Runner(cli, tmp_path, {"DAPR_HTTP_ENDPOINT": endpoint})
+    runner = Runner(cli, tmp_path, {"DAPR_HTTP_ENDPOINT": endpoint, **TEXT})
     write_source(runner.config, "weather-api", request=REQUEST)
     result = runner("jobs", "sync")
     assert result.exit_code == 1

@@ -6,6 +6,7 @@ and review the diff.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from pullctl.schedulers.kubernetes import (
     render_configs,
 )
 from tests.conftest import EXAMPLES, ROOT, Cli
+from tests.runkit import write_source as write_run_source
+from tests.servers.upstream import Upstream
 
 GOLDEN = ROOT / "tests" / "golden" / "k8s"
 MANIFESTS = ROOT / "manifests"
@@ -515,6 +518,35 @@ def test_env_from_gives_the_pod_a_secret_or_configmap_as_env_and_pullctls_own_en
     assert {"name": "PULLCTL_LOG_FORMAT", "value": "json"} in container["env"]  # env wins over envFrom
     plain = cli("render", "-c", str(EXAMPLES), "weather-api")
     assert "envFrom" not in plain.stdout
+
+
+def test_a_run_with_the_rendered_env_is_recorded_as_a_schedule_run(
+    tmp_path: Path, cli: Cli, upstream: Upstream
+) -> None:
+    """The CronJob's pod runs `pullctl run` with the rendered env: its run record says trigger schedule (DESIGN §5)."""
+    source = write_run_source(
+        tmp_path / "configs",
+        "spot-check",
+        request={
+            "base_url": f"{upstream.url}/v1/forecast",
+            "parameters": {"latitude": "{spot.lat}", "longitude": "0"},
+        },
+        iteration={"foreach": "spot", "items": [{"id": "a", "lat": 1.0}], "key": "id"},
+    )
+    objects = render_configs(str(source.parent), RenderOptions(image=IMAGE))
+    [config_map] = [o for o in objects if o["kind"] == "ConfigMap"]
+    [(file_name, text)] = config_map["data"].items()
+    mounted = tmp_path / "mounted" / file_name
+    mounted.parent.mkdir()
+    mounted.write_text(text)
+    env = {e["name"]: e["value"] for e in env_of(cronjob(objects, "spot-check")).values() if "value" in e}
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    env |= {"PULLCTL_CONFIG": str(mounted), "PULLCTL_STORE": store}  # the mount and the Secret, here
+    result = cli("run", "spot-check", "--output", "json", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["trigger"] == "schedule"
+    [stored] = json.loads(cli("runs", "--store", store, "--output", "json").stdout)
+    assert stored["trigger"] == "schedule"
 
 
 # -- --out DIR ------------------------------------------------------------------------------------------------------

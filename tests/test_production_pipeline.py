@@ -132,7 +132,7 @@ def test_config_push_validates_everything_first(mongo_runner: Runner, upstream: 
     result = mongo_runner("config", "push", str(files))
     assert result.exit_code == 2
     assert "broken.yaml:5:15: ingestion.request.base_url: must be an absolute http(s) URL" in result.stderr
-    assert mongo_runner("config", "get", "weather-api").stderr.startswith(
+    assert mongo_runner("config", "get", "weather-api", PULLCTL_LOG_FORMAT="text").stderr.startswith(
         "error: no config 'weather-api' in the config store"
     )
 
@@ -172,7 +172,7 @@ def test_unreachable_store_fails_fast_with_the_password_masked(
     )
     write_source(runner.config, **weather(upstream.url))
     started = time.monotonic()
-    result = runner("run", "weather-api")
+    result = runner("run", "weather-api", PULLCTL_LOG_FORMAT="text")
     assert time.monotonic() - started < 10
     assert result.exit_code == 1
     assert result.stderr.startswith(
@@ -225,7 +225,7 @@ def test_source_events_block_overrides_the_topic(
 def test_bad_events_setting(cli: Cli, tmp_path: Path, upstream: Upstream) -> None:
     runner = Runner(cli, tmp_path, {"PULLCTL_EVENTS": "kafka://x"})
     write_source(runner.config, **weather(upstream.url))
-    result = runner("run", "weather-api")
+    result = runner("run", "weather-api", PULLCTL_LOG_FORMAT="text")
     assert result.exit_code == 2
     assert (
         result.stderr

@@ -82,6 +82,9 @@ def test_failed_item_makes_the_run_partial_and_is_named(
 
 
 def test_replay_errors(runner: Runner, upstream: Upstream) -> None:
+    runner.env["PULLCTL_LOG_FORMAT"] = (
+        "text"  # the messages as people read them (json: tests/test_json_logs.py)
+    )
     write_source(runner.config, **weather(upstream.url))
     write_source(runner.config, "other", **weather(upstream.url))
     result = runner("run", "weather-api", "--replay", "nope")
@@ -282,6 +285,9 @@ def test_max_pages_with_pages_left_fails_the_item(runner: Runner, upstream: Upst
 
 
 def test_unknown_source_and_bad_flags(runner: Runner, upstream: Upstream) -> None:
+    runner.env["PULLCTL_LOG_FORMAT"] = (
+        "text"  # the messages as people read them (json: tests/test_json_logs.py)
+    )
     write_source(runner.config, **weather(upstream.url))
     assert (
         runner("run", "weather-apy").stderr

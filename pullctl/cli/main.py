@@ -1,11 +1,14 @@
 """The `pullctl` command: a thin Typer layer over the library.
 
-Every `PullctlError` is caught here, in one place, printed as ``error: <message>`` on stderr, and turned
-into the contract's exit code (DESIGN §3). Anything else is a bug and keeps its traceback.
+Every `PullctlError` is caught here, in one place, printed as ``error: <message>`` on stderr (with
+``PULLCTL_LOG_FORMAT=json`` a JSON line, ``"event": "fatal_error"``, like every other stderr line), and turned
+into the contract's exit code (DESIGN §3). Anything else is a bug and keeps its traceback (in json mode,
+inside a JSON line).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import typer
@@ -15,15 +18,25 @@ from pullctl import __version__
 from pullctl.cli import configs, jobs, k8s, output, run, serve, sources, validate
 from pullctl.cli.demo import demo
 from pullctl.errors import PullctlError
+from pullctl.settings import Settings
 
 
 class _PullctlGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        output.use_log_format(Settings.from_env().log_format)
         try:
             return super().invoke(ctx)
         except PullctlError as exc:
-            output.error(exc.message)
+            output.error(exc.message, event="fatal_error", exit_code=exc.exit_code)
             ctx.exit(exc.exit_code)
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):  # Typer's own control flow
+            raise
+        except Exception:
+            if not output.json_lines():
+                raise
+            # A bug: its traceback, as one JSON line (a log collector keeps it in one piece).
+            logging.getLogger("pullctl").exception("unexpected error (a bug)", extra={"event": "crash"})
+            ctx.exit(1)
 
 
 def _version(value: bool) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 from rich.console import Console
 
+from pullctl import logs
+
 # Piped output keeps whole rows (a table is as wide as it needs, up to 240 columns), like kubectl.
 stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -35,13 +37,44 @@ def print_json_line(data: Any) -> None:
     sys.stdout.flush()
 
 
-def error(message: str) -> None:
+_json_lines = False  # PULLCTL_LOG_FORMAT=json: errors, warnings and notes on stderr are JSON lines too
+
+
+def use_log_format(log_format: str) -> None:
+    """Set how stderr lines look for this process: ``json`` makes every one a JSON object (see ``logs``)."""
+    global _json_lines
+    _json_lines = log_format == "json"
+    logs.configure(log_format)
+
+
+def json_lines() -> bool:
+    return _json_lines
+
+
+def _json_line(level: str, event: str, message: str, fields: dict[str, Any]) -> None:
+    sys.stderr.write(logs.json_line(level, event, message=message, **fields) + "\n")
+    sys.stderr.flush()
+
+
+def error(message: str, event: str = "error", **fields: Any) -> None:
+    """``error: message``; a JSON line with ``event`` and ``fields`` in json mode."""
+    if _json_lines:
+        return _json_line("error", event, message, fields)
     stderr.print("[bold red]error:[/] ", end="")
     stderr.print(message, markup=False)
 
 
-def warning(message: str) -> None:
+def warning(message: str, event: str = "warning", **fields: Any) -> None:
+    if _json_lines:
+        return _json_line("warning", event, message, fields)
     stderr.print("[yellow]warning:[/] ", end="")
+    stderr.print(message, markup=False)
+
+
+def note(message: str, event: str = "note") -> None:
+    """A plain line for people (``nothing to replay``); a JSON line with level info in json mode."""
+    if _json_lines:
+        return _json_line("info", event, message, {})
     stderr.print(message, markup=False)
 
 

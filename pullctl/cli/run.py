@@ -165,9 +165,9 @@ def run(
     finally:
         warning = asyncio.run(shutdown_sidecar(settings))
         if warning:
-            output.warning(warning)
+            output.warning(warning, event="sidecar_not_stopped")
     if not records:
-        output.stderr.print(f"run {replay} has no failed items: nothing to replay")
+        output.note(f"run {replay} has no failed items: nothing to replay", event="nothing_to_replay")
     for record in records:
         if out is OutputFormat.json and not dry_run:  # a dry run's stdout carries the documents only
             output.print_json_line(record.to_dict())

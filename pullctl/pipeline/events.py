@@ -16,6 +16,7 @@ import httpx
 from pullctl.config.models import SourceConfig
 from pullctl.errors import DaprError, UsageError
 from pullctl.pipeline.documents import Document
+from pullctl.pipeline.store import mask_url, url_redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, RetryPolicy, TransportKind, call_with_retries
 from pullctl.settings import Settings
 from pullctl.transport_errors import host_of, transport_failure
@@ -95,14 +96,18 @@ class DaprPubSub:
 
 
 class Webhook:
+    """POSTs each event to ``url``. Credentials in the URL (``https://user:token@host/``) go to the webhook as
+    Basic auth and nowhere else: ``name`` and every failure reason carry the URL masked."""
+
     def __init__(
         self,
         url: str,
         policy: RetryPolicy = EVENT_RETRY,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.name = url
+        self.name = mask_url(url)
         self.url = url
+        self._redact = url_redactor(url)
         self._client = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT)
         self._policy, self._sleep = policy, sleep
 
@@ -115,11 +120,13 @@ class Webhook:
                     response = await self._client.post(
                         self.url, json=doc.event(), headers={"Idempotency-Key": doc.id, "ce-id": doc.id}
                     )
-                except httpx.HTTPError as exc:
+                except httpx.HTTPError as exc:  # httpx may quote the URL: its text, masked
                     failure = transport_failure(exc, host_of(self.url), WEBHOOK_TIMEOUT)
-                    raise AttemptFailed(Outcome(failure.reason, transport=failure.kind)) from None
+                    raise AttemptFailed(
+                        Outcome(self._redact(failure.reason), transport=failure.kind)
+                    ) from None
                 if response.status_code >= 300:
-                    reason = f"webhook {self.url} answered HTTP {response.status_code}"
+                    reason = f"webhook {self.name} answered HTTP {response.status_code}"
                     raise AttemptFailed(
                         Outcome(reason, status=response.status_code, headers=response.headers)
                     )

@@ -1,7 +1,11 @@
 """Run metrics exported with OpenTelemetry (OTLP over HTTP) when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
 
 An optional extra (``pip install 'pullctl[otel]'``): nothing is imported when the variable is unset. The
-exporter reads the standard ``OTEL_EXPORTER_OTLP_*`` variables itself (endpoint, headers, timeout).
+exporter reads the standard ``OTEL_EXPORTER_OTLP_*`` variables itself (endpoint, headers), except the timeout:
+an export takes at most ``EXPORT_TIMEOUT_SECONDS`` in all, retries included. The exporter retries within its
+timeout (backoff 1 s, 2 s, 4 s, ... while the next wait still fits) and its default, 10 s, made an unreachable
+collector cost every run about 7 s. Its own log records ("Transient error ..., retrying") reach the root
+logger's handler, so with ``PULLCTL_LOG_FORMAT=json`` they are JSON lines too (``pullctl.logs``).
 Metrics, each with the attributes ``source_id``, ``trigger`` and ``status`` of the run:
 
     pullctl.runs                    runs finished
@@ -17,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pullctl.pipeline.documents import RunRecord
+
+EXPORT_TIMEOUT_SECONDS = 2.0  # the whole export: every attempt and every backoff wait (one retry at most)
 
 
 def export_run_metrics(record: RunRecord, environ: Mapping[str, str]) -> str | None:
@@ -49,7 +55,7 @@ def export_run_metrics(record: RunRecord, environ: Mapping[str, str]) -> str | N
     events = meter.create_counter("pullctl.events", unit="{event}")
     for state in ("sent", "pending"):
         events.add(ev[state], {**base, "state": state})
-    exporter = OTLPMetricExporter()
+    exporter = OTLPMetricExporter(timeout=EXPORT_TIMEOUT_SECONDS)
     try:
         data = reader.get_metrics_data()
         result = exporter.export(data) if data is not None else MetricExportResult.SUCCESS

@@ -8,14 +8,11 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from pullctl.logs import json_line
 from pullctl.pipeline.documents import RunRecord
 from pullctl.run.plan import Plan
 
 PROGRESS_INTERVAL_SECONDS = 10.0
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class JsonLogObserver:
@@ -34,15 +31,8 @@ class JsonLogObserver:
         self._done = 0
 
     def log(self, level: str, event: str, record: RunRecord, **fields: Any) -> None:
-        line = {
-            "ts": _now(),
-            "level": level,
-            "event": event,
-            "source_id": record.source_id,
-            "run_id": record.run_id,
-            **fields,
-        }
-        self.stream.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")
+        line = json_line(level, event, source_id=record.source_id, run_id=record.run_id, **fields)
+        self.stream.write(line + "\n")
         self.stream.flush()
 
     def started(self, record: RunRecord, plan: Plan) -> None:

@@ -115,7 +115,7 @@ async def run_pulls(
             records.append(record)
             warning = await asyncio.to_thread(export_run_metrics, record, settings.environ)
             if warning:
-                logger.warning(warning)
+                logger.warning(warning, extra={"event": "metrics_not_sent"})
         return records
     finally:
         if sink is not None:

@@ -10,8 +10,9 @@ Every rendered object carries ``pullctl.dev/config-hash``: the sha256 of the obj
 annotation). Image, namespace, DAPR, service account and the source config all feed it, so ``sync`` applies an
 object exactly when its rendering changed and a no-change resync makes only the list calls.
 
-``kubernetes`` (the official client) is imported only by ``connect``: rendering never needs it. Its errors
-(``ApiException``, urllib3 connection errors, kubeconfig errors) become ``ClusterError`` in ``KubeCluster``.
+``kubernetes`` (the official client) and ``urllib3`` are imported inside ``connect`` and the methods of
+``KubeCluster``, never at module level: rendering never loads them. Their errors (``ApiException``, urllib3
+connection errors) become ``ClusterError`` in ``KubeCluster._call``, kubeconfig errors in ``connect``.
 """
 
 from __future__ import annotations
@@ -320,6 +321,8 @@ def _container(src: LoadedSource, options: RenderOptions) -> Obj:
             "valueFrom": {"secretKeyRef": {"name": options.store_secret, "key": STORE_SECRET_KEY}},
         },
         {"name": "PULLCTL_LOG_FORMAT", "value": "json"},
+        # `pullctl run` records this as the run's trigger (DESIGN §5); without it a CronJob run says "manual".
+        {"name": "PULLCTL_TRIGGER", "value": "schedule"},
     ]
     if options.dapr:
         env.append({"name": "PULLCTL_DAPR_SHUTDOWN", "value": "1"})

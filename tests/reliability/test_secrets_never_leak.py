@@ -17,7 +17,12 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 from pymongo import MongoClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
+from pullctl.asgi import serve_in_thread
 from tests.conftest import Cli
 from tests.emulators.dapr import DaprEmulator
 from tests.emulators.kube import KubeEmulator
@@ -155,6 +160,47 @@ def test_replay_of_a_failed_run_and_runs_never_print_the_secret(
     assert len(json.loads(history[1].stdout)) == 3
     _assert_clean(json.dumps(first), log, *_streams(replay_failing, *history), json.dumps(replayed))
     _assert_clean(replay_log, runner.db.read_bytes())
+
+
+def test_a_webhook_url_with_credentials_is_masked_in_errors_records_and_logs(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    token = "secret-token"
+    forms = {token, quote(token, safe=""), base64.b64encode(token.encode()).decode()}
+    calls: list[str] = []
+
+    async def hook(request: Request) -> Response:
+        calls.append(request.headers.get("authorization", ""))
+        return Response(status_code=500)
+
+    with serve_in_thread(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as server:
+        url = server.url.replace("http://", f"http://user:{token}@") + "/hook"
+        runner = Runner(cli, tmp_path, {"PULLCTL_EVENTS": url})
+        items = [{"id": "a", "lat": 1.0}]
+        request = {
+            "base_url": f"{upstream.url}/v1/forecast",
+            "parameters": {"latitude": "{spot.lat}", "longitude": "0"},
+        }
+        write_source(
+            runner.config,
+            "hooked",
+            request=request,
+            iteration={"foreach": "spot", "items": items, "key": "id"},
+        )
+        code, [record], log = runner.run_json("hooked")
+        text = runner(
+            "run", "hooked", PULLCTL_LOG_FORMAT="text"
+        )  # the pending event is retried and fails again
+        history = runner("runs", "hooked", "--output", "json")
+    assert code == 3 and record["events"] == {"sent": 0, "pending": 1}, log
+    assert calls and calls[0].startswith("Basic ")  # the credentials went to the webhook, and only there
+    masked = url.replace(token, "***")
+    assert [e["message"] for e in record["errors"]] == [
+        f"1 event(s) to {masked} left pending: webhook {masked} answered HTTP 500"
+    ]
+    for blob in (json.dumps(record), log, *_streams(text, history)):
+        for form in forms:
+            assert form not in blob, f"the webhook token leaked as {form!r}: {blob}"
 
 
 # ---------------------------------------------------------------------------------------------------------

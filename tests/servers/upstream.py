@@ -854,7 +854,9 @@ class Upstream:
         position = self._decode_cursor(cursor) if cursor else 0
         data = [{"id": m, "body": f"message {m}"} for m in ids[position : position + 10]]
         more = position + 10 < len(ids)
-        return JSONResponse({"data": data, "next_cursor": self._encode_cursor(position + 10) if more else None})
+        return JSONResponse(
+            {"data": data, "next_cursor": self._encode_cursor(position + 10) if more else None}
+        )
 
     async def _graph_users(self, request: Request) -> Response:
         _reject_repeated_params(request)

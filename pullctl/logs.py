@@ -1,0 +1,85 @@
+"""Log lines on stderr. With ``PULLCTL_LOG_FORMAT=json`` every line is one JSON object, whoever writes it.
+
+    json_line(level, event, **fields)  the one shape: {"ts", "level", "event", ...fields} (no newline)
+    JsonFormatter                      a stdlib log record as such a line (pullctl's, uvicorn's, a library's)
+    StderrHandler                      writes to the ``sys.stderr`` of the moment (not the one at start-up)
+    configure(log_format)              json: every logger's records as JSON lines; else pullctl's as text
+
+Library code logs through ``logging.getLogger("pullctl...")`` with ``extra={"event": ...}``; third-party
+loggers (the OpenTelemetry exporter, asyncio, mcp) reach the same handler through the root logger, and
+``warnings.warn`` does too in json mode. The run observers and ``serve``'s ``JsonLog`` write ``json_line``s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+
+def json_line(level: str, event: str, **fields: Any) -> str:
+    line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": level, "event": event}
+    line.update(fields)
+    return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class JsonFormatter(logging.Formatter):
+    """A log record as a JSON line: ``event`` from ``extra={"event": ...}``, else ``default_event``."""
+
+    def __init__(self, default_event: str = "log") -> None:
+        super().__init__()
+        self.default_event = default_event
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", None) or self.default_event,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """``warning: message``, the way the CLI writes its own warnings and errors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+class StderrHandler(logging.Handler):
+    """Writes each record to the current ``sys.stderr`` (a test's capture, a redirected stream)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure(log_format: str) -> None:
+    """``json``: the root logger gets one JSON ``StderrHandler``, so every logger's records (pullctl's and any
+    library's) are JSON lines, and Python warnings too. Otherwise only the ``pullctl`` logger gets a
+    ``level: message`` handler; libraries keep the stdlib's behaviour (those with a ``NullHandler``, such as
+    urllib3, stay silent). Idempotent: a second call replaces the first one's handler. Levels are left
+    alone: WARNING and above reach stderr."""
+    for logger in (logging.getLogger(), logging.getLogger("pullctl")):
+        for handler in [h for h in logger.handlers if isinstance(h, StderrHandler)]:
+            logger.removeHandler(handler)
+    handler = StderrHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        logging.getLogger().addHandler(handler)
+        logging.captureWarnings(True)  # a Python warning is a multi-line text otherwise
+    else:
+        handler.setFormatter(TextFormatter())
+        logging.getLogger("pullctl").addHandler(handler)
