@@ -196,7 +196,7 @@ def test_a_webhook_url_with_credentials_is_masked_in_errors_records_and_logs(
     assert calls and calls[0].startswith("Basic ")  # the credentials went to the webhook, and only there
     masked = url.replace(token, "***")
     assert [e["message"] for e in record["errors"]] == [
-        f"1 event(s) to {masked} left pending: webhook {masked} answered HTTP 500"
+        f"1 event(s) to {masked} left pending: webhook {masked} answered HTTP 500 (gave up after 3 attempts)"
     ]
     for blob in (json.dumps(record), log, *_streams(text, history)):
         for form in forms:
