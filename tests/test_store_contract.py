@@ -17,14 +17,14 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.errors import BulkWriteError
 
-from pullctl.errors import StoreError
+from pullctl.errors import StoreError, UsageError
 from pullctl.pipeline.documents import Document, RunRecord, document_id
 from pullctl.pipeline.mongo import MongoStore
-from pullctl.pipeline.store import Store
-from tests.stores import Stores, anyio_backend, mongo_uri, store, store_target, stores
+from pullctl.pipeline.store import ConfigStore, Store, open_config_store
+from tests.stores import Stores, anyio_backend, mongo_database, mongo_uri, store, store_target, stores
 
 # The fixtures, imported for pytest.
-__all__ = ["anyio_backend", "mongo_uri", "store", "store_target", "stores"]
+__all__ = ["anyio_backend", "mongo_database", "mongo_uri", "store", "store_target", "stores"]
 
 pytestmark = pytest.mark.anyio
 
@@ -487,7 +487,23 @@ async def test_mongodb_collections_have_the_documented_shape(mongo_uri: str) -> 
 # -- the config store and the DAPR job registry ---------------------------------------------------------------
 
 
-async def test_config_store_round_trip(store: Store) -> None:
+async def test_config_store_round_trip(mongo_uri: str, mongo_database: str) -> None:
+    store = open_config_store(mongo_uri, mongo_database)
+    await store.open()
+    try:
+        await _config_round_trip(store)
+    finally:
+        await store.close()
+
+
+def test_only_mongodb_is_a_config_store() -> None:
+    with pytest.raises(
+        UsageError, match=r"the config store is MongoDB: set PULLCTL_CONFIG \(or --to\) to mongodb"
+    ):
+        open_config_store("sqlite:///x.db")
+
+
+async def _config_round_trip(store: ConfigStore) -> None:
     config = {"source_id": "a", "ingestion": {"schedule": "@daily", "request": {"base_url": "https://x/"}}}
     assert await store.put_config("a", config, "h1") == "created"
     assert await store.put_config("a", config, "h1") == "unchanged"

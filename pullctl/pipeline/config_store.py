@@ -19,7 +19,7 @@ import yaml
 from pullctl.config.loader import ConfigEntry, LoadedSource
 from pullctl.config.source import ConfigSource, Location, is_mongodb
 from pullctl.errors import StoreError, UsageError
-from pullctl.pipeline.store import Store, mask_url, open_store, url_redactor
+from pullctl.pipeline.store import mask_url, open_config_store, url_redactor
 
 COLLECTION = "source_configs"
 
@@ -81,21 +81,13 @@ class PushResult:
     changed: list[LoadedSource] = field(default_factory=list)
 
 
-def require_mongodb(location: str) -> str:
-    if not is_mongodb(location):
-        raise UsageError(
-            f"the config store is MongoDB: set PULLCTL_CONFIG (or --to) to mongodb://…, not '{location}'"
-        )
-    return location
-
-
 async def push_configs(
     paths: Sequence[str | Path], url: str, database: str, *, strict: bool = False
 ) -> PushResult:
     """Validate ``paths`` (all or nothing), then upsert each config with its hash."""
     loaded = ConfigSource(paths).all(target="dapr", strict=strict)
     loaded.raise_for_errors()
-    store = open_store(require_mongodb(url), database)
+    store = open_config_store(url, database)
     await store.open()
     try:
         result = PushResult()
@@ -110,7 +102,7 @@ async def push_configs(
 
 
 async def get_config(url: str, database: str, source_id: str) -> dict[str, Any]:
-    store = open_store(require_mongodb(url), database)
+    store = open_config_store(url, database)
     await store.open()
     try:
         doc = await store.get_config(source_id)
@@ -123,7 +115,7 @@ async def get_config(url: str, database: str, source_id: str) -> dict[str, Any]:
 
 
 async def delete_config(url: str, database: str, source_id: str) -> None:
-    store: Store = open_store(require_mongodb(url), database)
+    store = open_config_store(url, database)
     await store.open()
     try:
         if not await store.delete_config(source_id):

@@ -50,12 +50,6 @@ CREATE TABLE IF NOT EXISTS pull_runs (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS pull_runs_source_started ON pull_runs (source_id, started_at);
-CREATE TABLE IF NOT EXISTS source_configs (
-    _id TEXT PRIMARY KEY,
-    config TEXT NOT NULL,
-    config_hash TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS dapr_jobs (
     _id TEXT PRIMARY KEY,
     source_id TEXT NOT NULL,
@@ -254,49 +248,6 @@ class SqliteStore:
         row = await self._call(lambda c: c.execute(sql, (source_id,)).fetchone())
         return int(row[0])
 
-    async def put_config(self, source_id: str, config: dict[str, Any], config_hash: str) -> str:
-        def put(conn: sqlite3.Connection) -> str:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(
-                    "SELECT config_hash FROM source_configs WHERE _id = ?", (source_id,)
-                ).fetchone()
-                if row and row[0] == config_hash:
-                    outcome = "unchanged"
-                else:
-                    conn.execute(
-                        "INSERT OR REPLACE INTO source_configs (_id, config, config_hash, updated_at)"
-                        " VALUES (?,?,?,?)",
-                        (
-                            source_id,
-                            json.dumps(config, default=str),
-                            config_hash,
-                            datetime.now(UTC).isoformat(),
-                        ),
-                    )
-                    outcome = "updated" if row else "created"
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return outcome
-
-        return await self._call(put)
-
-    async def get_config(self, source_id: str) -> dict[str, Any] | None:
-        sql = "SELECT _id, config, config_hash, updated_at FROM source_configs WHERE _id = ?"
-        row = await self._call(lambda c: c.execute(sql, (source_id,)).fetchone())
-        return _config(row) if row else None
-
-    async def list_configs(self) -> list[dict[str, Any]]:
-        sql = "SELECT _id, config, config_hash, updated_at FROM source_configs ORDER BY _id"
-        rows = await self._call(lambda c: c.execute(sql).fetchall())
-        return [_config(r) for r in rows]
-
-    async def delete_config(self, source_id: str) -> bool:
-        sql = "DELETE FROM source_configs WHERE _id = ?"
-        return bool(await self._call(lambda c: c.execute(sql, (source_id,)).rowcount))
-
     async def put_job(self, name: str, source_id: str, config_hash: str) -> None:
         sql = "INSERT OR REPLACE INTO dapr_jobs (_id, source_id, config_hash, registered_at) VALUES (?,?,?,?)"
         row = (name, source_id, config_hash, datetime.now(UTC).isoformat())
@@ -312,15 +263,6 @@ class SqliteStore:
 
     async def delete_job(self, name: str) -> None:
         await self._call(lambda c: c.execute("DELETE FROM dapr_jobs WHERE _id = ?", (name,)))
-
-
-def _config(row: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        "_id": row[0],
-        "config": json.loads(row[1]),
-        "config_hash": row[2],
-        "updated_at": datetime.fromisoformat(row[3]),
-    }
 
 
 def _document_dict(row: tuple[Any, ...]) -> dict[str, Any]:

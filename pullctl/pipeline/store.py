@@ -49,7 +49,24 @@ class Store(Protocol):
 
     async def count_documents(self, source_id: str) -> int: ...
 
-    # source_configs: the config store (``PULLCTL_CONFIG=mongodb://…``, ``pullctl config push``)
+    # dapr_jobs: what ``jobs sync`` registered, so it can prune what it owns
+
+    async def put_job(self, name: str, source_id: str, config_hash: str) -> None: ...
+
+    async def list_jobs(self) -> list[dict[str, Any]]:
+        """``{"_id", "source_id", "config_hash", "registered_at"}`` per registered job."""
+        ...
+
+    async def delete_job(self, name: str) -> None: ...
+
+
+class ConfigStore(Protocol):
+    """``source_configs``: the config store (``PULLCTL_CONFIG=mongodb://…``, ``pullctl config push``). Only
+    MongoDB is one: on a laptop the configs are files."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
 
     async def put_config(self, source_id: str, config: dict[str, Any], config_hash: str) -> str:
         """Upsert a config; "created", "updated" or "unchanged" (same hash)."""
@@ -62,16 +79,6 @@ class Store(Protocol):
     async def list_configs(self) -> list[dict[str, Any]]: ...
 
     async def delete_config(self, source_id: str) -> bool: ...
-
-    # dapr_jobs: what ``jobs sync`` registered, so it can prune what it owns
-
-    async def put_job(self, name: str, source_id: str, config_hash: str) -> None: ...
-
-    async def list_jobs(self) -> list[dict[str, Any]]:
-        """``{"_id", "source_id", "config_hash", "registered_at"}`` per registered job."""
-        ...
-
-    async def delete_job(self, name: str) -> None: ...
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
@@ -133,3 +140,14 @@ def open_store(url: str, database: str = "pullctl") -> Store:
 
         return MongoStore(url, database)
     raise UsageError(f"unknown store '{mask_url(url)}': use sqlite:///path/to/file.db or mongodb://host/")
+
+
+def open_config_store(url: str, database: str = "pullctl") -> ConfigStore:
+    """The config store at ``url`` (MongoDB; not yet opened)."""
+    if not url.startswith(("mongodb://", "mongodb+srv://")):
+        raise UsageError(
+            f"the config store is MongoDB: set PULLCTL_CONFIG (or --to) to mongodb://…, not '{mask_url(url)}'"
+        )
+    from pullctl.pipeline.mongo import MongoStore
+
+    return MongoStore(url, database)
