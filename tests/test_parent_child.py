@@ -166,3 +166,148 @@ def test_a_source_without_schedule_runs_by_hand_and_is_not_rendered(
     assert rendered.exit_code == 0
     assert "name: pull-channel-messages" in rendered.stdout and "pull-teams" not in rendered.stdout
     assert "skipped teams, teams-channels: no schedule (they run by hand or as a parent)" in rendered.stderr
+
+
+def test_batch_sends_up_to_size_items_per_request(runner: Runner, upstream: Upstream) -> None:
+    source = {
+        "source_id": "users",
+        "ingestion": {
+            "request": {"base_url": f"{upstream.url}/graph/users", "parameters": {"ids": "{user.id}"}},
+            "iteration": {
+                "foreach": "user",
+                "items": [{"id": f"u{n}", "team": "a"} for n in range(1, 6)],
+                "batch": {"size": 2, "join": ","},
+            },
+            "records": {"path": "value", "split": True},
+        },
+    }
+    write(runner, [source])
+    code, [record], _ = runner.run_json("users")
+    assert code == 0 and record["counts"]["requests"] == 3 and record["counts"]["stored"] == 5
+    asked = [r.query["ids"] for r in upstream.requests if r.path == "/graph/users"]
+    assert asked == ["u1,u2", "u3,u4", "u5"]
+    linkage = {d["content"]["id"]: d["linkage"] for d in runner.documents("users")}
+    assert linkage["u3"] == {"id": ["u3", "u4"], "team": ["a", "a"], "page": 1}
+
+
+def test_a_failed_batch_names_and_replays_every_item_in_it(runner: Runner, upstream: Upstream) -> None:
+    items = [{"id": f"u{n}"} for n in range(1, 6)]
+    source = {
+        "source_id": "users",
+        "ingestion": {
+            "request": {"base_url": f"{upstream.url}/graph/users", "parameters": {"ids": "{user.id}"}},
+            "iteration": {"foreach": "user", "items": items, "batch": {"size": 2}},
+            "retry": {"max_attempts": 1},
+        },
+    }
+    write(runner, [source])
+    upstream.fail("/graph/users", "status", status=404, query={"ids": "u3,u4"}, times=1)
+    code, [record], _ = runner.run_json("users")
+    assert code == 3 and record["failed_items"] == ["u3", "u4"]
+    assert record["errors"][0]["item"] == "u3..u4 (2 items)"
+    code, [again], _ = runner.run_json("users", "--replay", record["run_id"])
+    assert code == 0 and again["counts"]["requests"] == 1
+    assert [r.query["ids"] for r in upstream.requests][-1] == "u3,u4"
+
+
+def child(
+    source_id: str, parent: str, foreach: str = "x", url: str = "https://api.example.com/{x.id}"
+) -> str:
+    return (
+        f"source_id: {source_id}\n"
+        "ingestion:\n"
+        f"  request: {{base_url: '{url}'}}\n"
+        f"  iteration: {{foreach: {foreach}, from_source: {parent}}}\n"
+    )
+
+
+ROOT = "source_id: root\ningestion:\n  request: {base_url: 'https://api.example.com/root'}\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {"a.yaml": child("a", "rooot"), "root.yaml": ROOT},
+            [
+                "a.yaml:4:40: ingestion.iteration.from_source: no source 'rooot' in the configs; did you mean 'root'?"
+            ],
+        ),
+        (
+            {"a.yaml": child("a", "b"), "b.yaml": child("b", "a", "y", "https://api.example.com/{y.id}")},
+            [
+                "a.yaml:4:40: ingestion.iteration.from_source: the sources form a cycle: a -> b -> a",
+                "b.yaml:4:40: ingestion.iteration.from_source: the sources form a cycle: b -> a -> b",
+            ],
+        ),
+        (
+            {
+                "root.yaml": ROOT,
+                "c1.yaml": child("c1", "root", "a", "https://api.example.com/{a.id}"),
+                "c2.yaml": child("c2", "c1", "b", "https://api.example.com/{b.id}"),
+                "c3.yaml": child("c3", "c2", "c", "https://api.example.com/{c.id}"),
+                "c4.yaml": child("c4", "c3", "d", "https://api.example.com/{d.id}"),
+            },
+            [
+                "c4.yaml:4:40: ingestion.iteration.from_source: the chain c4 -> c3 -> c2 -> c1 -> root is deeper"
+                " than 4 sources"
+            ],
+        ),
+        (
+            {
+                "root.yaml": ROOT.replace("ingestion:\n", "ingestion:\n  mode: blob_trigger\n"),
+                "a.yaml": child("a", "root"),
+            },
+            [
+                "a.yaml:4:40: ingestion.iteration.from_source: source 'root' has mode blob_trigger: it fetches nothing"
+            ],
+        ),
+        (
+            {
+                "root.yaml": ROOT,
+                "c1.yaml": child("c1", "root", "team", "https://api.example.com/{team.id}"),
+                "c2.yaml": child("c2", "c1", "channel", "https://api.example.com/{teem.id}/{channel.id}"),
+            },
+            [
+                "c2.yaml:3:23: ingestion.request.base_url: template '{teem.id}' names unknown variable 'teem'"
+                " (known: channel, run, source, team, window); did you mean '{team.id}'?"
+            ],
+        ),
+        (
+            {
+                "root.yaml": ROOT,
+                "c1.yaml": child("c1", "root", "team", "https://api.example.com/{team.id}"),
+                "c2.yaml": child("c2", "c1", "team", "https://api.example.com/{team.id}"),
+            },
+            [
+                "c2.yaml:4:24: ingestion.iteration.foreach: 'team' is also an ancestor's foreach name; pick another name"
+            ],
+        ),
+        (
+            {"root.yaml": ROOT.replace("base_url: '", "base_url: 'ftp:"), "a.yaml": child("a", "root")},
+            [
+                "a.yaml:4:40: ingestion.iteration.from_source: source 'root' is invalid (see its errors in root.yaml)",
+                "root.yaml:3:23: ingestion.request.base_url: must be an absolute http(s) URL with a literal host, e.g."
+                " https://api.example.com/v1 (got 'ftp:https://api.example.com/root')",
+            ],
+        ),
+    ],
+    ids=[
+        "unknown",
+        "cycle",
+        "too-deep",
+        "parent-mode",
+        "ancestor-template",
+        "ancestor-foreach",
+        "invalid-parent",
+    ],
+)
+def test_parent_child_validation_errors_are_located(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], expected: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, text in files.items():
+        Path(name).write_text(text)
+    result = cli("validate", *sorted(files))
+    assert result.exit_code == 2
+    assert [line for line in result.stdout.splitlines() if ": ingestion." in line] == expected

@@ -126,10 +126,17 @@ def lookup(context: dict[str, Any], fld: Field) -> Any:
 
 
 def format_value(value: Any, fld: Field) -> str:
-    if isinstance(value, datetime | date):
-        return value.strftime(fld.format_spec) if fld.format_spec else value.isoformat()
+    if isinstance(value, datetime | date) and fld.format_spec:
+        return value.strftime(fld.format_spec)
     if fld.format_spec:
         return format(value, fld.format_spec)
+    return format_text(value)
+
+
+def format_text(value: Any) -> str:
+    """A value as a template writes it: ISO-8601 instants, ``true``/``false``, compact JSON for objects."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,6 +60,11 @@ class FetchTask:
     headers: dict[str, str]
     body: Any
     linkage: dict[str, Any]
+    keys: tuple[str, ...] = ()  # iteration.batch: the keys of the batch's items (for --replay)
+
+    @property
+    def item_keys(self) -> tuple[str, ...]:
+        return self.keys or (self.key,)
 
 
 @dataclass
@@ -191,6 +196,7 @@ class Planner:
         self.url_template = templates.parse(ing.request.base_url)
         self.skipped: list[tuple[str, str]] = []  # (item, reason)
         self.planned = 0
+        self._batch: list[tuple[str, dict[str, Any], dict[str, Any]]] = []  # iteration.batch, waiting
 
     @property
     def full(self) -> bool:
@@ -229,7 +235,40 @@ class Planner:
             linkage = default_linkage(item)
             for name, ancestor in (ancestors or {}).items():
                 linkage[name] = default_linkage(ancestor)
-        return self._task(label, context, linkage)
+        task = self._task(label, context, linkage)
+        if task is None or iteration.batch is None:
+            return task
+        self.planned -= 1  # a batch counts once, when it is full or flushed
+        self._batch.append((label, item, ancestors or {}))
+        return self.flush() if len(self._batch) >= iteration.batch.size else None
+
+    def flush(self) -> FetchTask | None:
+        """``iteration.batch``: the task for the items gathered so far (None: none are waiting). Each field of
+        the batch's item is its items' values joined (``{team.id}`` = ``t1,t2,t3``); its linkage holds
+        lists. The ancestors a template sees are the first item's."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            return None
+        iteration = self.iteration
+        assert iteration is not None and iteration.batch is not None
+        join = iteration.batch.join
+        labels = [label for label, _, _ in batch]
+        names = list(dict.fromkeys(name for _, item, _ in batch for name in item))
+        joined = {
+            n: join.join(templates.format_text(i[n]) for _, i, _ in batch if i.get(n) is not None)
+            for n in names
+        }
+        ancestors = batch[0][2]
+        context = {**self.base, **ancestors, iteration.foreach: joined}
+        linkage: dict[str, Any] | None = None
+        if iteration.linkage is None:
+            scalars = [default_linkage(item) for _, item, _ in batch]
+            linkage = {n: [s.get(n) for s in scalars] for n in dict.fromkeys(k for s in scalars for k in s)}
+            for name, ancestor in ancestors.items():
+                linkage[name] = default_linkage(ancestor)
+        label = labels[0] if len(labels) == 1 else f"{labels[0]}..{labels[-1]} ({len(labels)} items)"
+        task = self._task(label, context, linkage)
+        return replace(task, keys=tuple(labels)) if task is not None else None
 
     def _task(self, label: str, context: dict[str, Any], linkage: dict[str, Any] | None) -> FetchTask | None:
         request, iteration = self.request, self.iteration
@@ -285,6 +324,9 @@ def plan_items(planner: Planner, items: list[dict[str, Any]] | None) -> Plan:
             task = planner.item(item, index)
             if task is not None:
                 plan.tasks.append(task)
+        last = planner.flush()
+        if last is not None:
+            plan.tasks.append(last)
     plan.skipped = planner.skipped
     return plan
 

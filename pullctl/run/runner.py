@@ -283,7 +283,7 @@ async def _worker(
         except FetchError as exc:
             message = state.redact(exc.message)
             record.counts["failed"] += 1
-            record.failed_items.append(task.key)
+            record.failed_items.extend(task.item_keys)
             record.add_error(task.key, message, exc.attempts)
             state.observer.item_done(record, task.key, message, exc.attempts)
             continue
@@ -333,7 +333,10 @@ async def _child_tasks(
             if task is not None:
                 yield task
             if planner.full:
-                return
+                break
+        last = planner.flush()
+        if last is not None:
+            yield last
     finally:
         record.counts["parent_requests"] = parent_counts["requests"]
 
