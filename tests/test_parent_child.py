@@ -166,6 +166,11 @@ def test_a_source_without_schedule_runs_by_hand_and_is_not_rendered(
     assert rendered.exit_code == 0
     assert "name: pull-channel-messages" in rendered.stdout and "pull-teams" not in rendered.stdout
     assert "skipped teams, teams-channels: no schedule (they run by hand or as a parent)" in rendered.stderr
+    sharded = graph_sources(upstream.url)
+    sharded[2]["ingestion"]["iteration"]["shards"] = 3
+    write(runner, sharded)
+    notes = runner("render", "--image", "pullctl:test").stderr
+    assert "channel-messages: each of its 3 shards pages the parent teams-channels" in notes
 
 
 def test_batch_sends_up_to_size_items_per_request(runner: Runner, upstream: Upstream) -> None:

@@ -69,7 +69,7 @@ def sync(
     settings = Settings.from_env(config=config, store=store)
     # any config error raises: a source missing because it is invalid must not have its job pruned
     sources = open_config_source(settings.config, settings.mongodb_database).scheduled("dapr")
-    if note := sources.skipped_note():
+    for note in sources.notes():
         output.stderr.print(note, markup=False)
     plan = _with_dapr(
         settings, lambda dapr, backend: sync_jobs(dapr, backend, sources, dry_run=dry_run, prune=prune)

@@ -37,11 +37,22 @@ class Scheduled(list[LoadedSource]):
         super().__init__(sorted(sources, key=lambda s: s.source_id))
         self.unscheduled = list(unscheduled)
 
-    def skipped_note(self) -> str | None:
-        if not self.unscheduled:
-            return None
-        verb = "it runs" if len(self.unscheduled) == 1 else "they run"
-        return f"skipped {', '.join(self.unscheduled)}: no schedule ({verb} by hand or as a parent)"
+    def notes(self) -> list[str]:
+        """What a command that renders or registers these should tell its user."""
+        notes = []
+        if self.unscheduled:
+            verb = "it runs" if len(self.unscheduled) == 1 else "they run"
+            notes.append(
+                f"skipped {', '.join(self.unscheduled)}: no schedule ({verb} by hand or as a parent)"
+            )
+        for src in self:
+            iteration = src.config.ingestion.iteration
+            if iteration is not None and iteration.from_source and iteration.shards > 1:
+                notes.append(
+                    f"{src.source_id}: each of its {iteration.shards} shards pages the parent"
+                    f" {iteration.from_source} (the parent's requests repeat per shard)"
+                )
+        return notes
 
 
 Location = str | Path | Sequence[str | Path]

@@ -1101,9 +1101,9 @@ def render_configs(
 
 
 def _note(sources: Scheduled, on_note: Callable[[str], None] | None) -> None:
-    note = sources.skipped_note()
-    if note and on_note is not None:
-        on_note(note)
+    for note in sources.notes():
+        if on_note is not None:
+            on_note(note)
 
 
 def sync_configs(
