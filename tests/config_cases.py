@@ -385,4 +385,28 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
             " dot use a JSON Pointer such as '/meta.'",
         ],
     ),
+    (
+        "records-alias-disagrees",
+        BASE + "  records: {path: data}\n  pagination:\n    type: page_number\n    stop_when_empty_path: items\n",
+        "k8s",
+        [
+            "case.yaml:9:27: ingestion.pagination.stop_when_empty_path: is an alias of records.path, which says"
+            " 'data': keep records.path only"
+        ],
+    ),
+    (
+        "from-source-and-items",
+        BASE + "  iteration:\n    foreach: x\n    items: [{id: 1}]\n    from_source: parent\n",
+        "k8s",
+        [
+            "case.yaml:9:18: ingestion.iteration.from_source: set one of source_mcp/source_tool (an MCP tool), items"
+            " (a static list) or from_source (another source's records), not items and from_source"
+        ],
+    ),
+    (
+        "batch-of-one",
+        BASE + "  iteration:\n    foreach: x\n    items: [{id: 1}]\n    batch: {size: 1}\n",
+        "k8s",
+        ["case.yaml:9:19: ingestion.iteration.batch.size: must be greater than or equal to 2 (got 1)"],
+    ),
 ]

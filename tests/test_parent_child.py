@@ -316,3 +316,17 @@ def test_parent_child_validation_errors_are_located(
     result = cli("validate", *sorted(files))
     assert result.exit_code == 2
     assert [line for line in result.stdout.splitlines() if ": ingestion." in line] == expected
+
+
+def test_stop_when_empty_path_still_works_and_validate_names_records_path(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("a.yaml").write_text(ROOT + "  pagination: {type: page_number, stop_when_empty_path: data}\n")
+    for flags in ((), ("--strict",)):  # an alias, not a pass-through section: --strict keeps it valid
+        result = cli("validate", "a.yaml", *flags)
+        assert result.exit_code == 0
+        assert (
+            "a.yaml:4:57: ingestion.pagination.stop_when_empty_path: an alias of records.path: write records:"
+            " {path: data} instead (warning)" in result.stdout
+        )
