@@ -387,7 +387,8 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         "records-alias-disagrees",
-        BASE + "  records: {path: data}\n  pagination:\n    type: page_number\n    stop_when_empty_path: items\n",
+        BASE
+        + "  records: {path: data}\n  pagination:\n    type: page_number\n    stop_when_empty_path: items\n",
         "k8s",
         [
             "case.yaml:9:27: ingestion.pagination.stop_when_empty_path: is an alias of records.path, which says"

@@ -9,7 +9,7 @@ import pytest
 
 from pullctl.config.models import SourceConfig
 from pullctl.errors import UsageError
-from pullctl.run.plan import Shard, Window, backfill_windows, build_plan, parse_step, shard_of
+from pullctl.run.plan import Planner, Shard, Window, backfill_windows, parse_step, plan_items, shard_of
 from tests.conftest import Cli
 from tests.emulators.dapr import DaprEmulator
 from tests.runkit import Runner, write_source
@@ -94,7 +94,7 @@ WINDOW = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UT
 
 def test_plan_renders_each_item() -> None:
     items = [{"id": "a", "n": 1}, {"id": "b/../c", "n": 2}]
-    plan = build_plan(CONFIG, WINDOW, items, "run-1")
+    plan = plan_items(Planner(CONFIG, WINDOW, "run-1"), items)
     assert [(t.key, t.url, t.params, t.linkage) for t in plan.tasks] == [
         ("a", "https://x.example/a", {"d": "2026-01-01"}, {"id": "a", "n": 1}),
         ("b/../c", "https://x.example/b%2F..%2Fc", {"d": "2026-01-01"}, {"id": "b/../c", "n": 2}),
@@ -103,7 +103,7 @@ def test_plan_renders_each_item() -> None:
 
 def test_shards_are_stable_and_cover_everything() -> None:
     items = [{"id": f"i{n}"} for n in range(200)]
-    parts = [build_plan(CONFIG, WINDOW, items, "r", shard=Shard(i, 4)).tasks for i in range(4)]
+    parts = [plan_items(Planner(CONFIG, WINDOW, "r", shard=Shard(i, 4)), items).tasks for i in range(4)]
     keys = sorted(t.key for p in parts for t in p)
     assert keys == sorted(f"i{n}" for n in range(200))
     assert all(30 < len(p) < 70 for p in parts)
@@ -111,10 +111,12 @@ def test_shards_are_stable_and_cover_everything() -> None:
 
 
 def test_overrides_and_limit() -> None:
-    plan = build_plan(CONFIG, WINDOW, [{"id": "a"}, {"id": "b"}], "r", overrides={"d": "fixed"}, limit=1)
+    plan = plan_items(
+        Planner(CONFIG, WINDOW, "r", overrides={"d": "fixed"}, limit=1), [{"id": "a"}, {"id": "b"}]
+    )
     assert [(t.key, t.params) for t in plan.tasks] == [("a", {"d": "fixed"})]
     with pytest.raises(UsageError, match=r"^--set d=\{nope\.x\}: unknown template variable 'nope'$"):
-        build_plan(CONFIG, WINDOW, [], "r", overrides={"d": "{nope.x}"})
+        plan_items(Planner(CONFIG, WINDOW, "r", overrides={"d": "{nope.x}"}), [])
 
 
 def test_backfill_windows_and_steps() -> None:

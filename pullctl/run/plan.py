@@ -160,7 +160,7 @@ def parse_assignments(values: Sequence[str], option: str) -> dict[str, list[str]
 class Planner:
     """Items -> fetch tasks, one item at a time: filtered (``only``), sharded, limited, rendered.
 
-    ``build_plan`` plans a whole list at once; a run over another source's records (``from_source``)
+    ``plan_items`` plans a whole list at once; a run over another source's records (``from_source``)
     plans each record as its parent's pages arrive, so the plan never holds the parent's records.
     Pure: no I/O.
     """
@@ -291,25 +291,6 @@ class Planner:
             return None
         self.planned += 1
         return FetchTask(label, url, params, headers, body, linkage)
-
-
-def build_plan(
-    config: SourceConfig,
-    window: Window,
-    items: list[dict[str, Any]] | None,
-    run_id: str,
-    *,
-    shard: Shard | None = None,
-    only: dict[str, list[str]] | None = None,
-    overrides: dict[str, str] | None = None,
-    limit: int | None = None,
-    replay: Collection[str] | None = None,
-) -> Plan:
-    """The fetch tasks for ``items`` (None: a source without iteration), filtered, sharded and limited."""
-    planner = Planner(
-        config, window, run_id, shard=shard, only=only, overrides=overrides, limit=limit, replay=replay
-    )
-    return plan_items(planner, items)
 
 
 def plan_items(planner: Planner, items: list[dict[str, Any]] | None) -> Plan:

@@ -319,12 +319,10 @@ async def _child_tasks(
 ) -> AsyncIterator[FetchTask]:
     """The tasks of a source over its parent's records, planned as the parent's pages arrive."""
     record = state.record
-    parent_counts = {"requests": 0, "retries": 0}
+    parents = _Parents(state, settings, window, transport, sleep)
     index = 0
     try:
-        async for item, ancestors in _parent_records(
-            state, settings, list(state.loaded.parents), window, transport, sleep, parent_counts
-        ):
+        async for item, ancestors in parents.records(list(state.loaded.parents)):
             record.counts["items"] += 1
             before = len(planner.skipped)
             task = planner.item(item, index, ancestors)
@@ -338,82 +336,83 @@ async def _child_tasks(
         if last is not None:
             yield last
     finally:
-        record.counts["parent_requests"] = parent_counts["requests"]
+        record.counts["parent_requests"] = parents.counts["requests"]
 
 
-async def _parent_records(
-    state: _Run,
-    settings: Settings,
-    chain: list[LoadedSource],
-    window: Window,
-    transport: httpx.AsyncBaseTransport,
-    sleep: Callable[[float], Awaitable[None]],
-    counts: dict[str, int],
-) -> AsyncIterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """Every record of ``chain[0]``'s pages with the items its chain iterated over (``{foreach: item}``),
-    page by page: the parent fetched now, with its own request, auth, pagination and records, in this
-    run's window. Nothing of it is stored. A failed parent page ends the run: the child cannot know
-    which of its items it would miss."""
-    parent = chain[0]
-    config = parent.config
-    ing = config.ingestion
-    assert ing.request is not None
-    secret = await _secret(state, ing.request, settings)
-    fetcher = Fetcher(config, transport, secret, state.redact, counts, sleep=sleep)
-    async for task, ancestors in _parent_tasks(state, settings, chain, window, transport, sleep, counts):
-        try:
-            async for page in fetcher.pages(task):
-                if page.records is None:
-                    raise FetchError(
-                        f"page {page.number} from {page.url} has no records list ({describe(page.data)}):"
-                        f" set records.path in source '{parent.source_id}'"
-                    )
-                for number, item in enumerate(page.records):
-                    if not isinstance(item, dict):
-                        raise FetchError(
-                            f"record {number} of page {page.number} from {page.url} is {describe(item)},"
-                            " not an object: a child's items are objects"
-                        )
-                    yield item, ancestors
-        except FetchError as exc:
-            raise IterationError(
-                state.redact(f"parent source '{parent.source_id}' (item {task.key}): {exc.message}")
-            ) from None
+@dataclass
+class _Parents:
+    """A child run's parent chain, fetched now: with each parent's own request, auth, pagination and records,
+    in this run's window, through the run's transport. Nothing of it is stored."""
 
+    state: _Run
+    settings: Settings
+    window: Window
+    transport: httpx.AsyncBaseTransport
+    sleep: Callable[[float], Awaitable[None]]
+    counts: dict[str, int] = field(default_factory=lambda: {"requests": 0, "retries": 0})
 
-async def _parent_tasks(
-    state: _Run,
-    settings: Settings,
-    chain: list[LoadedSource],
-    window: Window,
-    transport: httpx.AsyncBaseTransport,
-    sleep: Callable[[float], Awaitable[None]],
-    counts: dict[str, int],
-) -> AsyncIterator[tuple[FetchTask, dict[str, Any]]]:
-    """``chain[0]``'s fetch tasks, each with the ancestors' items its records will carry. A parent item it
-    skips is a skipped item of the run: the child cannot have that item's records."""
-    parent, rest = chain[0], chain[1:]
-    ing = parent.config.ingestion
-    planner = Planner(parent.config, window, state.record.run_id)
-    if ing.iteration is None:
-        task = planner.single()
-        if task is not None:
-            yield task, {}
-    elif ing.parent is not None:
-        index = 0
-        async for item, ancestors in _parent_records(state, settings, rest, window, transport, sleep, counts):
-            task = planner.item(item, index, ancestors)
-            index += 1
+    async def records(
+        self, chain: list[LoadedSource]
+    ) -> AsyncIterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """Every record of ``chain[0]``'s pages, page by page, with the items its chain iterated over
+        (``{foreach: item}``). A failed parent page ends the run: the child cannot know which of its items
+        it would miss."""
+        parent = chain[0]
+        ing = parent.config.ingestion
+        assert ing.request is not None
+        secret = await _secret(self.state, ing.request, self.settings)
+        fetcher = Fetcher(
+            parent.config, self.transport, secret, self.state.redact, self.counts, sleep=self.sleep
+        )
+        async for task, ancestors in self.tasks(chain):
+            try:
+                async for page in fetcher.pages(task):
+                    for item in _items_of(page):
+                        yield item, ancestors
+            except FetchError as exc:
+                message = f"parent source '{parent.source_id}' (item {task.key}): {exc.message}"
+                raise IterationError(self.state.redact(message)) from None
+
+    async def tasks(self, chain: list[LoadedSource]) -> AsyncIterator[tuple[FetchTask, dict[str, Any]]]:
+        """``chain[0]``'s fetch tasks, each with the ancestors' items its records will carry. A parent item it
+        skips is a skipped item of the run: the child cannot have that item's records."""
+        parent, rest = chain[0], chain[1:]
+        ing = parent.config.ingestion
+        planner = Planner(parent.config, self.window, self.state.record.run_id)
+        if ing.iteration is None:
+            task = planner.single()
             if task is not None:
-                yield task, {**ancestors, ing.iteration.foreach: item}
-    else:
-        for index, item in enumerate(await resolve_items(ing.iteration, settings) or []):
-            task = planner.item(item, index)
-            if task is not None:
-                yield task, {ing.iteration.foreach: item}
-    _skipped(
-        state.record, [(f"{parent.source_id}:{k}", f"parent item skipped: {r}") for k, r in planner.skipped]
-    )
+                yield task, {}
+        elif ing.parent is not None:
+            index = 0
+            async for item, ancestors in self.records(rest):
+                task = planner.item(item, index, ancestors)
+                index += 1
+                if task is not None:
+                    yield task, {**ancestors, ing.iteration.foreach: item}
+        else:
+            for index, item in enumerate(await resolve_items(ing.iteration, self.settings) or []):
+                task = planner.item(item, index)
+                if task is not None:
+                    yield task, {ing.iteration.foreach: item}
+        skipped = [(f"{parent.source_id}:{k}", f"parent item skipped: {r}") for k, r in planner.skipped]
+        _skipped(self.state.record, skipped)
+
+
+def _items_of(page: Page) -> list[dict[str, Any]]:
+    """A parent page's records, which must be objects (a child's items)."""
+    if page.records is None:
+        raise FetchError(
+            f"page {page.number} from {page.url} has no records list ({describe(page.data)}):"
+            " set records.path"
+        )
+    for number, item in enumerate(page.records):
+        if not isinstance(item, dict):
+            raise FetchError(
+                f"record {number} of page {page.number} from {page.url} is {describe(item)}, not an object:"
+                " a child's items are objects"
+            )
+    return page.records
 
 
 def _documents(state: _Run, task: FetchTask, page: Page, window: Window) -> list[Document]:

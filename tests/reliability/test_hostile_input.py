@@ -13,7 +13,7 @@ from pullctl.canonical import canonical_json
 from pullctl.config.loader import load_text
 from pullctl.config.models import SourceConfig
 from pullctl.pipeline.documents import content_hash
-from pullctl.run.plan import Window, build_plan
+from pullctl.run.plan import Planner, Window, plan_items
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
@@ -41,7 +41,7 @@ WINDOW = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UT
 @settings(max_examples=300)
 @given(st.text(min_size=1), st.text(), st.text())
 def test_items_never_change_the_host_or_inject_headers(ident: str, q: str, h: str) -> None:
-    plan = build_plan(CONFIG, WINDOW, [{"id": ident, "q": q, "h": h}], "run")
+    plan = plan_items(Planner(CONFIG, WINDOW, "run"), [{"id": ident, "q": q, "h": h}])
     for task in plan.tasks:
         parts = urlsplit(task.url)
         assert (parts.scheme, parts.hostname, parts.query, parts.fragment) == (
@@ -59,7 +59,7 @@ def test_items_never_change_the_host_or_inject_headers(ident: str, q: str, h: st
 def test_known_hostile_items() -> None:
     items = [{"id": i, "q": "a&b=c", "h": "ok"} for i in ("../../admin", "@evil.example", "%2F", "x?y=1#z")]
     items.append({"id": "crlf", "q": "", "h": "v\r\nX-Injected: 1"})
-    plan = build_plan(CONFIG, WINDOW, items, "run")
+    plan = plan_items(Planner(CONFIG, WINDOW, "run"), items)
     assert [t.url for t in plan.tasks] == [
         "https://api.example.com/v1/..%2F..%2Fadmin/data",
         "https://api.example.com/v1/%40evil.example/data",
