@@ -330,3 +330,25 @@ def test_stop_when_empty_path_still_works_and_validate_names_records_path(
             "a.yaml:4:57: ingestion.pagination.stop_when_empty_path: an alias of records.path: write records:"
             " {path: data} instead (warning)" in result.stdout
         )
+
+
+def test_a_parent_over_static_items_and_a_parent_page_without_records(
+    runner: Runner, upstream: Upstream
+) -> None:
+    upstream.graph = GraphShape(teams=2, channels=2, messages=1)
+    static_teams = {"foreach": "team", "items": [{"id": "t1"}, {"id": "t2"}], "key": "id"}
+    write(runner, graph_sources(upstream.url, **{"teams-channels": {"iteration": static_teams}}))
+    code, [record], _ = runner.run_json("channel-messages")
+    assert code == 0 and record["counts"]["items"] == 4 and record["counts"]["parent_requests"] == 2
+    unpaged = {
+        "records": None,
+        "pagination": {"type": "none"},
+    }  # a channels page is an object: no records list
+    write(runner, graph_sources(upstream.url, **{"teams-channels": {**unpaged, "iteration": static_teams}}))
+    code, [record], _ = runner.run_json("channel-messages")
+    assert code == 1 and record["message"].startswith(
+        "parent source 'teams-channels' (item t1): page 1 from "
+    )
+    assert record["message"].endswith(
+        "has no records list (an object with keys @odata.context, value): set records.path"
+    )
