@@ -19,7 +19,7 @@ URL = "https://api.example.com/v1/items"
 def walk(config: dict[str, Any], pages: list[Any], links: list[str | None] | None = None) -> list[Step]:
     """Feed ``pages`` (parsed bodies) to a fresh paginator; the steps it took, until it stopped."""
     pager = paginator(Pagination(**config))
-    request: PageRequest | None = pager.first(URL, {"q": "x"})
+    request: PageRequest | None = pager.first(PageRequest(URL, {"q": "x"}))
     steps: list[Step] = []
     for n, data in enumerate(pages):
         assert request is not None, f"stopped before page {n + 1}"
@@ -51,7 +51,7 @@ def test_page_number_requests() -> None:
         "stop_when_empty_path": "data",
     }
     pager = paginator(Pagination(**config))
-    assert pager.first(URL, {"q": "x"}) == PageRequest(URL, {"q": "x", "page": "1", "per_page": "2"}, 1)
+    assert pager.first(PageRequest(URL, {"q": "x"})) == PageRequest(URL, {"q": "x", "page": "1", "per_page": "2"}, 1)
     steps = walk(config, [records(1, 2), records(3, 4), records(5)])
     assert [params(s) for s in steps[:2]] == [
         {"q": "x", "page": "2", "per_page": "2"},
@@ -153,7 +153,7 @@ def test_link_header() -> None:
             [{"results": [1], "count": 1}],
             None,
             "page 1: offset pagination counts records, but the page is an object with keys results, count; set"
-            " stop_when_empty_path to where its records are",
+            " records.path to where its records are",
         ),
         (
             {"type": "next_url", "next_url_path": "next"},
@@ -184,7 +184,7 @@ def test_without_pagination_a_page_is_kept_and_ends_the_item() -> None:
 
 def test_a_step_carries_the_page_records() -> None:
     pager = paginator(Pagination(type="page_number"), "data.items")
-    step = pager.advance(pager.first(URL, {}), PageView({"data": {"items": [{"id": 1}]}}, URL))
+    step = pager.advance(pager.first(PageRequest(URL, {})), PageView({"data": {"items": [{"id": 1}]}}, URL))
     assert step.records == [{"id": 1}] and step.next is not None
     bare = paginator(Pagination()).advance(PageRequest(URL, {}), PageView({"an": "object"}, URL))
     assert bare.records is None and bare.keep

@@ -576,6 +576,7 @@ CROSS_CHECKED = (
     "request.parameters",
     "request.headers",
     "request.body",
+    "request.graphql.variables",
     "iteration.linkage",
 )
 

@@ -55,6 +55,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class GraphQL(_Strict):
+    query: Annotated[str, Field(min_length=1, description="sent as written: its braces are GraphQL's")]
+    variables: dict[str, Any] = Field(default_factory=dict, description="string values are templates")
+
+
 class Request(_Strict):
     base_url: Annotated[str, Field(min_length=1, description="URL to fetch; templates allowed")]
     method: Literal["GET", "POST"] = "GET"
@@ -68,6 +73,10 @@ class Request(_Strict):
     )
     headers: dict[str, str] = Field(default_factory=dict, description="templates")
     body: Any = Field(None, description="POST JSON body; templates inside string values")
+    graphql: GraphQL | None = Field(None, description='a POST of {"query", "variables"}; no body')
+    raw_parameters: dict[str, str] = Field(
+        default_factory=dict, description="query parameters appended as written, not percent-encoded; static"
+    )
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     max_response_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 10 * 1024 * 1024
 
@@ -90,6 +99,14 @@ class Request(_Strict):
                     raise FieldProblem(name, f"required when auth_type is {self.auth_type}")
         if self.method == "GET" and self.body is not None:
             raise FieldProblem("body", "a body needs method: POST")
+        if self.graphql is not None and self.body is not None:
+            raise FieldProblem("body", "graphql is the body (a POST of its query and variables): set one")
+        for name, value in self.raw_parameters.items():
+            if any(c in name + value for c in "&#\r\n ") or "=" in name:
+                raise FieldProblem(
+                    "raw_parameters",
+                    f"{name}={value!r} holds a character that would break the query (& # = space)",
+                )
         for name, value in self.headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise FieldProblem("headers", f"header {name!r} contains a line break")
@@ -192,16 +209,23 @@ class PaginationRules:
 
 # The one table of per-type rules: the model below validates with it, and each strategy in
 # ``run/pagination.py`` is bound to its entry (a new type: a row here, a class there).
+_INJECTED = ("inject", "body_path", "page_size_body_path")  # where page numbers, offsets and cursors go
+PAGINATION_COMMON = frozenset(
+    {"type", "stop_when_empty_path", "max_pages", "has_more_path", "done_path", "first_page_only"}
+)
 PAGINATION_RULES: Mapping[PaginationType, PaginationRules] = MappingProxyType(
     {
         "none": PaginationRules(),
         "page_number": PaginationRules(
-            frozenset({"page_param", "start_page", "page_size_param", "page_size"})
+            frozenset({"page_param", "start_page", "page_size_param", "page_size", *_INJECTED, "total_path"})
         ),
-        "offset": PaginationRules(frozenset({"offset_param", "limit_param", "limit"})),
+        "offset": PaginationRules(
+            frozenset({"offset_param", "limit_param", "limit", *_INJECTED, "total_path"})
+        ),
         "cursor": PaginationRules(
-            frozenset({"cursor_param", "cursor_path"}),
-            {"cursor_path": "required for cursor pagination: where the next cursor is in the response"},
+            frozenset(
+                {"cursor_param", "cursor_path", "cursor_from", "cursor_header", "initial_cursor", *_INJECTED}
+            )
         ),
         "next_url": PaginationRules(
             frozenset({"next_url_path"}),
@@ -210,7 +234,16 @@ PAGINATION_RULES: Mapping[PaginationType, PaginationRules] = MappingProxyType(
         "link_header": PaginationRules(),
     }
 )
-PATH_FIELDS = ("cursor_path", "next_url_path", "stop_when_empty_path")
+PATH_FIELDS = (
+    "cursor_path",
+    "next_url_path",
+    "stop_when_empty_path",
+    "body_path",
+    "page_size_body_path",
+    "has_more_path",
+    "done_path",
+    "total_path",
+)
 
 
 class Pagination(_Strict):
@@ -222,8 +255,30 @@ class Pagination(_Strict):
     offset_param: str = "offset"
     limit_param: str = "limit"
     limit: Annotated[int, Field(ge=1)] = 100
-    cursor_param: str = "cursor"
-    cursor_path: str | None = Field(None, description=f"where the next cursor is: {PATH_HELP}")
+    cursor_param: str = Field("cursor", description="the query parameter or header the cursor goes in")
+    cursor_from: Literal["body", "header", "last_record"] = Field(
+        "body", description="where the next cursor is: the body (cursor_path), a header, or the last record"
+    )
+    cursor_path: str | None = Field(
+        None, description=f"where the next cursor is (in the body, or in the last record): {PATH_HELP}"
+    )
+    cursor_header: str | None = Field(
+        None, description="cursor_from header: the response header that holds it"
+    )
+    initial_cursor: str | None = Field(None, description="sent on the first request (APIs that need one)")
+    inject: Literal["query", "body", "header"] = Field(
+        "query", description="where the page number, offset or cursor goes in the request"
+    )
+    body_path: str | None = Field(
+        None, description="inject body: where in the JSON body (created when missing)"
+    )
+    page_size_body_path: str | None = Field(None, description="inject body: where the page size goes")
+    has_more_path: str | None = Field(None, description="the page says whether more follow: stop when false")
+    done_path: str | None = Field(None, description="the page says it is the last: stop when true")
+    total_path: str | None = Field(None, description="the total record count: stop when covered")
+    first_page_only: list[str] = Field(
+        default_factory=list, description="query parameters sent only on the first request"
+    )
     next_url_path: str | None = Field(None, description=f"where the next page's URL is: {PATH_HELP}")
     stop_when_empty_path: str | None = Field(
         None, description=f"where the page's records list is (an empty one ends the item): {PATH_HELP}"
@@ -237,16 +292,32 @@ class Pagination(_Strict):
 
     @model_validator(mode="after")
     def _fields_fit_type(self) -> Pagination:
-        common = {"type", "stop_when_empty_path", "max_pages"}
         rules = PAGINATION_RULES[self.type]
-        for name in sorted(self.model_fields_set - common - rules.fields):
-            owner = next(t for t, r in PAGINATION_RULES.items() if name in r.fields)
-            raise FieldProblem(name, f"applies to pagination type {owner}, not {self.type}")
+        for name in sorted(self.model_fields_set - PAGINATION_COMMON - rules.fields):
+            owners = [t for t, r in PAGINATION_RULES.items() if name in r.fields]
+            noun = "type" if len(owners) == 1 else "types"
+            raise FieldProblem(name, f"applies to pagination {noun} {' or '.join(owners)}, not {self.type}")
         for name, why in rules.required.items():
             if not getattr(self, name):
                 raise FieldProblem(name, why)
         if self.type == "page_number" and self.page_size_param and not self.page_size:
             raise FieldProblem("page_size", "required with page_size_param")
+        if self.type == "cursor":
+            if self.cursor_from == "header" and not self.cursor_header:
+                raise FieldProblem(
+                    "cursor_header", "required with cursor_from: header: the header that holds it"
+                )
+            if self.cursor_from != "header" and not self.cursor_path:
+                where = "in each record" if self.cursor_from == "last_record" else "in the response"
+                raise FieldProblem(
+                    "cursor_path", f"required for cursor pagination: where the next cursor is {where}"
+                )
+        if self.inject == "body" and not self.body_path:
+            raise FieldProblem(
+                "body_path", "required with inject: body: where in the JSON body the value goes"
+            )
+        if self.page_size_body_path and self.inject != "body":
+            raise FieldProblem("page_size_body_path", "applies with inject: body")
         return self
 
 
@@ -329,6 +400,9 @@ class Ingestion(_Strict):
             return self
         if self.request is None:
             raise FieldProblem("request", "required for mode scheduled_pull")
+        posts = self.request.method == "POST" or self.request.graphql is not None
+        if self.pagination.inject == "body" and not posts:
+            raise FieldProblem("pagination.inject", "inject: body needs method: POST (or request.graphql)")
         alias = self.pagination.stop_when_empty_path
         if self.records is not None and self.records.path and alias and alias != self.records.path:
             raise FieldProblem(
@@ -362,6 +436,8 @@ class Ingestion(_Strict):
             ("request.headers", self.request.headers),
             ("request.body", self.request.body),
         ]
+        if self.request.graphql is not None:
+            places.append(("request.graphql.variables", self.request.graphql.variables))
         if self.iteration is not None and self.iteration.linkage:
             places.append(("iteration.linkage", self.iteration.linkage))
         return places

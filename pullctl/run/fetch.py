@@ -16,7 +16,7 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -53,6 +53,7 @@ class Page:
     next_link: str | None = None  # the Link header's rel="next"
     final_url: str = ""  # the URL that answered (after redirects), not redacted: for relative next links
     records: list[Any] | None = None  # the page's records (records.path), None when it has no list
+    headers: Mapping[str, str] = field(default_factory=dict)  # the response's (a cursor may be in one)
 
 
 class RateLimiter:
@@ -158,11 +159,15 @@ class Fetcher:
     async def pages(self, task: FetchTask) -> AsyncIterator[Page]:
         """Every page of ``task`` worth keeping; raises ``FetchError`` when the item fails."""
         pager = paginator(self.pagination, self.records_path)
-        request: PageRequest | None = pager.first(task.url, task.params)
+        request: PageRequest | None = pager.first(
+            PageRequest(task.url, task.params, 1, task.headers, task.body)
+        )
         while request is not None:
             page = await self._fetch(request, task)
             try:
-                step = pager.advance(request, PageView(page.data, page.final_url, page.next_link))
+                step = pager.advance(
+                    request, PageView(page.data, page.final_url, page.next_link, page.headers)
+                )
             except PaginationError as exc:
                 raise FetchError(self.redact(str(exc)), 1) from None
             page.records = step.records
@@ -218,12 +223,15 @@ class Fetcher:
             raise AttemptFailed(Outcome(self.redact(failure.reason), transport=failure.kind)) from None
 
     async def _exchange(self, page_request: PageRequest, task: FetchTask) -> Page:
-        method = self.request.method
-        body = task.body
+        method = "POST" if self.request.graphql is not None else self.request.method
+        body = page_request.body
         params = page_request.params
         all_params = {**params, **self._auth_params} if params is not None else self._auth_params
-        headers = self._merge_headers(task.headers) if task.headers else self._headers
+        headers = self._merge_headers(dict(page_request.headers)) if page_request.headers else self._headers
         target = with_query(page_request.url, all_params)
+        if params is not None and self.request.raw_parameters:  # as written; a next URL has its own query
+            raw = "&".join(f"{k}={v}" for k, v in self.request.raw_parameters.items())
+            target = f"{target}{'&' if '?' in target else '?'}{raw}"
         for _ in range(MAX_REDIRECTS + 1):
             request = httpx.Request(method, target, headers=headers, json=body)
             resp = await self.transport.handle_async_request(request)
@@ -269,7 +277,7 @@ class Fetcher:
             ) from None
         link = resp.links.get("next", {}).get("url") if self.pagination.type == "link_header" else None
         kind = content_type.split(";")[0].strip() or "application/json"
-        return Page(shown_url, status, number, body, data, kind, link, url)
+        return Page(shown_url, status, number, body, data, kind, link, url, headers=resp.headers)
 
     async def _read(self, resp: httpx.Response, cap: int, *, cap_is_error: bool = True) -> bytes:
         declared = resp.headers.get("content-length", "")

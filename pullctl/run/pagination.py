@@ -1,13 +1,16 @@
 """Pagination as strategies: one class per ``pagination.type``, pure (no I/O).
 
-A paginator walks one item's pages: ``first(url, params)`` is page 1's request; after each page,
+A paginator walks one item's pages: ``first(request)`` is page 1's request; after each page,
 ``advance(request, page)`` says whether the page is kept and what page comes next (``None``: the item
 ends). So "what is page 3's request?" is answered by feeding it pages 1 and 2, with nothing sent.
 Each class is bound to its row of ``config.models.PAGINATION_RULES`` (which fields it takes and needs).
+Page numbers, offsets and cursors go where ``inject`` says: a query parameter, a header, or a place in
+the JSON body (``body_path``; a GraphQL ``variables.after``). A null cursor is left out, never sent.
 
 Where an item ends (SOURCES.md §4), and nothing else ends it:
 
 - an empty page (its records list is empty; the page is not kept);
+- ``has_more_path`` false, ``done_path`` true, ``total_path`` covered;
 - no next cursor, URL or ``Link: rel="next"``;
 - page_number/offset: a page shorter than the longest page seen so far in the item. A page shorter than
   the *requested* size is not the end by itself: servers cap page sizes (GitHub at 100, PostgREST at
@@ -15,8 +18,10 @@ Where an item ends (SOURCES.md §4), and nothing else ends it:
 
 What fails the item (``PaginationError``), never read as an end:
 
-- a configured records path (``stop_when_empty_path``) missing from a page, or not a list;
+- the records path (``records.path``) missing from a page, or not a list; so ``has_more_path``,
+  ``done_path`` and ``total_path``;
 - page_number/offset over a page that is an object with no records path to count its records;
+- ``has_more`` true with no next cursor;
 - a cursor or next URL seen before in the item, or a page whose records equal the previous page's
   (a server that repeats its last page): ``pagination loop: ...``;
 - more pages left at ``max_pages`` (the pages fetched are kept).
@@ -24,12 +29,12 @@ What fails the item (``PaginationError``), never read as an end:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin
 
-from pullctl.config.models import PAGINATION_RULES, PaginationRules
 from pullctl.config.paths import JsonPath, describe, parse_path
 
 if TYPE_CHECKING:
@@ -47,15 +52,19 @@ class PageRequest:
     url: str
     params: Mapping[str, str] | None
     number: int = 1
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
 
 
 @dataclass(frozen=True)
 class PageView:
-    """What a paginator reads of a response: the parsed body, the URL that answered, Link's rel="next"."""
+    """What a paginator reads of a response: the parsed body, the URL that answered, Link's rel="next", the
+    response headers (``cursor_from: header``)."""
 
     data: Any
     url: str
     next_link: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,18 +79,22 @@ class Paginator:
     """The rules every type shares; a subclass says what the next request is (``_next``)."""
 
     type: ClassVar[PaginationType] = "none"
-    rules: ClassVar[PaginationRules] = PAGINATION_RULES["none"]
     counts_records: ClassVar[bool] = False  # page_number/offset: the end is read from record counts
 
     def __init__(self, config: Pagination, records_path: str | None = None) -> None:
         self.config = config
         path = records_path or config.stop_when_empty_path
         self.records_path: JsonPath | None = parse_path(path) if path else None
+        self._flags = [
+            (name, parse_path(p)) for name in ("has_more_path", "done_path") if (p := getattr(config, name))
+        ]
+        self._total = parse_path(config.total_path) if config.total_path else None
         self._longest = 0
+        self._received = 0
         self._previous: list[Any] | None = None
 
-    def first(self, url: str, params: Mapping[str, str]) -> PageRequest:
-        return PageRequest(url, dict(params), 1)
+    def first(self, request: PageRequest) -> PageRequest:
+        return request
 
     def advance(self, request: PageRequest, page: PageView) -> Step:
         records = self.records(page.data, request.number)
@@ -97,13 +110,27 @@ class Paginator:
         if self.counts_records and records is None:
             raise PaginationError(
                 f"page {request.number}: {self.type} pagination counts records, but the page is"
-                f" {describe(page.data)}; set stop_when_empty_path to where its records are"
+                f" {describe(page.data)}; set records.path to where its records are"
             )
-        shorter = records is not None and len(records) < self._longest
-        nxt = None if (self.counts_records and shorter) else self._next(request, page, records)
+        said_more = self._said_more(page.data, request.number)
+        self._received += len(records or [])
+        nxt: PageRequest | None = None
+        if said_more is not False and not self._covered(page.data, request.number):
+            shorter = records is not None and len(records) < self._longest
+            if not (self.counts_records and shorter):
+                nxt = self._next(request, page, records)
+            if nxt is None and said_more:
+                raise PaginationError(
+                    f"page {request.number} says more pages follow ({self.config.has_more_path} is true),"
+                    f" but it has no next {self._what_next()}"
+                )
         if records is not None:
             self._longest = max(self._longest, len(records))
             self._previous = records
+        if nxt is not None and self.config.first_page_only and nxt.params is not None:
+            nxt = replace(
+                nxt, params={k: v for k, v in nxt.params.items() if k not in self.config.first_page_only}
+            )
         if nxt is not None and request.number >= self.config.max_pages:
             more = f"stopped at max_pages={self.config.max_pages} with more pages left"
             return Step(True, None, more, records)
@@ -126,55 +153,128 @@ class Paginator:
             )
         return found.value
 
+    def _said_more(self, data: Any, number: int) -> bool | None:
+        """``has_more_path`` / ``done_path``: True (more follow), False (the last page), None (not said)."""
+        said: bool | None = None
+        for name, path in self._flags:
+            value = _flag(self._required(path, name, data, number), name, path, number)
+            more = value if name == "has_more_path" else not value
+            if not more:
+                return False
+            said = True if name == "has_more_path" else said  # "not done" alone does not promise a cursor
+        return said
+
+    def _covered(self, data: Any, number: int) -> bool:
+        if self._total is None:
+            return False
+        total = self._required(self._total, "total_path", data, number)
+        if isinstance(total, bool) or not isinstance(total, int | float | str) or not str(total).isdigit():
+            raise PaginationError(
+                f"page {number}: total_path '{self._total}' holds {describe(total)}, not a count"
+            )
+        return self._received >= int(total)
+
+    @staticmethod
+    def _required(path: JsonPath, name: str, data: Any, number: int) -> Any:
+        found = path.find(data)
+        if found.missing:
+            raise PaginationError(f"page {number}: {name} '{path}' is not in the page ({describe(data)})")
+        return found.value
+
+    def _what_next(self) -> str:
+        return "cursor"
+
     def _next(self, request: PageRequest, page: PageView, records: list[Any] | None) -> PageRequest | None:
         return None
+
+    # -- where values go (inject) ---------------------------------------------------------------------
+
+    def _put(self, request: PageRequest, name: str, value: Any, body_path: str | None = None) -> PageRequest:
+        """``request`` with ``value`` at ``name`` (query or header) or at ``body_path`` (body); None leaves
+        the place out (a null cursor is never sent)."""
+        inject = self.config.inject
+        if inject == "body":
+            assert body_path is not None
+            return replace(request, body=_set_at(request.body, body_path, value))
+        if inject == "header":
+            headers = {k: v for k, v in request.headers.items() if k.lower() != name.lower()}
+            if value is not None:
+                headers[name] = str(value)
+            return replace(request, headers=headers)
+        params = {k: v for k, v in (request.params or {}).items() if k != name}
+        if value is not None:
+            params[name] = str(value)
+        return replace(request, params=params)
 
 
 class PageNumber(Paginator):
     type = "page_number"
-    rules = PAGINATION_RULES["page_number"]
     counts_records = True
 
-    def first(self, url: str, params: Mapping[str, str]) -> PageRequest:
+    def first(self, request: PageRequest) -> PageRequest:
         c = self.config
-        sent = {**params, c.page_param: str(c.start_page)}
+        request = self._put(request, c.page_param, c.start_page, c.body_path)
         if c.page_size_param and c.page_size:
-            sent[c.page_size_param] = str(c.page_size)
-        return PageRequest(url, sent, 1)
+            request = self._put(request, c.page_size_param, c.page_size, c.page_size_body_path)
+        return request
 
     def _next(self, request: PageRequest, page: PageView, records: list[Any] | None) -> PageRequest | None:
-        assert request.params is not None
-        number = int(request.params[self.config.page_param]) + 1
-        return _with(request, {self.config.page_param: str(number)})
+        c = self.config
+        number = c.start_page + request.number
+        return replace(self._put(request, c.page_param, number, c.body_path), number=request.number + 1)
 
 
 class Offset(Paginator):
     type = "offset"
-    rules = PAGINATION_RULES["offset"]
     counts_records = True
 
-    def first(self, url: str, params: Mapping[str, str]) -> PageRequest:
+    def __init__(self, config: Pagination, records_path: str | None = None) -> None:
+        super().__init__(config, records_path)
+        self._offset = 0
+
+    def first(self, request: PageRequest) -> PageRequest:
         c = self.config
-        return PageRequest(url, {**params, c.offset_param: "0", c.limit_param: str(c.limit)}, 1)
+        request = self._put(request, c.offset_param, 0, c.body_path)
+        return self._put(request, c.limit_param, c.limit, c.page_size_body_path)
 
     def _next(self, request: PageRequest, page: PageView, records: list[Any] | None) -> PageRequest | None:
-        assert request.params is not None and records is not None
-        offset = int(request.params[self.config.offset_param]) + len(records)
-        return _with(request, {self.config.offset_param: str(offset)})
+        assert records is not None
+        self._offset += len(records)  # by the records received, not by limit
+        nxt = self._put(request, self.config.offset_param, self._offset, self.config.body_path)
+        return replace(nxt, number=request.number + 1)
 
 
 class Cursor(Paginator):
     type = "cursor"
-    rules = PAGINATION_RULES["cursor"]
 
     def __init__(self, config: Pagination, records_path: str | None = None) -> None:
         super().__init__(config, records_path)
-        assert config.cursor_path is not None
-        self.cursor_path = parse_path(config.cursor_path)
+        self.cursor_path = parse_path(config.cursor_path) if config.cursor_path else None
         self._seen: set[str] = set()
 
+    def first(self, request: PageRequest) -> PageRequest:
+        c = self.config
+        if c.initial_cursor is not None:
+            self._seen.add(c.initial_cursor)
+        return self._put(request, c.cursor_param, c.initial_cursor, c.body_path)
+
+    def _cursor(self, request: PageRequest, page: PageView, records: list[Any] | None) -> Any:
+        c = self.config
+        if c.cursor_from == "header":
+            assert c.cursor_header is not None
+            return page.headers.get(c.cursor_header) or page.headers.get(c.cursor_header.lower())
+        assert self.cursor_path is not None
+        if c.cursor_from == "last_record":
+            if records is None:
+                raise PaginationError(
+                    f"page {request.number}: cursor_from: last_record needs the page's records, but the page"
+                    f" is {describe(page.data)}; set records.path"
+                )
+            return self.cursor_path.get(records[-1]) if records else None
+        return self.cursor_path.get(page.data)
+
     def _next(self, request: PageRequest, page: PageView, records: list[Any] | None) -> PageRequest | None:
-        cursor = self.cursor_path.get(page.data)
+        cursor = self._cursor(request, page, records)
         if cursor is None or cursor == "" or cursor is False:
             return None
         if isinstance(cursor, dict | list):
@@ -186,7 +286,9 @@ class Cursor(Paginator):
         if text in self._seen:
             raise PaginationError(f"pagination loop: cursor '{text}' repeated at page {request.number + 1}")
         self._seen.add(text)
-        return _with(request, {self.config.cursor_param: text})
+        value = cursor if self.config.inject == "body" else text  # a JSON body keeps the cursor's type
+        nxt = self._put(request, self.config.cursor_param, value, self.config.body_path)
+        return replace(nxt, number=request.number + 1)
 
 
 class _Link(Paginator):
@@ -196,8 +298,8 @@ class _Link(Paginator):
         super().__init__(config, records_path)
         self._seen: set[str] = set()
 
-    def first(self, url: str, params: Mapping[str, str]) -> PageRequest:
-        return PageRequest(url, dict(params), 1)
+    def _what_next(self) -> str:
+        return "URL"
 
     def _link(self, request: PageRequest, page: PageView) -> str | None:
         raise NotImplementedError
@@ -212,12 +314,11 @@ class _Link(Paginator):
                 f"pagination loop: next URL '{absolute}' repeated at page {request.number + 1}"
             )
         self._seen.add(absolute)
-        return PageRequest(absolute, None, request.number + 1)
+        return replace(request, url=absolute, params=None, number=request.number + 1)
 
 
 class NextUrl(_Link):
     type = "next_url"
-    rules = PAGINATION_RULES["next_url"]
 
     def __init__(self, config: Pagination, records_path: str | None = None) -> None:
         super().__init__(config, records_path)
@@ -238,7 +339,6 @@ class NextUrl(_Link):
 
 class LinkHeader(_Link):
     type = "link_header"
-    rules = PAGINATION_RULES["link_header"]
 
     def _link(self, request: PageRequest, page: PageView) -> str | None:
         return page.next_link
@@ -255,5 +355,27 @@ def paginator(config: Pagination, records_path: str | None = None) -> Paginator:
     return STRATEGIES[config.type](config, records_path)
 
 
-def _with(request: PageRequest, changes: Mapping[str, str]) -> PageRequest:
-    return replace(request, params={**(request.params or {}), **changes}, number=request.number + 1)
+def _flag(value: Any, name: str, path: JsonPath, number: int) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise PaginationError(f"page {number}: {name} '{path}' holds {describe(value)}, not true or false")
+
+
+def _set_at(body: Any, path: str, value: Any) -> Any:
+    """A copy of the JSON ``body`` with ``value`` at the dotted ``path`` (mappings created when missing);
+    None removes the key."""
+    out = copy.deepcopy(body) if isinstance(body, dict) else {}
+    parts = list(parse_path(path).parts)
+    node = out
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    if value is None:
+        node.pop(parts[-1], None)
+    else:
+        node[parts[-1]] = value
+    return out

@@ -280,6 +280,9 @@ class Planner:
             }
             headers = {k: templates.render_header(v, context) for k, v in request.headers.items()}
             body = templates.render_value(request.body, context) if request.body is not None else None
+            if request.graphql is not None:  # the query as written: its braces are GraphQL's
+                variables = templates.render_value(request.graphql.variables, context)
+                body = {"query": request.graphql.query, "variables": variables}
             if linkage is None:  # configured templates
                 assert iteration is not None and iteration.linkage is not None
                 linkage = {k: templates.parse(v).render(context) for k, v in iteration.linkage.items()}
