@@ -51,7 +51,9 @@ def test_page_number_requests() -> None:
         "stop_when_empty_path": "data",
     }
     pager = paginator(Pagination(**config))
-    assert pager.first(PageRequest(URL, {"q": "x"})) == PageRequest(URL, {"q": "x", "page": "1", "per_page": "2"}, 1)
+    assert pager.first(PageRequest(URL, {"q": "x"})) == PageRequest(
+        URL, {"q": "x", "page": "1", "per_page": "2"}, 1
+    )
     steps = walk(config, [records(1, 2), records(3, 4), records(5)])
     assert [params(s) for s in steps[:2]] == [
         {"q": "x", "page": "2", "per_page": "2"},

@@ -21,7 +21,7 @@ What fails the item (``PaginationError``), never read as an end:
 - the records path (``records.path``) missing from a page, or not a list; so ``has_more_path``,
   ``done_path`` and ``total_path``;
 - page_number/offset over a page that is an object with no records path to count its records;
-- ``has_more`` true with no next cursor;
+- ``has_more`` true with no next cursor (the page is kept);
 - a cursor or next URL seen before in the item, or a page whose records equal the previous page's
   (a server that repeats its last page): ``pagination loop: ...``;
 - more pages left at ``max_pages`` (the pages fetched are kept).
@@ -119,11 +119,12 @@ class Paginator:
             shorter = records is not None and len(records) < self._longest
             if not (self.counts_records and shorter):
                 nxt = self._next(request, page, records)
-            if nxt is None and said_more:
-                raise PaginationError(
+            if nxt is None and said_more:  # the page is kept; what follows it cannot be reached
+                broken = (
                     f"page {request.number} says more pages follow ({self.config.has_more_path} is true),"
                     f" but it has no next {self._what_next()}"
                 )
+                return Step(True, None, broken, records)
         if records is not None:
             self._longest = max(self._longest, len(records))
             self._previous = records

@@ -67,6 +67,16 @@ channel; ids ``t1``, ``t1-c2``, ``t1-c2-m3``):
     ``/graph/teams/{team}/channels/{channel}/messages?cursor=`` -> ``{"data": [10 messages],
     "next_cursor": str|null}``; an unknown channel is 404.
     ``/graph/users?ids=a,b`` -> ``{"value": [{"id", "name"} for each id]}``: a batch of ids in one request.
+Cursors in every place (over ``Upstream.records``, pages of ``page_size``/``limit``, default 10):
+    ``POST /pages/notion`` body ``{"start_cursor"?, "page_size"?}`` -> ``{"results", "has_more", "next_cursor"}``;
+    the last page still carries a ``next_cursor`` (``"stale"``) with ``has_more: false``.
+    ``POST /graphql`` body ``{"query", "variables": {"after"?, "first"?}}`` -> ``{"data": {"search": {"nodes",
+    "pageInfo": {"endCursor", "hasNextPage"}}}}``; a ``query`` without ``search`` is 400.
+    ``/pages/header-cursor?cursor=`` -> a bare list; the next cursor in the ``X-Next-Cursor`` header.
+    ``/pages/needs-cursor?cursor=`` (or header ``X-Cursor``) -> ``{"data", "next_cursor"}``; 400 without a
+    cursor; ``start`` is the first page.
+    ``/pages/filtered?status=&cursor=`` -> ``{"data", "next_cursor"}``; ``status`` (required on the first
+    page) with a ``cursor`` is 400, as APIs that refuse filters beside a cursor do.
 ``/pages/numbers?offset=&limit=`` -> ``{"data": [{"id": n}, ...]}`` for n in 1..``Upstream.numbers``,
     generated per page (nothing held): a parent of any size (limit default 1000, at most 5000).
 ``/echo`` (GET, POST, PUT)
@@ -382,6 +392,9 @@ class Upstream:
         self.max_rows = 20  # the page-size cap of /pages/capped-*
         self.graph = GraphShape()
         self.numbers = 1000  # records of /pages/numbers
+        self.bodies: list[
+            tuple[str, Any]
+        ] = []  # (path, parsed JSON body) of every POST to /pages/notion, /graphql
         self.api_key = api_key
         self.api_key_header = "X-API-Key"
         self.api_key_query_param = "api_key"
@@ -567,6 +580,11 @@ class Upstream:
             Route("/graph/teams/{team}/channels/{channel}/messages", handled(self._graph_messages)),
             Route("/graph/users", handled(self._graph_users)),
             Route("/pages/numbers", handled(self._numbers)),
+            Route("/pages/notion", handled(self._notion), methods=["POST"]),
+            Route("/graphql", handled(self._graphql), methods=["POST"]),
+            Route("/pages/header-cursor", handled(self._header_cursor)),
+            Route("/pages/needs-cursor", handled(self._needs_cursor)),
+            Route("/pages/filtered", handled(self._filtered)),
             Route("/echo", handled(self._echo), methods=["GET", "POST", "PUT"]),
         ]
         return Starlette(routes=routes, lifespan=lifespan)
@@ -864,6 +882,53 @@ class Upstream:
         if not ids:
             raise _BadRequest("ids is required")
         return JSONResponse({"value": [{"id": i, "name": f"User {i}"} for i in ids]})
+
+    def _window(self, cursor: str | None, size: int) -> tuple[list[dict[str, Any]], str | None]:
+        """The records after ``cursor`` (an encoded position) and the next cursor (None at the end)."""
+        position = self._decode_cursor(cursor) if cursor else 0
+        page = self.records[position : position + size]
+        more = position + size < len(self.records)
+        return page, self._encode_cursor(position + size) if more else None
+
+    async def _notion(self, request: Request) -> Response:
+        body = await request.json()
+        self.bodies.append((request.url.path, body))
+        page, nxt = self._window(body.get("start_cursor"), int(body.get("page_size") or 10))
+        return JSONResponse({"results": page, "has_more": nxt is not None, "next_cursor": nxt or "stale"})
+
+    async def _graphql(self, request: Request) -> Response:
+        body = await request.json()
+        self.bodies.append((request.url.path, body))
+        if "search" not in str(body.get("query", "")):
+            raise _BadRequest("Field 'search' missing from the query")
+        variables = body.get("variables") or {}
+        page, nxt = self._window(variables.get("after"), int(variables.get("first") or 10))
+        info = {"endCursor": nxt, "hasNextPage": nxt is not None}
+        return JSONResponse({"data": {"search": {"nodes": page, "pageInfo": info}}})
+
+    async def _header_cursor(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        page, nxt = self._window(request.query_params.get("cursor"), 10)
+        return JSONResponse(page, headers={"X-Next-Cursor": nxt} if nxt else {})
+
+    async def _needs_cursor(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        cursor = request.query_params.get("cursor") or request.headers.get("x-cursor")
+        if not cursor:
+            raise _BadRequest("cursor is required; send cursor=start for the first page")
+        page, nxt = self._window(None if cursor == "start" else cursor, 10)
+        return JSONResponse({"data": page, "next_cursor": nxt})
+
+    async def _filtered(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        cursor = request.query_params.get("cursor")
+        status = request.query_params.get("status")
+        if cursor and status:
+            raise _BadRequest("status cannot be combined with a cursor")
+        if not cursor and not status:
+            raise _BadRequest("status is required")
+        page, nxt = self._window(cursor, 10)
+        return JSONResponse({"data": page, "next_cursor": nxt})
 
     async def _numbers(self, request: Request) -> Response:
         _reject_repeated_params(request)
