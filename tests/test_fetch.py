@@ -328,3 +328,15 @@ async def test_without_configured_headers_json_is_preferred_and_anything_accepte
     sent = h.sent[0]
     assert sent.headers["Accept"] == "application/json, */*;q=0.5"
     assert sent.headers["Accept-Encoding"] == "gzip, deflate"
+
+
+def test_the_redactor_masks_every_form_a_secret_travels_in() -> None:
+    secret = "s3cr3t/Value+with=odd&chars"
+    redact = Redactor([secret])
+    forms = [
+        secret,
+        "s3cr3t%2FValue%2Bwith%3Dodd%26chars",  # quote / quote_plus
+        "s3cr3t/Value%2Bwith%3Dodd%26chars",  # the query value as aiohttp (yarl) sends it, as a server echoes it
+        base64.b64encode(secret.encode()).decode(),
+    ]
+    assert [redact(f"got {form}.") for form in forms] == ["got ***."] * len(forms)
