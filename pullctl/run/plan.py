@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -161,8 +161,13 @@ def build_plan(
     only: dict[str, list[str]] | None = None,
     overrides: dict[str, str] | None = None,
     limit: int | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> Plan:
-    """The fetch tasks for ``items`` (None: a source without iteration), filtered, sharded and limited."""
+    """The fetch tasks for ``items`` (None: a source without iteration), filtered, sharded and limited.
+
+    ``secrets``: the resolved values of ``ingestion.secrets`` by name, for ``{secret.NAME}`` (run/secrets.py).
+    A secret is rendered as it is: httpx percent-encodes it in the query, headers and body take it as is.
+    """
     ing = config.ingestion
     assert ing.request is not None, "only scheduled_pull sources are planned"
     request = ing.request
@@ -172,10 +177,15 @@ def build_plan(
         "window": {"start": window.start, "end": window.end},
         "run": {"id": run_id},
         "source": {"id": config.source_id},
+        templates.SECRET_VARIABLE: dict(secrets or {}),
     }
     known = set(templates.BUILTIN_VARIABLES) | ({iteration.foreach} if iteration else set())
     for name, value in (overrides or {}).items():
         for fld in templates.template_fields(value):
+            if fld.root == templates.SECRET_VARIABLE:
+                raise UsageError(
+                    f"--set {name}={value}: a secret can only be used in the source config's request"
+                )
             if fld.root not in known:
                 raise UsageError(f"--set {name}={value}: unknown template variable '{fld.root}'")
 

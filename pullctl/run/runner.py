@@ -33,7 +33,7 @@ from pullctl.redact import Redactor
 from pullctl.run.fetch import Fetcher, Page
 from pullctl.run.iteration import resolve_items
 from pullctl.run.plan import FetchTask, Plan, Shard, Window, build_plan, scheduled_window
-from pullctl.run.secrets import resolve_secret
+from pullctl.run.secrets import resolve_named_secrets, resolve_secret
 from pullctl.run.transport import env_proxy, make_transport, proxy_userinfo
 from pullctl.settings import Settings
 
@@ -184,6 +184,7 @@ async def _execute(
         state.redact.add(secret)
         if ing.request.auth_type == "basic":
             state.redact.add(secret.partition(":")[2])
+    named = await resolve_named_secrets(ing, settings, state.redact)
     items = await resolve_items(ing.iteration, settings)
     only = options.only
     if options.replay_items is not None and ing.iteration is not None:
@@ -198,6 +199,7 @@ async def _execute(
         only=only,
         overrides=options.overrides,
         limit=options.limit,
+        secrets=named,
     )
     record.counts["items"] = plan.items
     record.counts["skipped"] = len(plan.skipped)
