@@ -256,11 +256,17 @@ def test_render_never_holds_a_secret_value(cli: Cli, tmp_path: Path) -> None:
             "auth_type": "bearer",
             "secret_store": "kubernetes",
             "secret_key": "api-token",
+            "headers": {"X-Token": "{secret.header_token}"},
         },
+        secrets={"header_token": {"secret_store": "kubernetes", "secret_key": "header-token"}},
     )
-    result = cli("render", "-c", str(tmp_path), env={"PULLCTL_SECRET_KUBERNETES_API_TOKEN": SECRET})
+    env = {
+        "PULLCTL_SECRET_KUBERNETES_API_TOKEN": SECRET,
+        "PULLCTL_SECRET_KUBERNETES_HEADER_TOKEN": HEADER_SECRET,
+    }
+    result = cli("render", "-c", str(tmp_path), env=env)
     assert result.exit_code == 0
-    assert "secretKeyRef" in result.stdout
+    assert result.stdout.count("secretKeyRef") == 3  # the store URL, the auth secret, the named secret
     _assert_clean(result.stdout, result.stderr)
 
 
