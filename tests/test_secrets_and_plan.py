@@ -272,6 +272,16 @@ def test_plan_renders_named_secrets_into_query_headers_and_body_only() -> None:
     assert (task.url, task.params) == ("https://x.example/v1", {"key": "a&b=c/d%2F"})  # httpx encodes it
     assert task.headers == {"Authorization": "Token a&b=c/d%2F"}
     assert task.body == {"auth": {"token": "a&b=c/d%2F"}, "n": 1}
+    plan = build_plan(config, WINDOW, None, "r", secrets={"tok": "t\u00f6ken"})  # httpx cannot send it
+    assert (plan.tasks, plan.skipped) == (
+        [],
+        [
+            (
+                "s",
+                "header value from 'Token {secret.tok}' holds a character outside ASCII; a header carries ASCII",
+            )
+        ],
+    )
     with pytest.raises(
         UsageError, match=r"^--set key=\{secret\.tok\}: a secret can only be used in the source"
     ):

@@ -143,10 +143,15 @@ def format_value(value: Any, fld: Field) -> str:
 
 
 def render_header(template: str, context: dict[str, Any]) -> str:
-    """Render a header value; CR or LF in the result would smuggle a header and is refused."""
+    """Render a header value; CR or LF in the result would smuggle a header and is refused, and so is a
+    character outside ASCII (httpx could not send it). The message names the template, never the value."""
     value = parse(template).render(context)
     if "\r" in value or "\n" in value:
         raise ValueError(f"header value from {template!r} contains a line break")
+    if not value.isascii():
+        raise ValueError(
+            f"header value from {template!r} holds a character outside ASCII; a header carries ASCII"
+        )
     return value
 
 
