@@ -1,7 +1,9 @@
 """Masking of secret values wherever text leaves pullctl: logs, errors, run records, URLs.
 
-A secret is masked in its plain form, URL-encoded (both ``quote`` and ``quote_plus``) and base64-encoded
-(as in a Basic ``Authorization`` header), so none of the forms a value travels in can leak.
+A secret is masked in its plain form, URL-encoded (both ``quote`` and ``quote_plus``, and as a query value
+goes on the wire: aiohttp's yarl un-escapes the characters a query may hold as they are, so a server echoes
+``a/b%2Bc`` for ``a%2Fb%2Bc``) and base64-encoded (as in a Basic ``Authorization`` header), so none of the
+forms a value travels in can leak.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import base64
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
+# What yarl (under the aiohttp transport) leaves un-escaped in a query value.
+WIRE_SAFE = "!$'()*,/:?@"
 
 
 class Redactor:
@@ -25,6 +29,7 @@ class Redactor:
             secret,
             quote(secret, safe=""),
             quote_plus(secret),
+            quote_plus(secret, safe=WIRE_SAFE),
             base64.b64encode(secret.encode()).decode(),
         }
         for form in forms:

@@ -22,6 +22,15 @@ ITER = (
 """
 )
 
+SECRETS = BASE.replace(
+    "  request:",
+    """\
+  secrets:
+    dev_token: {secret_store: azure-kv, secret_key: google-ads-developer-token}
+    client_id: {secret_store: kubernetes, secret_key: graph-client-id}
+  request:""",
+)
+
 # (id, yaml text, target, expected issues as printed)
 INVALID: list[tuple[str, str, str, list[str]]] = [
     (
@@ -66,7 +75,7 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         "k8s",
         [
             "case.yaml:6:3: ingestion.frobnicate: unknown field 'frobnicate' (allowed: mode, schedule, timezone,"
-            " deadline_seconds, request, records, iteration, pagination, retry, rate_limit, dedup, events)"
+            " deadline_seconds, secrets, request, records, iteration, pagination, retry, rate_limit, dedup, events)"
         ],
     ),
     (
@@ -174,7 +183,7 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         "k8s",
         [
             "case.yaml:6:5: ingestion.request.parameters: template '{regoin.latitude}' names unknown variable"
-            " 'regoin' (known: region, run, source, window); did you mean '{region.latitude}'?"
+            " 'regoin' (known: region, run, secret, source, window); did you mean '{region.latitude}'?"
         ],
     ),
     (
@@ -409,5 +418,83 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         BASE + "  iteration:\n    foreach: x\n    items: [{id: 1}]\n    batch: {size: 1}\n",
         "k8s",
         ["case.yaml:9:19: ingestion.iteration.batch.size: must be greater than or equal to 2 (got 1)"],
+    ),
+    (
+        "secret-undeclared-did-you-mean",
+        SECRETS + "    headers: {developer-token: '{secret.dev_tokn}'}\n",
+        "k8s",
+        [
+            "case.yaml:9:14: ingestion.request.headers: template '{secret.dev_tokn}' names undeclared secret"
+            " 'dev_tokn' (declared in ingestion.secrets: client_id, dev_token); did you mean '{secret.dev_token}'?"
+        ],
+    ),
+    (
+        "secret-none-declared",
+        BASE + "    parameters: {key: '{secret.client_id}'}\n",
+        "k8s",
+        [
+            "case.yaml:6:17: ingestion.request.parameters: template '{secret.client_id}' names undeclared secret"
+            " 'client_id'; declare it in ingestion.secrets as client_id: {secret_store: STORE, secret_key: KEY}"
+        ],
+    ),
+    (
+        "secret-without-a-name",
+        SECRETS + "    method: POST\n    body: {token: '{secret}'}\n",
+        "k8s",
+        [
+            "case.yaml:10:11: ingestion.request.body: template '{secret}': write {secret.NAME}, NAME one of"
+            " ingestion.secrets (client_id, dev_token)"
+        ],
+    ),
+    (
+        "secret-in-base-url",
+        SECRETS.replace("v1/forecast", "v1/{secret.client_id}/forecast"),
+        "k8s",
+        [
+            "case.yaml:8:15: ingestion.request.base_url: template '{secret.client_id}': a secret cannot go into"
+            " request.base_url: the URL path is stored with every document and shown in logs; send the secret as"
+            " a query parameter (request.parameters) or a header (request.headers), where it is masked"
+        ],
+    ),
+    (
+        "secret-in-linkage",
+        SECRETS
+        + "  iteration:\n    foreach: region\n    items: [{id: 1}]\n    linkage: {t: '{secret.dev_token}'}\n",
+        "k8s",
+        [
+            "case.yaml:12:14: ingestion.iteration.linkage: template '{secret.dev_token}': a secret cannot go into"
+            " iteration.linkage: linkage is stored in plain text with every document"
+        ],
+    ),
+    (
+        "secret-as-foreach",
+        BASE + "  iteration:\n    foreach: secret\n    items: [{id: 1}]\n",
+        "k8s",
+        [
+            "case.yaml:7:14: ingestion.iteration.foreach: 'secret' is a built-in variable (window, run, source,"
+            " secret); pick another name"
+        ],
+    ),
+    (
+        "secret-name-not-an-identifier",
+        SECRETS.replace("    dev_token:", "    dev-token:"),
+        "k8s",
+        [
+            "case.yaml:5:5: ingestion.secrets.dev-token: a secret's name must be an identifier (letters, digits"
+            " and _, not starting with a digit), as written in {secret.NAME} (got 'dev-token')"
+        ],
+    ),
+    (
+        "secret-entry-misspelt-and-incomplete",
+        SECRETS.replace("{secret_store: azure-kv,", "{secret_stor: azure-kv,").replace(
+            "secret_key: graph-client-id", "secret_key: ''"
+        ),
+        "k8s",
+        [
+            "case.yaml:5:5: ingestion.secrets.dev_token.secret_store: 'secret_store' is required",
+            "case.yaml:5:17: ingestion.secrets.dev_token.secret_stor: unknown field 'secret_stor'; did you mean"
+            " 'secret_store'?",
+            "case.yaml:6:55: ingestion.secrets.client_id.secret_key: must have at least 1 character (got '')",
+        ],
     ),
 ]

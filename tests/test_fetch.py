@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from pullctl.config.models import Retry, SourceConfig
-from pullctl.errors import FetchError, SecretError
+from pullctl.errors import FetchError
 from pullctl.redact import Redactor
 from pullctl.retry import backoff_delay, retry_after_seconds
 from pullctl.run.fetch import USER_AGENT, Fetcher, RateLimiter, with_query
@@ -182,9 +182,14 @@ async def test_auth(request_cfg: dict[str, str], secret: str, header: Any, query
 
 
 @pytest.mark.anyio
-async def test_basic_secret_without_colon() -> None:
-    with pytest.raises(SecretError, match="the secret 'key' for basic auth must hold 'user:password'"):
-        await Harness(config(auth_type="basic", secret_store="s", secret_key="key"), "nocolon").pages()
+async def test_basic_secret_without_colon_is_the_user_name_with_an_empty_password() -> None:
+    h = Harness(
+        config(auth_type="basic", secret_store="s", secret_key="key"), "sk_live_k3y", [json_response({})]
+    )
+    await h.pages()
+    header = "Basic " + base64.b64encode(b"sk_live_k3y:").decode()
+    assert h.sent[0].headers["Authorization"] == header
+    assert h.redact(f"Authorization: {header}") == "Authorization: Basic ***"  # the form it travels in
 
 
 @pytest.mark.anyio
@@ -251,6 +256,39 @@ async def test_next_page_on_another_origin_is_refused_with_credentials() -> None
         match=r"the next page is on another origin \(evil.example\); pullctl sends credentials only to api.example.com",
     ):
         await h.pages()
+
+
+@pytest.mark.parametrize("where", ["headers", "parameters", "body"])
+@pytest.mark.anyio
+async def test_a_request_carrying_a_named_secret_goes_to_no_other_origin(where: str) -> None:
+    """No auth_type, but a {secret.NAME} in a header, a query parameter or the body: next pages and
+    redirects to another host are refused as they are for the auth secret."""
+    carrier: dict[str, Any] = {where: {"token": "{secret.token}"}}
+    if where == "body":
+        carrier["method"] = "POST"
+    cfg = SourceConfig.model_validate(
+        {
+            "source_id": "s",
+            "ingestion": {
+                "schedule": "@daily",
+                "secrets": {"token": {"secret_store": "vault", "secret_key": "token"}},
+                "request": {"base_url": URL, **carrier},
+                "pagination": {"type": "next_url", "next_url_path": "next"},
+            },
+        }
+    )
+    page = json_response({"results": [1], "next": "https://evil.example/p2"})
+    with pytest.raises(FetchError) as exc:
+        await Harness(cfg, answers=[page]).pages()
+    assert exc.value.message == (
+        "the next page is on another origin (evil.example); pullctl sends credentials only to api.example.com"
+    )
+    away = httpx.Response(302, headers={"Location": "https://evil.example/steal"})
+    h = Harness(cfg, answers=[away])
+    with pytest.raises(FetchError) as exc:
+        await h.pages()
+    assert exc.value.message == "redirected to another origin (evil.example); credentials not sent"
+    assert len(h.sent) == 1
 
 
 def test_retry_after_parsing() -> None:
@@ -328,3 +366,15 @@ async def test_without_configured_headers_json_is_preferred_and_anything_accepte
     sent = h.sent[0]
     assert sent.headers["Accept"] == "application/json, */*;q=0.5"
     assert sent.headers["Accept-Encoding"] == "gzip, deflate"
+
+
+def test_the_redactor_masks_every_form_a_secret_travels_in() -> None:
+    secret = "s3cr3t/Value+with=odd&chars"
+    redact = Redactor([secret])
+    forms = [
+        secret,
+        "s3cr3t%2FValue%2Bwith%3Dodd%26chars",  # quote / quote_plus
+        "s3cr3t/Value%2Bwith%3Dodd%26chars",  # the query value as aiohttp (yarl) sends it, as a server echoes it
+        base64.b64encode(secret.encode()).decode(),
+    ]
+    assert [redact(f"got {form}.") for form in forms] == ["got ***."] * len(forms)

@@ -389,6 +389,58 @@ def test_secret_key_that_cannot_name_a_secret_is_a_located_error(tmp_path: Path)
     assert render_configs(str(tmp_path), options)
 
 
+NAMED_SECRETS = """\
+    headers: {developer-token: "{secret.dev_token}", X-Graph-Client: "{secret.client_id}"}
+  secrets:
+    dev_token: {secret_store: azure-kv, secret_key: google-ads-developer-token}
+    client_id: {secret_store: kubernetes, secret_key: graph-client-id}
+    same_as_auth: {secret_store: kubernetes, secret_key: api-token}
+"""
+KUBERNETES_AUTH = "    auth_type: bearer\n    secret_store: kubernetes\n    secret_key: api-token\n"
+
+
+@pytest.mark.parametrize("dapr", [False, True])
+def test_named_secrets_of_store_kubernetes_are_secret_key_refs_once_each(tmp_path: Path, dapr: bool) -> None:
+    """SOURCES.md §2: a named secret of store kubernetes is a secretKeyRef like the auth secret; one of another
+    store comes from DAPR (no env entry); the auth secret and a named one for the same key are one entry."""
+    write_source(tmp_path, "named", request=KUBERNETES_AUTH + NAMED_SECRETS)
+    options = RenderOptions(
+        image=IMAGE,
+        namespace="pulls",
+        dapr=dapr,
+        secret_refs={"graph-client-id": SecretRef("graph", "client-id")},
+    )
+    objects = render_configs(str(tmp_path), options)
+    for obj in objects:
+        validate_strict(obj)
+    optional = {"optional": True} if dapr else {}
+    secret_env = [
+        e for e in pod_spec(cronjob(objects, "named"))["containers"][0]["env"] if "SECRET_" in e["name"]
+    ]
+    assert secret_env == [
+        {
+            "name": "PULLCTL_SECRET_KUBERNETES_API_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "api-token", "key": "api-token", **optional}},
+        },
+        {
+            "name": "PULLCTL_SECRET_KUBERNETES_GRAPH_CLIENT_ID",
+            "valueFrom": {"secretKeyRef": {"name": "graph", "key": "client-id", **optional}},
+        },
+    ]
+
+
+def test_a_named_secret_key_that_cannot_name_a_secret_is_a_located_error(tmp_path: Path) -> None:
+    named = "  secrets:\n    token: {secret_store: kubernetes, secret_key: Graph_Token}\n"
+    path = write_source(tmp_path, "odd", request='    headers: {X-Token: "{secret.token}"}\n' + named)
+    with pytest.raises(ConfigError) as caught:
+        render_configs(str(tmp_path), OPTIONS)
+    assert str(caught.value) == (
+        f"1 config error:\n{path}:1:1: ingestion.secrets.token.secret_key: 'Graph_Token' is not usable as a"
+        " Kubernetes Secret name and key (must be a lower-case DNS subdomain (a-z, 0-9, '-', '.'; at most 253"
+        " characters)); map it with --secret-ref Graph_Token=<secret-name>/<key>"
+    )
+
+
 # -- DAPR -----------------------------------------------------------------------------------------------------------
 
 

@@ -275,7 +275,7 @@ ROOT = "source_id: root\ningestion:\n  request: {base_url: 'https://api.example.
             },
             [
                 "c2.yaml:3:23: ingestion.request.base_url: template '{teem.id}' names unknown variable 'teem'"
-                " (known: channel, run, source, team, window); did you mean '{team.id}'?"
+                " (known: channel, run, secret, source, team, window); did you mean '{team.id}'?"
             ],
         ),
         (

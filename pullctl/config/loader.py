@@ -299,22 +299,25 @@ def _documents(text: str, file: str, issues: list[Issue]) -> list[tuple[Any, _Po
 def _model_at(loc: Loc) -> type[BaseModel] | None:
     """The model class whose field set applies at ``loc`` (for did-you-mean suggestions)."""
     model: type[BaseModel] | None = SourceConfig
+    is_key = False  # the part after a field of type dict[str, Model] is a key of that mapping
     for part in loc:
         if model is None:
             return None
-        if isinstance(part, int):
+        if isinstance(part, int) or is_key:
+            is_key = False
             continue
         info = model.model_fields.get(part)
         if info is None:
             return None
         model = _find_model(info.annotation)
+        is_key = typing.get_origin(info.annotation) is dict
     return model
 
 
 def _find_model(tp: Any) -> type[BaseModel] | None:
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return tp
-    if typing.get_origin(tp) in (typing.Union, types.UnionType, typing.Annotated, list):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType, typing.Annotated, list, dict):
         for arg in typing.get_args(tp):
             found = _find_model(arg)
             if found:
@@ -326,6 +329,8 @@ _PATTERN_HELP = {
     "source_id": "must be a lower-case DNS label: a-z, 0-9 and '-', starting and ending alphanumeric",
     "foreach": "must be an identifier (letters, digits and _, not starting with a digit)",
     "mcp_path": "must start with '/'",
+    "secrets": "a secret's name must be an identifier (letters, digits and _, not starting with a digit),"
+    " as written in {secret.NAME}",
 }
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean"}
 
@@ -392,17 +397,19 @@ def _validation_issues(
             message = f"must be {either} (got {_describe(value)})"
             found[exists] = Issue(file, line, col, format_loc(prefix + exists), message)
             continue
+        is_key = rest == ("[key]",)  # a mapping's key is at fault, not its value
+        named = loc[-3] if is_key and len(loc) > 2 else loc[-1] if loc else None
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]  # our own validators name the value already
         else:
-            if kind == "string_pattern_mismatch" and loc and loc[-1] in _PATTERN_HELP:
-                msg = _PATTERN_HELP[str(loc[-1])]
+            if kind == "string_pattern_mismatch" and named in _PATTERN_HELP:
+                msg = _PATTERN_HELP[str(named)]
             msg = msg.replace("Input should be", "must be").replace("String should", "must")
             msg = msg.replace("List should", "must").replace("Dictionary should", "must")
             if kind == "string_too_long" and loc == ("source_id",):
                 msg += " (the CronJob name pull-<source_id> must fit in 52)"
             msg += f" (got {_describe(value)})"
-        line, col = pos.of_value(exists)
+        line, col = pos.keys[exists] if is_key and exists in pos.keys else pos.of_value(exists)
         found.setdefault(exists, Issue(file, line, col, format_loc(prefix + exists), msg))
     return list(found.values())
 

@@ -131,6 +131,16 @@ class Records(_Strict):
         return check_path(v)
 
 
+class NamedSecret(_Strict):
+    """Where a named secret comes from (DESIGN §4): ``PULLCTL_SECRET_<STORE>_<KEY>``, else the DAPR store."""
+
+    secret_store: Annotated[str, Field(min_length=1, description='DAPR secret store name, or "kubernetes"')]
+    secret_key: Annotated[str, Field(min_length=1, description="the secret's name in that store")]
+
+
+SecretName = Annotated[str, Field(pattern=IDENT_RE)]
+
+
 class Iteration(_Strict):
     foreach: Annotated[str, Field(pattern=IDENT_RE, description="template variable name for the item")]
     source_mcp: str | None = Field(None, description="MCP server: DAPR app-id")
@@ -365,6 +375,10 @@ class Ingestion(_Strict):
     deadline_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = Field(
         3600, description="longest a run may take (CronJob activeDeadlineSeconds; stale run records)"
     )
+    secrets: dict[SecretName, NamedSecret] = Field(
+        default_factory=dict,
+        description="{name: {secret_store, secret_key}}; {secret.name} in request parameters, headers, body",
+    )
     request: Request | None = None
     records: Records | None = None
     iteration: Iteration | None = None
@@ -459,10 +473,44 @@ class Ingestion(_Strict):
             for fld in fields:
                 if ancestors is None and fld.root not in known:
                     continue
-                problem = _unknown_variable(fld, known)
+                if fld.root == templates.SECRET_VARIABLE:
+                    problem = _secret_problem(fld, where, list(self.secrets))
+                else:
+                    problem = _unknown_variable(fld, known)
                 if problem:
                     return where, problem
         return None
+
+
+# Where a secret may not go, and why.
+_NO_SECRETS = {
+    "request.base_url": "the URL path is stored with every document and shown in logs; send the secret as a"
+    " query parameter (request.parameters) or a header (request.headers), where it is masked",
+    "iteration.linkage": "linkage is stored in plain text with every document",
+}
+
+
+def _secret_problem(fld: templates.Field, where: str, declared: list[str]) -> str | None:
+    """``{secret.NAME}``: allowed in parameters, headers and body, for a NAME under ``ingestion.secrets``."""
+    from difflib import get_close_matches
+
+    if where in _NO_SECRETS:
+        return f"template '{{{fld.expression}}}': a secret cannot go into {where}: {_NO_SECRETS[where]}"
+    listed = f"declared in ingestion.secrets: {', '.join(sorted(declared))}"
+    if len(fld.path) != 2:
+        names = f" ({', '.join(sorted(declared))})" if declared else ""
+        return f"template '{{{fld.expression}}}': write {{secret.NAME}}, NAME one of ingestion.secrets{names}"
+    name = fld.path[1]
+    if name in declared:
+        return None
+    if not declared:
+        return (
+            f"template '{{{fld.expression}}}' names undeclared secret '{name}';"
+            f" declare it in ingestion.secrets as {name}: {{secret_store: STORE, secret_key: KEY}}"
+        )
+    hint = get_close_matches(name, declared, n=1)
+    suggestion = f"; did you mean '{{secret.{hint[0]}}}'?" if hint else ""
+    return f"template '{{{fld.expression}}}' names undeclared secret '{name}' ({listed}){suggestion}"
 
 
 def _unknown_variable(fld: templates.Field, known: dict[str, tuple[str, ...]]) -> str | None:

@@ -2,6 +2,7 @@
 
     {region.latitude}            a field of the iteration item
     {window.start:%Y-%m-%d}      a strftime format for dates
+    {secret.dev_token}           a named secret (request parameters, headers and body only)
     {{ and }}                    literal braces
 
 Rendering for a URL percent-encodes every substituted value (``safe=""``), so an item value such as
@@ -24,11 +25,15 @@ from pullctl.config.paths import MISSING, follow
 _FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
 
-#: The variables every run provides, with the fields each one has.
+#: ``{secret.NAME}``: the named secrets of ``ingestion.secrets`` (their names are the source's own).
+SECRET_VARIABLE = "secret"
+
+#: The variables every run provides, with the fields each one has (``()``: fields the config names).
 BUILTIN_VARIABLES: dict[str, tuple[str, ...]] = {
     "window": ("start", "end"),
     "run": ("id",),
     "source": ("id",),
+    SECRET_VARIABLE: (),
 }
 
 
@@ -145,10 +150,15 @@ def format_text(value: Any) -> str:
 
 
 def render_header(template: str, context: dict[str, Any]) -> str:
-    """Render a header value; CR or LF in the result would smuggle a header and is refused."""
+    """Render a header value; CR or LF in the result would smuggle a header and is refused, and so is a
+    character outside ASCII (httpx could not send it). The message names the template, never the value."""
     value = parse(template).render(context)
     if "\r" in value or "\n" in value:
         raise ValueError(f"header value from {template!r} contains a line break")
+    if not value.isascii():
+        raise ValueError(
+            f"header value from {template!r} holds a character outside ASCII; a header carries ASCII"
+        )
     return value
 
 

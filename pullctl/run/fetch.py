@@ -4,8 +4,9 @@ The pieces, top-down: ``Fetcher.pages`` walks an item's pages (``pagination.py``
 and when the item ends); ``_fetch`` runs one page's attempts (``retry.py`` decides, ``transport.py``
 names what failed on the wire); ``_attempt`` is one bounded exchange: ``timeout_seconds`` bounds it as a
 whole (connect to last byte, so a trickling body cannot hang it) and ``max_response_bytes`` its body
-(streamed, never read past the cap). Redirects are followed by hand, at most five, and credentials never
-go to another origin than the configured one (nor do next pages).
+(streamed, never read past the cap). Redirects are followed by hand, at most five, and credentials (the auth
+secret, and a request that carries a ``{secret.NAME}``) never go to another origin than the configured one
+(nor do next pages).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from pullctl.config import templates
 from pullctl.config.models import SourceConfig
 from pullctl.config.paths import describe
-from pullctl.errors import FetchError, SecretError
+from pullctl.errors import FetchError
 from pullctl.redact import Redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, call_with_retries
 from pullctl.run.pagination import PageRequest, PageView, PaginationError, paginator
@@ -126,6 +128,10 @@ class Fetcher:
         self._sleep = sleep
         self._rng = rng
         self._auth_headers, self._auth_params = self._auth(secret)
+        carriers = (self.request.parameters, self.request.headers, self.request.body)
+        self._sends_named_secret = any(
+            f.root == templates.SECRET_VARIABLE for f in templates.template_fields(list(carriers))
+        )
         self._headers = self._merge_headers({})
 
     def _merge_headers(self, configured: dict[str, str]) -> httpx.Headers:
@@ -143,8 +149,9 @@ class Fetcher:
         if req.auth_type == "bearer":
             return {"Authorization": f"Bearer {secret}"}, {}
         if req.auth_type == "basic":
-            if ":" not in secret:
-                raise SecretError(f"the secret '{req.secret_key}' for basic auth must hold 'user:password'")
+            if ":" not in secret:  # an API key as the user name, no password (Freshdesk, Stripe, PrestaShop)
+                secret += ":"
+                self.redact.add(secret)  # its base64 form is what the header carries
             return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}, {}
         if req.auth_query_param:
             return {}, {req.auth_query_param: secret}
@@ -152,7 +159,7 @@ class Fetcher:
 
     @property
     def _has_credentials(self) -> bool:
-        return bool(self._auth_headers or self._auth_params)
+        return bool(self._auth_headers or self._auth_params) or self._sends_named_secret
 
     # -- one item, every page -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -176,7 +176,11 @@ class Planner:
         overrides: dict[str, str] | None = None,
         limit: int | None = None,
         replay: Collection[str] | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
+        """``secrets``: the resolved values of ``ingestion.secrets`` by name, for ``{secret.NAME}``
+        (run/secrets.py); rendered as they are: httpx percent-encodes them in the query, headers and body
+        take them as is."""
         ing = config.ingestion
         assert ing.request is not None, "only scheduled_pull sources are planned"
         self.config, self.request, self.iteration = config, ing.request, ing.iteration
@@ -187,10 +191,15 @@ class Planner:
             "window": {"start": window.start, "end": window.end},
             "run": {"id": run_id},
             "source": {"id": config.source_id},
+            templates.SECRET_VARIABLE: dict(secrets or {}),
         }
         known = set(templates.BUILTIN_VARIABLES) | ({self.iteration.foreach} if self.iteration else set())
         for name, value in (overrides or {}).items():
             for fld in templates.template_fields(value):
+                if fld.root == templates.SECRET_VARIABLE:
+                    raise UsageError(
+                        f"--set {name}={value}: a secret can only be used in the source config's request"
+                    )
                 if fld.root not in known:
                     raise UsageError(f"--set {name}={value}: unknown template variable '{fld.root}'")
         self.url_template = templates.parse(ing.request.base_url)

@@ -36,7 +36,7 @@ from pullctl.redact import Redactor
 from pullctl.run.fetch import Fetcher, Page
 from pullctl.run.iteration import resolve_items
 from pullctl.run.plan import FetchTask, Plan, Planner, Shard, Window, plan_items, scheduled_window
-from pullctl.run.secrets import resolve_secret
+from pullctl.run.secrets import resolve_named_secrets, resolve_secret
 from pullctl.run.transport import env_proxy, make_transport, proxy_userinfo
 from pullctl.settings import Settings
 
@@ -183,6 +183,7 @@ async def _execute(
     assert ing.request is not None
     record = state.record
     secret = await _secret(state, ing.request, settings)
+    named = await resolve_named_secrets(ing, settings, state.redact)
     concurrency = options.concurrency or (ing.iteration.concurrency if ing.iteration else 1)
     planner = Planner(
         config,
@@ -193,6 +194,7 @@ async def _execute(
         overrides=options.overrides,
         limit=options.limit,
         replay=options.replay_items,
+        secrets=named,
     )
     tasks: Iterable[FetchTask] | AsyncIterator[FetchTask]
     if ing.parent is None:
@@ -361,10 +363,11 @@ class _Parents:
         ing = parent.config.ingestion
         assert ing.request is not None
         secret = await _secret(self.state, ing.request, self.settings)
+        named = await resolve_named_secrets(ing, self.settings, self.state.redact)
         fetcher = Fetcher(
             parent.config, self.transport, secret, self.state.redact, self.counts, sleep=self.sleep
         )
-        async for task, ancestors in self.tasks(chain):
+        async for task, ancestors in self.tasks(chain, named):
             try:
                 async for page in fetcher.pages(task):
                     for item in _items_of(page):
@@ -373,19 +376,21 @@ class _Parents:
                 message = f"parent source '{parent.source_id}' (item {task.key}): {exc.message}"
                 raise IterationError(self.state.redact(message)) from None
 
-    async def tasks(self, chain: list[LoadedSource]) -> AsyncIterator[tuple[FetchTask, dict[str, Any]]]:
+    async def tasks(
+        self, chain: list[LoadedSource], secrets: dict[str, str]
+    ) -> AsyncIterator[tuple[FetchTask, dict[str, Any]]]:
         """``chain[0]``'s fetch tasks, each with the ancestors' items its records will carry. A parent item it
         skips is a skipped item of the run: the child cannot have that item's records."""
         parent, rest = chain[0], chain[1:]
         ing = parent.config.ingestion
-        planner = Planner(parent.config, self.window, self.state.record.run_id)
+        planner = Planner(parent.config, self.window, self.state.record.run_id, secrets=secrets)
         if ing.iteration is None:
             task = planner.single()
             if task is not None:
                 yield task, {}
         elif ing.parent is not None:
             index = 0
-            async for item, ancestors in self.records(rest):
+            async for item, ancestors in self.records(rest):  # the grandparent's own secrets
                 task = planner.item(item, index, ancestors)
                 index += 1
                 if task is not None:

@@ -45,6 +45,7 @@ DEFAULT_SET = "default"
 DEFAULT_SERVICE_ACCOUNT = "pullctl-runner"
 DEFAULT_STORE_SECRET = "pullctl-store"
 STORE_SECRET_KEY = "url"
+KUBERNETES_SECRET_STORE = "kubernetes"  # a named secret of this store is rendered as a secretKeyRef
 FIELD_MANAGER = "pullctl"
 CONFIG_DIR = "/etc/pullctl/sources"
 RBAC_HINT = "manifests/rbac.yaml"
@@ -283,11 +284,26 @@ def _configmap(src: LoadedSource, options: RenderOptions) -> Obj:
 
 
 def _secret_env(src: LoadedSource, options: RenderOptions) -> list[Obj]:
-    request = src.config.ingestion.request
-    if request is None or request.auth_type == "none":
-        return []
-    store, key = request.secret_store, request.secret_key
-    assert store and key, "validated: auth needs secret_store and secret_key"
+    """One ``PULLCTL_SECRET_<STORE>_<KEY>`` from a ``secretKeyRef`` per secret the run resolves: the auth
+    secret (any store), and each named secret of store ``kubernetes`` (others come from DAPR); one entry per
+    variable when the two name the same secret."""
+    ing = src.config.ingestion
+    wanted: list[tuple[str, str, str]] = []  # (store, key, the field that names it)
+    if ing.request is not None and ing.request.auth_type != "none":
+        store, key = ing.request.secret_store, ing.request.secret_key
+        assert store and key, "validated: auth needs secret_store and secret_key"
+        wanted.append((store, key, "ingestion.request.secret_key"))
+    for name, ref in ing.secrets.items():
+        if ref.secret_store == KUBERNETES_SECRET_STORE:
+            wanted.append((ref.secret_store, ref.secret_key, f"ingestion.secrets.{name}.secret_key"))
+    env: dict[str, Obj] = {}
+    for store, key, where in wanted:
+        variable = env_name("PULLCTL_SECRET", store, key)
+        env.setdefault(variable, _secret_key_ref(src, options, variable, key, where))
+    return list(env.values())
+
+
+def _secret_key_ref(src: LoadedSource, options: RenderOptions, variable: str, key: str, where: str) -> Obj:
     ref = options.secret_refs.get(key) or SecretRef(key, key)
     if not _valid_subdomain(ref.name) or not _CONFIG_KEY.match(ref.key):
         raise ConfigError(
@@ -297,7 +313,7 @@ def _secret_env(src: LoadedSource, options: RenderOptions) -> list[Obj]:
                     src.file,
                     src.line,
                     1,
-                    "ingestion.request.secret_key",
+                    where,
                     f"'{key}' is not usable as a Kubernetes Secret name and key ({_SUBDOMAIN_HELP});"
                     f" map it with --secret-ref {key}=<secret-name>/<key>",
                 )
@@ -307,7 +323,7 @@ def _secret_env(src: LoadedSource, options: RenderOptions) -> list[Obj]:
     if options.dapr:
         # With a sidecar, the DAPR secret store is the fallback when the Secret is absent (DESIGN §4).
         selector["optional"] = True
-    return [{"name": env_name("PULLCTL_SECRET", store, key), "valueFrom": {"secretKeyRef": selector}}]
+    return {"name": variable, "valueFrom": {"secretKeyRef": selector}}
 
 
 ENV_FROM_KINDS = {"secret": "secretRef", "configmap": "configMapRef"}

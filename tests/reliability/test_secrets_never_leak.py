@@ -31,7 +31,18 @@ from tests.servers.upstream import Upstream
 from tests.test_serve import Served, free_port, wait_for
 
 SECRET = "s3cr3t/Value+with=odd&chars"
-FORMS = {SECRET, quote(SECRET, safe=""), quote_plus(SECRET), base64.b64encode(SECRET.encode()).decode()}
+HEADER_SECRET = "hdr+t0ken/%2F=x"  # a second, named secret (SOURCES.md §2) that travels in a header
+FORMS = {
+    form
+    for value in (SECRET, HEADER_SECRET)
+    for form in (
+        value,
+        quote(value, safe=""),
+        quote_plus(value),
+        quote_plus(value, safe="!$'()*,/:?@"),  # as the aiohttp transport sends a query value
+        base64.b64encode(value.encode()).decode(),
+    )
+}
 SECRET_ENV = {"PULLCTL_SECRET_VAULT_API_KEY": SECRET}
 # The API key goes in the query string: the form most likely to end up in a logged URL.
 AUTH = {
@@ -98,6 +109,58 @@ def test_run_never_prints_or_stores_the_secret(
     _assert_clean(result.stdout, result.stderr, text.stdout, text.stderr, runner.db.read_bytes())
     _assert_clean(*(m.body for m in dapr_emulator.published))
     _assert_clean(runner("runs", "--output", "json").stdout)
+
+
+# Two named secrets instead of auth_type: one in a query parameter, one in a header.
+NAMED = {
+    "key": {"secret_store": "vault", "secret_key": "api-key"},
+    "header_token": {"secret_store": "azure-kv", "secret_key": "header-token"},
+}
+NAMED_ENV = {**SECRET_ENV, "PULLCTL_SECRET_AZURE_KV_HEADER_TOKEN": HEADER_SECRET}
+
+
+@pytest.mark.parametrize("fail", [None, "echo-query", "echo-header-secret", "status-500", "redirect_loop"])
+@pytest.mark.parametrize("where", ["env", "dapr"])
+def test_named_secrets_are_masked_in_every_output(
+    cli: Cli, tmp_path: Path, upstream: Upstream, dapr_emulator: DaprEmulator, fail: str | None, where: str
+) -> None:
+    """The forecast endpoint answers 400 naming the bad value it got: echo-query puts the query secret in
+    ``latitude``, echo-header-secret the header's secret in ``hourly`` too (so the server echoes it back)."""
+    env = {"DAPR_HTTP_ENDPOINT": dapr_emulator.url, "PULLCTL_EVENTS": "dapr://pubsub/t"}
+    if where == "env":
+        env.update(NAMED_ENV)
+    else:
+        dapr_emulator.secrets = {"vault": {"api-key": SECRET}, "azure-kv": {"header-token": HEADER_SECRET}}
+    parameters = {"latitude": "52.5", "longitude": "13.4", "key": "{secret.key}"}
+    if fail == "echo-query":
+        parameters["latitude"] = "{secret.key}"
+    if fail == "echo-header-secret":
+        parameters["hourly"] = "{secret.header_token}"
+    runner = Runner(cli, tmp_path, env)
+    request = {
+        "base_url": f"{upstream.url}/v1/forecast",
+        "parameters": parameters,
+        "headers": {"X-Token": "{secret.header_token}"},
+    }
+    write_source(runner.config, "keyed", secrets=NAMED, request=request, retry=RETRY)
+    if fail in ("status-500", "redirect_loop"):
+        kind, _, status = fail.partition("-")
+        upstream.fail("/v1/forecast", kind, **({"status": int(status)} if status else {}))
+    result = runner("run", "keyed", "--output", "json")
+    dry = runner("run", "keyed", "--dry-run", PULLCTL_LOG_FORMAT="text")
+    assert result.exit_code == (0 if fail is None else 1), result.stderr
+    assert upstream.requests[0].headers["x-token"] == HEADER_SECRET
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    if fail is None:
+        [doc] = runner.documents("keyed")
+        assert doc["request"]["url"].endswith("/v1/forecast?latitude=52.5&longitude=13.4&key=***")
+        assert json.loads(dry.stdout)["request"]["url"] == doc["request"]["url"]
+    elif fail.startswith("echo"):
+        assert record["errors"][0]["message"].endswith(
+            "invalid String value *** for key " + ("latitude" if fail == "echo-query" else "hourly") + '"}'
+        )
+    _assert_clean(result.stdout, result.stderr, dry.stdout, dry.stderr, runner.db.read_bytes())
+    _assert_clean(*(m.body for m in dapr_emulator.published), runner("runs", "--output", "json").stdout)
 
 
 @pytest.mark.parametrize("stage", ["secret", "iteration", "events"])
@@ -239,11 +302,17 @@ def test_render_never_holds_a_secret_value(cli: Cli, tmp_path: Path) -> None:
             "auth_type": "bearer",
             "secret_store": "kubernetes",
             "secret_key": "api-token",
+            "headers": {"X-Token": "{secret.header_token}"},
         },
+        secrets={"header_token": {"secret_store": "kubernetes", "secret_key": "header-token"}},
     )
-    result = cli("render", "-c", str(tmp_path), env={"PULLCTL_SECRET_KUBERNETES_API_TOKEN": SECRET})
+    env = {
+        "PULLCTL_SECRET_KUBERNETES_API_TOKEN": SECRET,
+        "PULLCTL_SECRET_KUBERNETES_HEADER_TOKEN": HEADER_SECRET,
+    }
+    result = cli("render", "-c", str(tmp_path), env=env)
     assert result.exit_code == 0
-    assert "secretKeyRef" in result.stdout
+    assert result.stdout.count("secretKeyRef") == 3  # the store URL, the auth secret, the named secret
     _assert_clean(result.stdout, result.stderr)
 
 
