@@ -13,6 +13,7 @@ from typing import Any
 from pullctl.config.models import Iteration
 from pullctl.config.paths import lookup
 from pullctl.errors import IterationError
+from pullctl.pipeline.store import mask_url, url_redactor
 from pullctl.settings import Settings
 
 
@@ -89,8 +90,10 @@ async def call_mcp_tool(
     from mcp.types import TextContent
 
     url, via_dapr = mcp_endpoint(iteration, settings)
-    server = iteration.source_mcp or url
-    where = f"MCP tool '{iteration.source_tool}' on {server} ({url})"
+    shown = mask_url(url)
+    server = f"{iteration.source_mcp} ({shown})" if iteration.source_mcp else shown
+    where = f"MCP tool '{iteration.source_tool}' on {server}"
+    redact = url_redactor(url)
     headers = {"dapr-api-token": settings.dapr_api_token} if via_dapr and settings.dapr_api_token else {}
     assert iteration.source_tool
     try:
@@ -105,7 +108,7 @@ async def call_mcp_tool(
     except IterationError:
         raise
     except Exception as exc:  # the SDK raises many types (transport, protocol, ExceptionGroup)
-        raise IterationError(f"{where}: {_root_cause(exc)}") from None
+        raise IterationError(f"{where}: {redact(mask_url(_root_cause(exc)))}") from None
     texts = [c.text for c in result.content if isinstance(c, TextContent)]
     if result.is_error:
         raise IterationError(f"{where} failed: {' '.join(texts)[:500] or 'no message'}")
