@@ -13,14 +13,20 @@ import pytest
 
 from pullctl.config.models import Iteration
 from pullctl.errors import IterationError
-from pullctl.run.iteration import call_mcp_tool
+from pullctl.run.iteration import call_mcp_tool, extract_items
 from pullctl.settings import Settings
 from tests.conftest import Cli
 from tests.runkit import Runner, weather, write_source
+from tests.servers.mcp_server import DEFAULT_REGIONS, McpTestServer
 from tests.servers.upstream import Upstream
 
 CLOSED = "http://127.0.0.1:9/mcp"  # the discard port: nothing listens on loopback
 REFUSED = "ConnectError: All connection attempts failed"
+
+
+@pytest.fixture
+def runner(cli: Cli, tmp_path: Path, mcp_server: McpTestServer) -> Runner:
+    return Runner(cli, tmp_path, {"PULLCTL_MCP_URL_PLANTATION_MCP": mcp_server.url})
 
 
 def mcp_error(
@@ -58,3 +64,69 @@ def test_unreachable_mcp_url_is_named_once(cli: Cli, tmp_path: Path, upstream: U
 )
 def test_mcp_error_masks_the_password_of_the_url(source_mcp: str | None, expected: str) -> None:
     assert mcp_error("http://reader:s3cret@127.0.0.1:9/mcp", source_mcp=source_mcp) == expected
+
+
+# --- text contents that are a Python literal (mcp-server-sqlite's read_query answers str(rows)) ---
+
+
+def test_python_literal_text_gives_the_items(mcp_server: McpTestServer) -> None:
+    iteration = Iteration(foreach="region", mcp_url=mcp_server.url, source_tool="list_regions_python")
+    items = asyncio.run(call_mcp_tool(iteration, Settings(environ={})))
+    assert items == [{**r, "active": True, "closed_at": None} for r in DEFAULT_REGIONS]
+
+
+def test_python_literal_text_runs_end_to_end(runner: Runner, upstream: Upstream) -> None:
+    write_source(runner.config, **weather(upstream.url, iteration={"source_tool": "list_regions_python"}))
+    code, [record], _ = runner.run_json("weather-api")
+    assert (code, record["counts"]["stored"]) == (0, 5)
+
+
+def test_text_neither_json_nor_a_literal_keeps_the_clear_error(mcp_server: McpTestServer) -> None:
+    assert mcp_error(mcp_server.url, "list_regions_prose") == (
+        f"MCP tool 'list_regions_prose' on {mcp_server.url}: the tool returned text that is neither JSON "
+        "nor a Python literal: '5 regions: r1, r2, r3, r4, r5'"
+    )
+
+
+WHERE = "MCP tool 't' on http://mcp"
+
+
+@pytest.mark.parametrize(
+    ("text", "items"),
+    [
+        (
+            "[{'id': 'r1', 'on': True, 'off': False, 'x': None}]",
+            [{"id": "r1", "on": True, "off": False, "x": None}],
+        ),
+        ("({'id': 'r1', 'pair': (1, 2.5)},)", [{"id": "r1", "pair": [1, 2.5]}]),  # tuples become lists
+        (
+            "[{1: 'a', None: 'b', 2.5: 'c'}, {True: 'd'}]",
+            [{"1": "a", "null": "b", "2.5": "c"}, {"true": "d"}],
+        ),
+        ('[{"id": "r1", "on": true}]', [{"id": "r1", "on": True}]),  # JSON is still read as JSON
+    ],
+)
+def test_extract_items_reads_python_literals(text: str, items: list[dict[str, Any]]) -> None:
+    assert extract_items(None, [text], None, WHERE) == items
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[{'id': b'r1'}]", "a Python literal JSON cannot hold (bytes): \"[{'id': b'r1'}]\""),
+        ("[{'ids': {1, 2}}]", "a Python literal JSON cannot hold (set): \"[{'ids': {1, 2}}]\""),
+        ("[{'z': 1+2j}]", "a Python literal JSON cannot hold (complex): \"[{'z': 1+2j}]\""),
+        ("[{(1, 2): 'a'}]", "a Python literal JSON cannot hold (a tuple key): \"[{(1, 2): 'a'}]\""),
+        # never evaluated: a call is not a literal
+        ("__import__('os').getcwd()", "neither JSON nor a Python literal: \"__import__('os').getcwd()\""),
+        ("[" * 100_000, "neither JSON nor a Python literal: '" + "[" * 200 + "'"),  # too deep: no crash
+        (
+            "-" * 100_000 + "1",
+            "neither JSON nor a Python literal: '" + "-" * 200 + "'",
+        ),  # MemoryError in 3.11
+    ],
+)
+def test_extract_items_rejects_what_json_cannot_hold(text: str, expected: str) -> None:
+    with pytest.raises(IterationError) as caught:
+        extract_items(None, [text], None, WHERE)
+    assert caught.value.message == f"{WHERE}: the tool returned text that is {expected}"

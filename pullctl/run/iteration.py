@@ -7,6 +7,7 @@ is an ``IterationError`` naming the server, the tool and what came back.
 
 from __future__ import annotations
 
+import ast
 import json
 from typing import Any
 
@@ -36,10 +37,53 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _parse_text(text: str, where: str) -> Any:
+    """A text content as JSON, else as a Python literal (``mcp-server-sqlite`` answers ``str(rows)``).
+
+    ``ast.literal_eval`` reads literals only (nothing is called or looked up); what it gives is made
+    JSON-compatible: tuples become lists, dict keys become strings the way ``json.dumps`` writes them.
+    """
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # deep or huge input: no crash
+        raise IterationError(
+            f"{where}: the tool returned text that is neither JSON nor a Python literal: {text[:200]!r}"
+        ) from None
+    try:
+        return _json_value(value)
+    except ValueError as exc:
+        cannot = f"a Python literal JSON cannot hold ({exc})"
+        raise IterationError(f"{where}: the tool returned text that is {cannot}: {text[:200]!r}") from None
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` (from ``ast.literal_eval``) as JSON values; ValueError names what JSON cannot hold."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, _SCALARS):
+                raise ValueError(f"a {type(key).__name__} key")
+            out[key if isinstance(key, str) else json.dumps(key)] = _json_value(item)
+        return out
+    raise ValueError(type(value).__name__)  # bytes, set, complex, Ellipsis
+
+
 def extract_items(
     structured: Any, texts: list[str], items_path: str | None, where: str
 ) -> list[dict[str, Any]]:
-    """Items from a tool result: ``structured_content`` first, else the text contents parsed as JSON."""
+    """Items from a tool result: ``structured_content`` first, else the text contents parsed as JSON
+    (or as Python literals, see ``_parse_text``)."""
     candidate: Any = None
     if structured is not None:
         if items_path:
@@ -53,14 +97,7 @@ def extract_items(
         else:
             candidate = structured
     else:
-        parsed: list[Any] = []
-        for text in texts:
-            try:
-                parsed.append(json.loads(text))
-            except ValueError:
-                raise IterationError(
-                    f"{where}: the tool returned text that is not JSON: {text[:200]!r}"
-                ) from None
+        parsed = [_parse_text(text, where) for text in texts]
         one = len(parsed) == 1 and isinstance(parsed[0], list | dict)
         candidate = parsed[0] if one else parsed
         if items_path:

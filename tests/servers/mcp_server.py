@@ -7,7 +7,8 @@ gives a started one per test. ``regions`` (a list of dicts, default ``DEFAULT_RE
 ``(tool name, arguments)`` for every call.
 
 What ``mcp.Client(url, mode="auto").call_tool(name, {})`` returns (``CallToolResult``), checked against
-mcp 2.3 in ``tests/test_servers.py``; ``R`` is the region list::
+mcp 2.3 in ``tests/test_servers.py`` (the last two tools in ``tests/test_mcp_interop.py``); ``R`` is the
+region list::
 
     tool                   is_error  structured_content          content
     list_active_regions    False     {"result": R}               one TextContent per region, each an
@@ -22,6 +23,13 @@ mcp 2.3 in ``tests/test_servers.py``; ``R`` is the region list::
                                                                  item holding the whole list
     list_regions_text_items False    None                        one TextContent per region (indented JSON
                                                                  object): "one object per text item"
+    list_regions_python     False    None                        [TextContent(str(rows))]: a Python literal,
+                                                                 not JSON (``True``, ``None``, single quotes),
+                                                                 as the reference SQLite server's
+                                                                 ``read_query`` answers; each row is a region
+                                                                 plus ``"active": True, "closed_at": None``
+    list_regions_prose      False    None                        [TextContent("5 regions: r1, r2, ...")]:
+                                                                 neither JSON nor a Python literal
 
 So a tool returning a list does give ``{"result": [...]}`` (DESIGN §4b), and a non-object return value is
 wrapped the same way (``{"result": "..."}``). ``list_active_regions`` takes an optional ``limit`` argument
@@ -131,6 +139,18 @@ def build_mcp_server(state: McpTestServer) -> MCPServer[Any]:
     def list_regions_text_items() -> list[dict[str, Any]]:
         """No structured content: one text item per region, each a JSON object."""
         return regions("list_regions_text_items", {})
+
+    @server.tool(structured_output=False)
+    def list_regions_python() -> str:
+        """No structured content: ``str()`` of the rows, like ``mcp-server-sqlite``'s ``read_query``."""
+        rows = [{**r, "active": True, "closed_at": None} for r in regions("list_regions_python", {})]
+        return str(rows)
+
+    @server.tool(structured_output=False)
+    def list_regions_prose() -> str:
+        """No structured content: a sentence, neither JSON nor a Python literal."""
+        found = regions("list_regions_prose", {})
+        return f"{len(found)} regions: " + ", ".join(str(r.get("region_id")) for r in found)
 
     return server
 
