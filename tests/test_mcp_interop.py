@@ -17,7 +17,7 @@ from pullctl.run.iteration import call_mcp_tool, extract_items
 from pullctl.settings import Settings
 from tests.conftest import Cli
 from tests.runkit import Runner, weather, write_source
-from tests.servers.mcp_server import DEFAULT_REGIONS, McpTestServer
+from tests.servers.mcp_server import DEFAULT_REGIONS, McpTestServer, method_not_allowed_server
 from tests.servers.upstream import Upstream
 
 CLOSED = "http://127.0.0.1:9/mcp"  # the discard port: nothing listens on loopback
@@ -130,3 +130,52 @@ def test_extract_items_rejects_what_json_cannot_hold(text: str, expected: str) -
     with pytest.raises(IterationError) as caught:
         extract_items(None, [text], None, WHERE)
     assert caught.value.message == f"{WHERE}: the tool returned text that is {expected}"
+
+
+# --- a server that answers 405 to the streamable-HTTP POST: the legacy HTTP+SSE transport ---
+
+SSE_ONLY = "the server answered 405 to a streamable-HTTP POST: it may speak only the legacy SSE transport"
+
+
+def test_sse_only_server_is_reached_over_sse(caplog: pytest.LogCaptureFixture) -> None:
+    with McpTestServer(transport="sse") as server:
+        url = server.url
+        iteration = Iteration(foreach="region", mcp_url=url, source_tool="list_active_regions")
+        with caplog.at_level("WARNING", logger="pullctl"):
+            items = asyncio.run(call_mcp_tool(iteration, Settings(environ={}), deadline=10))
+        assert server.calls == [("list_active_regions", {})]
+    assert url.endswith("/sse") and items == DEFAULT_REGIONS
+    where = f"MCP tool 'list_active_regions' on {url}"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{where}: {SSE_ONLY}; trying it (a GET to the same URL)"
+    ]
+
+
+def test_sse_only_server_runs_end_to_end(cli: Cli, tmp_path: Path, upstream: Upstream) -> None:
+    with McpTestServer(transport="sse") as server:
+        runner = Runner(cli, tmp_path, {"PULLCTL_MCP_URL_PLANTATION_MCP": server.url})
+        write_source(runner.config, **weather(upstream.url, iteration={"tool_arguments": {"limit": 2}}))
+        code, [record], _ = runner.run_json("weather-api")
+        assert server.calls == [("list_active_regions", {"limit": 2})]
+    assert (code, record["status"], record["counts"]["stored"]) == (0, "succeeded", 2)
+
+
+def test_sse_tool_error_is_a_failed_iteration() -> None:
+    with McpTestServer(transport="sse") as server:
+        url = server.url
+        message = mcp_error(url, "list_regions_failing")
+    assert message == (
+        f"MCP tool 'list_regions_failing' on {url} failed: "
+        "Error executing tool list_regions_failing: region service unavailable"
+    )
+
+
+def test_405_to_post_and_to_the_sse_get_says_how_to_bridge() -> None:
+    with method_not_allowed_server() as url:
+        message = mcp_error(url.replace("http://", "http://reader:s3cret@"))
+    shown = url.replace("http://", "http://reader:***@")
+    assert message == (
+        f"MCP tool 'list_active_regions' on {shown}: {SSE_ONLY}, and the SSE fallback failed too: "
+        "HTTP 405 Method Not Allowed; serve it over streamable HTTP, "
+        "or put an SSE-to-streamable-HTTP bridge in front of it"
+    )

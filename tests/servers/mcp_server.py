@@ -31,6 +31,13 @@ region list::
     list_regions_prose      False    None                        [TextContent("5 regions: r1, r2, ...")]:
                                                                  neither JSON nor a Python literal
 
+``McpTestServer(transport="sse")`` serves ``MCPServer.sse_app()`` instead: the legacy HTTP+SSE transport
+(``GET /sse`` opens the event stream, whose ``endpoint`` event names ``/messages/?session_id=...`` for the
+POSTs), as ``mcp-server-sqlite`` and other reference servers of the 2024-11-05 era speak it; ``url`` is then
+``http://127.0.0.1:<port>/sse``, and a streamable-HTTP POST to it is answered ``405 Method Not Allowed``
+(Starlette: the route allows GET only). ``method_not_allowed_server()`` is less still: a Starlette app that answers 405
+to every request, as a proxy or a server that speaks neither transport at that path may.
+
 So a tool returning a list does give ``{"result": [...]}`` (DESIGN §4b), and a non-object return value is
 wrapped the same way (``{"result": "..."}``). ``list_active_regions`` takes an optional ``limit`` argument
 (the first ``limit`` regions), so tests can check that ``tool_arguments`` arrive. The legacy
@@ -65,7 +72,7 @@ from pullctl.asgi import BackgroundServer
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-__all__ = ["DEFAULT_REGIONS", "McpTestServer", "build_mcp_server", "mcp_server"]
+__all__ = ["DEFAULT_REGIONS", "McpTestServer", "build_mcp_server", "mcp_server", "method_not_allowed_server"]
 
 DEFAULT_REGIONS: list[dict[str, Any]] = [
     {"region_id": "r1", "name": "Berlin", "latitude": 52.52, "longitude": 13.41},
@@ -164,7 +171,11 @@ class McpTestServer:
         *,
         dns_rebinding_protection: bool = False,
         stateless_http: bool = False,
+        transport: str = "streamable-http",
     ) -> None:
+        if transport not in ("streamable-http", "sse"):
+            raise ValueError(f"transport must be 'streamable-http' or 'sse', not {transport!r}")
+        self.transport = transport
         self.regions: list[dict[str, Any]] = copy.deepcopy(DEFAULT_REGIONS if regions is None else regions)
         self.delay = 0.0
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -184,7 +195,12 @@ class McpTestServer:
             if self.dns_rebinding_protection
             else TransportSecuritySettings(enable_dns_rebinding_protection=False)
         )
-        app = self.mcp.streamable_http_app(transport_security=security, stateless_http=self.stateless_http)
+        if self.transport == "sse":
+            app = self.mcp.sse_app(transport_security=security)
+        else:
+            app = self.mcp.streamable_http_app(
+                transport_security=security, stateless_http=self.stateless_http
+            )
         self._server = BackgroundServer(app).start()
         return self
 
@@ -208,8 +224,26 @@ class McpTestServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>/mcp``: the streamable-HTTP endpoint."""
-        return f"{self.base_url}/mcp"
+        """``http://127.0.0.1:<port>/mcp``: the streamable-HTTP endpoint (``/sse`` for ``transport="sse"``)."""
+        return f"{self.base_url}/sse" if self.transport == "sse" else f"{self.base_url}/mcp"
+
+
+@contextmanager
+def method_not_allowed_server() -> Iterator[str]:
+    """A loopback server answering ``405 Method Not Allowed`` to everything; yields its ``/mcp`` URL."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def not_allowed(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("Method Not Allowed", status_code=405)
+
+    app = Starlette(routes=[Route("/mcp", not_allowed, methods=["GET", "POST", "DELETE"])])
+    server = BackgroundServer(app).start()
+    try:
+        yield f"{server.url}/mcp"
+    finally:
+        server.stop()
 
 
 @pytest.fixture
