@@ -179,3 +179,26 @@ def test_405_to_post_and_to_the_sse_get_says_how_to_bridge() -> None:
         "HTTP 405 Method Not Allowed; serve it over streamable HTTP, "
         "or put an SSE-to-streamable-HTTP bridge in front of it"
     )
+
+
+def test_sse_only_server_behind_dapr_invocation_fails_fast_with_the_way_around(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Over SSE the server names its message endpoint at its own root (/messages/?session_id=...), which the
+    # client would POST to on the sidecar, outside /v1.0/invoke/<app>/method: pullctl does not try.
+    from tests.emulators.dapr import DaprEmulator
+
+    with McpTestServer(transport="sse") as server, DaprEmulator() as dapr:
+        dapr.apps["plantation-mcp"] = server.base_url
+        iteration = Iteration(
+            foreach="region", source_mcp="plantation-mcp", source_tool="list_active_regions", mcp_path="/sse"
+        )
+        with pytest.raises(IterationError) as caught:
+            asyncio.run(call_mcp_tool(iteration, Settings(dapr_endpoint=dapr.url, environ={}), deadline=10))
+        url = f"{dapr.url}/v1.0/invoke/plantation-mcp/method/sse"
+    assert caught.value.message == (
+        f"MCP tool 'list_active_regions' on plantation-mcp ({url}): {SSE_ONLY}, which cannot go through DAPR "
+        "service invocation; serve it over streamable HTTP, or put an SSE-to-streamable-HTTP bridge in front of it, "
+        "or set PULLCTL_MCP_URL_PLANTATION_MCP to reach it directly"
+    )
+    assert caplog.records == []

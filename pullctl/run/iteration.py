@@ -16,7 +16,7 @@ from pullctl.config.models import Iteration
 from pullctl.config.paths import lookup
 from pullctl.errors import IterationError
 from pullctl.pipeline.store import mask_url, url_redactor
-from pullctl.settings import Settings
+from pullctl.settings import Settings, env_name
 
 if TYPE_CHECKING:
     from mcp.types import CallToolResult
@@ -155,6 +155,13 @@ async def call_mcp_tool(
             try:
                 result = await _call_streamable(url, headers, deadline, *call)
             except _PostNotAllowed:
+                if via_dapr:  # the SSE server names its message endpoint at its root, outside the invoke path
+                    assert iteration.source_mcp
+                    app = env_name("PULLCTL_MCP_URL", iteration.source_mcp)
+                    raise IterationError(
+                        f"{legacy}, which cannot go through DAPR service invocation; {SSE_BRIDGE_HINT}, "
+                        f"or set {app} to reach it directly"
+                    ) from None
                 logger.warning(f"{legacy}; trying it (a GET to the same URL)")
                 over_sse = True
                 result = await _call_sse(url, headers, deadline, *call)
@@ -164,6 +171,8 @@ async def call_mcp_tool(
             if over_sse
             else f"{where}: no answer within {deadline:g} s"
         ) from None
+    except IterationError:
+        raise
     except Exception as exc:  # the SDK raises many types (transport, protocol, ExceptionGroup)
         cause = redact(mask_url(_root_cause(exc)))
         raise IterationError(
