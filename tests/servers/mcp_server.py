@@ -7,7 +7,8 @@ gives a started one per test. ``regions`` (a list of dicts, default ``DEFAULT_RE
 ``(tool name, arguments)`` for every call.
 
 What ``mcp.Client(url, mode="auto").call_tool(name, {})`` returns (``CallToolResult``), checked against
-mcp 2.3 in ``tests/test_servers.py``; ``R`` is the region list::
+mcp 2.3 in ``tests/test_servers.py`` (the last two tools in ``tests/test_mcp_interop.py``); ``R`` is the
+region list::
 
     tool                   is_error  structured_content          content
     list_active_regions    False     {"result": R}               one TextContent per region, each an
@@ -22,6 +23,20 @@ mcp 2.3 in ``tests/test_servers.py``; ``R`` is the region list::
                                                                  item holding the whole list
     list_regions_text_items False    None                        one TextContent per region (indented JSON
                                                                  object): "one object per text item"
+    list_regions_python     False    None                        [TextContent(str(rows))]: a Python literal,
+                                                                 not JSON (``True``, ``None``, single quotes),
+                                                                 as the reference SQLite server's
+                                                                 ``read_query`` answers; each row is a region
+                                                                 plus ``"active": True, "closed_at": None``
+    list_regions_prose      False    None                        [TextContent("5 regions: r1, r2, ...")]:
+                                                                 neither JSON nor a Python literal
+
+``McpTestServer(transport="sse")`` serves ``MCPServer.sse_app()`` instead: the legacy HTTP+SSE transport
+(``GET /sse`` opens the event stream, whose ``endpoint`` event names ``/messages/?session_id=...`` for the
+POSTs), as ``mcp-server-sqlite`` and other reference servers of the 2024-11-05 era speak it; ``url`` is then
+``http://127.0.0.1:<port>/sse``, and a streamable-HTTP POST to it is answered ``405 Method Not Allowed``
+(Starlette: the route allows GET only). ``method_not_allowed_server()`` is less still: a Starlette app that answers 405
+to every request, as a proxy or a server that speaks neither transport at that path may.
 
 So a tool returning a list does give ``{"result": [...]}`` (DESIGN §4b), and a non-object return value is
 wrapped the same way (``{"result": "..."}``). ``list_active_regions`` takes an optional ``limit`` argument
@@ -57,7 +72,7 @@ from pullctl.asgi import BackgroundServer
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-__all__ = ["DEFAULT_REGIONS", "McpTestServer", "build_mcp_server", "mcp_server"]
+__all__ = ["DEFAULT_REGIONS", "McpTestServer", "build_mcp_server", "mcp_server", "method_not_allowed_server"]
 
 DEFAULT_REGIONS: list[dict[str, Any]] = [
     {"region_id": "r1", "name": "Berlin", "latitude": 52.52, "longitude": 13.41},
@@ -132,6 +147,18 @@ def build_mcp_server(state: McpTestServer) -> MCPServer[Any]:
         """No structured content: one text item per region, each a JSON object."""
         return regions("list_regions_text_items", {})
 
+    @server.tool(structured_output=False)
+    def list_regions_python() -> str:
+        """No structured content: ``str()`` of the rows, like ``mcp-server-sqlite``'s ``read_query``."""
+        rows = [{**r, "active": True, "closed_at": None} for r in regions("list_regions_python", {})]
+        return str(rows)
+
+    @server.tool(structured_output=False)
+    def list_regions_prose() -> str:
+        """No structured content: a sentence, neither JSON nor a Python literal."""
+        found = regions("list_regions_prose", {})
+        return f"{len(found)} regions: " + ", ".join(str(r.get("region_id")) for r in found)
+
     return server
 
 
@@ -144,7 +171,11 @@ class McpTestServer:
         *,
         dns_rebinding_protection: bool = False,
         stateless_http: bool = False,
+        transport: str = "streamable-http",
     ) -> None:
+        if transport not in ("streamable-http", "sse"):
+            raise ValueError(f"transport must be 'streamable-http' or 'sse', not {transport!r}")
+        self.transport = transport
         self.regions: list[dict[str, Any]] = copy.deepcopy(DEFAULT_REGIONS if regions is None else regions)
         self.delay = 0.0
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -164,7 +195,12 @@ class McpTestServer:
             if self.dns_rebinding_protection
             else TransportSecuritySettings(enable_dns_rebinding_protection=False)
         )
-        app = self.mcp.streamable_http_app(transport_security=security, stateless_http=self.stateless_http)
+        if self.transport == "sse":
+            app = self.mcp.sse_app(transport_security=security)
+        else:
+            app = self.mcp.streamable_http_app(
+                transport_security=security, stateless_http=self.stateless_http
+            )
         self._server = BackgroundServer(app).start()
         return self
 
@@ -188,8 +224,26 @@ class McpTestServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>/mcp``: the streamable-HTTP endpoint."""
-        return f"{self.base_url}/mcp"
+        """``http://127.0.0.1:<port>/mcp``: the streamable-HTTP endpoint (``/sse`` for ``transport="sse"``)."""
+        return f"{self.base_url}/sse" if self.transport == "sse" else f"{self.base_url}/mcp"
+
+
+@contextmanager
+def method_not_allowed_server() -> Iterator[str]:
+    """A loopback server answering ``405 Method Not Allowed`` to everything; yields its ``/mcp`` URL."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def not_allowed(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("Method Not Allowed", status_code=405)
+
+    app = Starlette(routes=[Route("/mcp", not_allowed, methods=["GET", "POST", "DELETE"])])
+    server = BackgroundServer(app).start()
+    try:
+        yield f"{server.url}/mcp"
+    finally:
+        server.stop()
 
 
 @pytest.fixture
