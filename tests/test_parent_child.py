@@ -352,3 +352,21 @@ def test_a_parent_over_static_items_and_a_parent_page_without_records(
     assert record["message"].endswith(
         "has no records list (an object with keys @odata.context, value): set records.path"
     )
+
+
+def test_a_parent_sends_its_own_named_secret(runner: Runner, upstream: Upstream) -> None:
+    upstream.graph = GraphShape(teams=2, channels=1, messages=1)
+    secrets = {"secrets": {"graph": {"secret_store": "kubernetes", "secret_key": "graph-token"}}}
+    teams = {
+        **secrets,
+        "request": {"base_url": f"{upstream.url}/graph/teams", "headers": {"X-Token": "{secret.graph}"}},
+    }
+    write(runner, graph_sources(upstream.url, teams=teams))
+    code, [record], log = runner.run_json(
+        "teams-channels", PULLCTL_SECRET_KUBERNETES_GRAPH_TOKEN="g-s3cr3t-token"
+    )
+    assert code == 0 and record["counts"]["fetched"] == 2
+    assert [r.headers.get("x-token") for r in upstream.requests if r.path == "/graph/teams"] == [
+        "g-s3cr3t-token"
+    ]
+    assert "g-s3cr3t-token" not in log
