@@ -331,6 +331,55 @@ class Pagination(_Strict):
         return self
 
 
+class ResponseAction(_Strict):
+    """One rule of ``response_actions``: when a response matches, what it means. First match wins."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    status: int | list[int] | None = Field(None, description="the status (or statuses) it applies to")
+    body_path: str | None = Field(None, description=f"a value in the JSON body: {PATH_HELP}")
+    equals: Any = Field(None, description="body_path/header: equals this (JSON values compare as JSON)")
+    in_: list[Any] | None = Field(None, alias="in", description="body_path/header: is one of these")
+    not_in: list[Any] | None = Field(None, description="body_path: is none of these")
+    exists: bool | None = Field(None, description="body_path: is there (true) or not (false)")
+    body_contains: str | None = Field(None, description="the body's text contains this")
+    header: str | None = Field(None, description="a response header, with equals or in")
+    action: Literal["retry", "fail", "skip", "end"] = Field(
+        description="retry (the normal policy), fail the item, skip it (not a failure), end its pages"
+    )
+    message_path: str | None = Field(None, description="where the API's own message is, for the item's error")
+
+    @field_validator("body_path", "message_path")
+    @classmethod
+    def _paths(cls, v: str | None) -> str | None:
+        return check_path(v)
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> ResponseAction:
+        given = self.model_fields_set
+        tests = [n for n in ("equals", "in_", "not_in", "exists") if n in given]
+        shown = [("in" if n == "in_" else n) for n in tests]
+        kinds = [k for k in ("body_path", "body_contains", "header") if k in given]
+        if len(kinds) > 1:
+            raise FieldProblem(
+                kinds[1], f"a rule has one condition besides status, not {' and '.join(kinds)}"
+            )
+        if "body_path" in given and len(tests) != 1:
+            raise FieldProblem("body_path", "takes exactly one of equals, in, not_in, exists")
+        if "header" in given and (len(tests) != 1 or tests[0] not in ("equals", "in_")):
+            raise FieldProblem("header", "takes exactly one of equals, in")
+        if tests and not ({"body_path", "header"} & given):
+            raise FieldProblem(shown[0], "needs body_path or header: what it compares")
+        if not kinds and self.status is None:
+            raise FieldProblem(
+                "action", "a rule needs a status or a condition (body_path, body_contains, header)"
+            )
+        return self
+
+    def statuses(self) -> list[int] | None:
+        return [self.status] if isinstance(self.status, int) else self.status
+
+
 class Retry(_Strict):
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     backoff: Literal["exponential", "fixed"] = "exponential"
@@ -383,6 +432,9 @@ class Ingestion(_Strict):
     records: Records | None = None
     iteration: Iteration | None = None
     pagination: Pagination = Field(default_factory=Pagination)
+    response_actions: list[ResponseAction] = Field(
+        default_factory=list, description="what a response means, checked before the retry policy"
+    )
     retry: Retry = Field(default_factory=Retry)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     dedup: Dedup = Field(default_factory=Dedup)

@@ -26,11 +26,12 @@ import httpx
 from pullctl.config import templates
 from pullctl.config.models import SourceConfig
 from pullctl.config.paths import describe
-from pullctl.errors import FetchError
+from pullctl.errors import FetchError, ItemSkipped
 from pullctl.redact import Redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, call_with_retries
 from pullctl.run.pagination import PageRequest, PageView, PaginationError, paginator
 from pullctl.run.plan import FetchTask
+from pullctl.run.responses import Matched, match
 from pullctl.run.transport import TRANSPORT_ERRORS
 from pullctl.transport_errors import host_of, transport_failure
 
@@ -102,6 +103,10 @@ def _final(reason: str) -> AttemptFailed:
     return AttemptFailed(Outcome(reason, final=True))
 
 
+class _Ended(Exception):
+    """A ``response_actions`` rule ends the item's pages here: success, the response not stored."""
+
+
 class Fetcher:
     def __init__(
         self,
@@ -118,6 +123,7 @@ class Fetcher:
         self.request = config.ingestion.request
         self.policy = config.ingestion.retry
         self.pagination = config.ingestion.pagination
+        self.actions = config.ingestion.response_actions
         self.records_path = config.ingestion.records_path
         records = config.ingestion.records
         self.split = records is not None and records.split
@@ -170,7 +176,10 @@ class Fetcher:
             PageRequest(task.url, task.params, 1, task.headers, task.body)
         )
         while request is not None:
-            page = await self._fetch(request, task)
+            try:
+                page = await self._fetch(request, task)
+            except _Ended:
+                return
             try:
                 step = pager.advance(
                     request, PageView(page.data, page.final_url, page.next_link, page.headers)
@@ -260,15 +269,23 @@ class Fetcher:
     async def _page(self, resp: httpx.Response, url: str, number: int) -> Page:
         status = resp.status_code
         shown_url = self.redact(url)
-        if not 200 <= status < 300:
+        ok = 200 <= status < 300
+        read: bytes | None = None
+        if self.actions:  # checked before the retry policy: the body may say what the status does not
+            read = await self._read(resp, self.request.max_response_bytes, cap_is_error=ok)
+            matched = match(self.actions, status, resp.headers, read)
+            if matched is not None:
+                self._act(matched, resp, shown_url, read)
+        if not ok:
             snippet = ""
             if status not in self.policy.retry_on_status:
-                snippet = (await self._read(resp, 300, cap_is_error=False)).decode("utf-8", "replace").strip()
+                head = read[:300] if read is not None else await self._read(resp, 300, cap_is_error=False)
+                snippet = head.decode("utf-8", "replace").strip()
             reason = f"HTTP {status} {resp.reason_phrase} from {shown_url}" + (
                 f": {snippet[:300]}" if snippet else ""
             )
             raise AttemptFailed(Outcome(self.redact(reason), status=status, headers=resp.headers))
-        body = await self._read(resp, self.request.max_response_bytes)
+        body = read if read is not None else await self._read(resp, self.request.max_response_bytes)
         content_type = resp.headers.get("content-type", "")
         if not body.strip():
             raise _final(f"empty response body from {shown_url}, expected JSON")
@@ -285,6 +302,22 @@ class Fetcher:
         link = resp.links.get("next", {}).get("url") if self.pagination.type == "link_header" else None
         kind = content_type.split(";")[0].strip() or "application/json"
         return Page(shown_url, status, number, body, data, kind, link, url, headers=resp.headers)
+
+    def _act(self, matched: Matched, resp: httpx.Response, shown_url: str, body: bytes) -> None:
+        """Obey a matched rule: retry (the normal policy), fail, skip or end; no matched page goes through."""
+        rule = matched.rule
+        said = matched.message or body[:300].decode("utf-8", "replace").strip()
+        reason = self.redact(
+            f"HTTP {resp.status_code} {resp.reason_phrase} from {shown_url}: {said}"
+            f" (response_actions[{matched.index}]: {rule.action})"
+        )
+        if rule.action == "retry":
+            raise AttemptFailed(Outcome(reason, headers=resp.headers))
+        if rule.action == "fail":
+            raise _final(reason)
+        if rule.action == "skip":
+            raise ItemSkipped(reason)
+        raise _Ended()
 
     async def _read(self, resp: httpx.Response, cap: int, *, cap_is_error: bool = True) -> bytes:
         declared = resp.headers.get("content-length", "")

@@ -119,6 +119,8 @@ kind               response
                    without Content-Length
 ``redirect_loop``  302 to the same URL with a ``_hop`` counter, forever
 ``empty``          200, ``application/json``, an empty body
+``json``           ``status`` (default 200), ``application/json``, the JSON ``body`` given (an API's error
+                   in a 200 body, say)
 =================  ======================================================================================
 
 Example::
@@ -182,6 +184,7 @@ FaultKind = Literal[
     "large",
     "redirect_loop",
     "empty",
+    "json",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
@@ -243,6 +246,7 @@ class Rule:
     chunked: bool = False
     fraction: float = 1.0
     seed: int | str = 0
+    body: Any = None  # kind json: the JSON body sent
     applied: int = 0
     _draw: random.Random = field(init=False, repr=False, compare=False)
 
@@ -460,6 +464,7 @@ class Upstream:
         chunked: bool = False,
         fraction: float = 1.0,
         seed: int | str = 0,
+        body: Any = None,
     ) -> Rule:
         """Add a failure rule for requests to ``path``; see the module docstring."""
         if kind not in FAULT_KINDS:
@@ -489,6 +494,7 @@ class Upstream:
             chunked=chunked,
             fraction=fraction,
             seed=seed,
+            body=body,
         )
         with self._lock:
             self.rules.append(rule)
@@ -1036,6 +1042,8 @@ class _FaultMiddleware:
         match rule.kind:
             case "delay":
                 await self.app(scope, receive, send)
+            case "json":
+                await _respond(send, rule.status or 200, [json_type], json.dumps(rule.body).encode())
             case "status":
                 assert rule.status is not None
                 headers = [json_type]
