@@ -156,3 +156,45 @@ def test_rules_are_validated(runner: Runner, rule: dict[str, Any], expected: str
     assert [line.split(": ", 1)[1] for line in result.stdout.splitlines() if ": ingestion." in line] == [
         expected
     ]
+
+
+def limited(runner: Runner, upstream: Upstream, items: int, concurrency: int) -> tuple[int, dict[str, Any]]:
+    write_source(
+        runner.config,
+        "limited",
+        request={"base_url": f"{upstream.url}/limited", "parameters": {"item": "{it.id}"}},
+        iteration={
+            "foreach": "it",
+            "items": [{"id": f"i{n}"} for n in range(items)],
+            "concurrency": concurrency,
+        },
+        rate_limit={
+            "remaining_header": "X-RateLimit-Remaining",
+            "reset_header": "X-RateLimit-Reset",
+            "min_remaining": 0,
+        },
+        retry={"max_attempts": 3, "initial_delay_seconds": 0.01},
+    )
+    code, [record], _ = runner.run_json("limited")
+    return code, record
+
+
+def test_a_spent_budget_pauses_every_worker_until_the_reset(runner: Runner, upstream: Upstream) -> None:
+    upstream.rate_budget, upstream.rate_window = 3, 1.0
+    code, record = limited(runner, upstream, items=7, concurrency=2)
+    assert (code, record["counts"]["fetched"], record["counts"]["failed"]) == (0, 7, 0)
+    assert upstream.rate_windows >= 3  # 7 requests, 3 a window: the run waited for two resets
+
+
+def test_a_reset_hours_away_fails_the_remaining_items_with_one_reason(
+    runner: Runner, upstream: Upstream
+) -> None:
+    upstream.rate_budget, upstream.rate_reset_ahead = 2, 7200
+    code, record = limited(runner, upstream, items=5, concurrency=1)
+    assert code == 3 and record["counts"]["fetched"] == 2 and record["failed_items"] == ["i2", "i3", "i4"]
+    reasons = {e["message"] for e in record["errors"]}
+    assert reasons == {
+        "rate limit spent: X-RateLimit-Remaining is 0 and X-RateLimit-Reset is 7200 s away (above"
+        " max_retry_after_seconds=300)"
+    }
+    assert upstream.count("/limited") == 2  # nothing was sent once the budget was known to be spent

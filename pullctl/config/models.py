@@ -402,6 +402,20 @@ class Retry(_Strict):
 
 class RateLimit(_Strict):
     requests_per_second: Annotated[float, Field(gt=0, le=100_000)] | None = None
+    remaining_header: str | None = Field(
+        None, description="the response header with the requests left (X-RateLimit-Remaining)"
+    )
+    reset_header: str | None = Field(None, description="the response header saying when the budget resets")
+    reset_format: Literal["epoch_seconds", "seconds", "http_date"] = "epoch_seconds"
+    min_remaining: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="at or below this every worker waits for the reset; default: the run's concurrency"
+    )
+
+    @model_validator(mode="after")
+    def _reset_too(self) -> RateLimit:
+        if self.remaining_header and not self.reset_header:
+            raise FieldProblem("reset_header", "required with remaining_header: when the budget comes back")
+        return self
 
 
 class Dedup(_Strict):

@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from math import ceil
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -28,7 +29,7 @@ from pullctl.config.models import SourceConfig
 from pullctl.config.paths import describe
 from pullctl.errors import FetchError, ItemSkipped
 from pullctl.redact import Redactor
-from pullctl.retry import AttemptFailed, GaveUp, Outcome, call_with_retries
+from pullctl.retry import AttemptFailed, GaveUp, Outcome, call_with_retries, retry_after_seconds
 from pullctl.run.pagination import PageRequest, PageView, PaginationError, paginator
 from pullctl.run.plan import FetchTask
 from pullctl.run.responses import Matched, match
@@ -60,7 +61,9 @@ class Page:
 
 
 class RateLimiter:
-    """Requests per second shared by every parallel fetch of a run (evenly spaced slots)."""
+    """Requests per second shared by every parallel fetch of a run (evenly spaced slots), and the API's own
+    budget (``rate_limit.remaining_header``): when it is spent, every worker waits for the one reset; a reset
+    beyond ``max_retry_after_seconds`` fails the items still to come with one reason instead of hanging."""
 
     def __init__(
         self,
@@ -72,8 +75,18 @@ class RateLimiter:
         self._next = 0.0
         self._clock = clock
         self._sleep = sleep
+        self._paused_until = 0.0
+        self.blocked: str | None = None  # why no more requests are sent in this run
+
+    def pause(self, seconds: float) -> None:
+        """The budget is spent: no request until ``seconds`` from now (the latest reset wins)."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     async def acquire(self) -> None:
+        if self.blocked is not None:
+            raise FetchError(self.blocked, 0)
+        if self._paused_until > self._clock():
+            await self._sleep(self._paused_until - self._clock())
         if not self.interval:
             return
         now = self._clock()
@@ -99,6 +112,18 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), port
 
 
+def _seconds_until(value: str, form: str, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds until a reset header's moment: epoch seconds, seconds from now, or an HTTP date."""
+    text = value.strip()
+    if form == "http_date":
+        return retry_after_seconds(text) or 0.0 if text else None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return max(number - now(), 0.0) if form == "epoch_seconds" else max(number, 0.0)
+
+
 def _final(reason: str) -> AttemptFailed:
     return AttemptFailed(Outcome(reason, final=True))
 
@@ -118,8 +143,11 @@ class Fetcher:
         limiter: RateLimiter | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
+        concurrency: int = 1,
     ) -> None:
         assert config.ingestion.request is not None
+        self.budget = config.ingestion.rate_limit
+        self.concurrency = concurrency
         self.request = config.ingestion.request
         self.policy = config.ingestion.retry
         self.pagination = config.ingestion.pagination
@@ -270,6 +298,7 @@ class Fetcher:
         status = resp.status_code
         shown_url = self.redact(url)
         ok = 200 <= status < 300
+        reset = self._spend(resp.headers)
         read: bytes | None = None
         if self.actions:  # checked before the retry policy: the body may say what the status does not
             read = await self._read(resp, self.request.max_response_bytes, cap_is_error=ok)
@@ -284,7 +313,11 @@ class Fetcher:
             reason = f"HTTP {status} {resp.reason_phrase} from {shown_url}" + (
                 f": {snippet[:300]}" if snippet else ""
             )
-            raise AttemptFailed(Outcome(self.redact(reason), status=status, headers=resp.headers))
+            headers: Mapping[str, str] = resp.headers
+            if reset is not None and status in self.policy.retry_on_status:  # the later of the two hints
+                hint = max(reset, retry_after_seconds(resp.headers.get("retry-after")) or 0.0)
+                headers = {**{k.lower(): v for k, v in resp.headers.items()}, "retry-after": str(ceil(hint))}
+            raise AttemptFailed(Outcome(self.redact(reason), status=status, headers=headers))
         body = read if read is not None else await self._read(resp, self.request.max_response_bytes)
         content_type = resp.headers.get("content-type", "")
         if not body.strip():
@@ -302,6 +335,26 @@ class Fetcher:
         link = resp.links.get("next", {}).get("url") if self.pagination.type == "link_header" else None
         kind = content_type.split(";")[0].strip() or "application/json"
         return Page(shown_url, status, number, body, data, kind, link, url, headers=resp.headers)
+
+    def _spend(self, headers: Mapping[str, str]) -> float | None:
+        """Read the API's budget: seconds to its reset (None: not said). Spent: every worker waits for the
+        reset, or, beyond ``max_retry_after_seconds``, the rest of the run's requests are refused."""
+        budget = self.budget
+        if not budget.reset_header or budget.reset_header.lower() not in headers:
+            return None
+        reset = _seconds_until(headers[budget.reset_header.lower()], budget.reset_format)
+        remaining = headers.get(budget.remaining_header.lower()) if budget.remaining_header else None
+        floor = budget.min_remaining if budget.min_remaining is not None else self.concurrency
+        if reset is None or remaining is None or not remaining.strip().isdigit() or int(remaining) > floor:
+            return reset
+        if reset > self.policy.max_retry_after_seconds:
+            self.limiter.blocked = (
+                f"rate limit spent: {budget.remaining_header} is {remaining} and {budget.reset_header} is"
+                f" {reset:.0f} s away (above max_retry_after_seconds={self.policy.max_retry_after_seconds:g})"
+            )
+        else:
+            self.limiter.pause(reset)
+        return reset
 
     def _act(self, matched: Matched, resp: httpx.Response, shown_url: str, body: bytes) -> None:
         """Obey a matched rule: retry (the normal policy), fail, skip or end; no matched page goes through."""

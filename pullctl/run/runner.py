@@ -218,7 +218,9 @@ async def _execute(
         transport = make_transport(concurrency, proxy)
     http = transport
     try:
-        fetcher = Fetcher(config, http, secret, state.redact, record.counts, sleep=sleep)
+        fetcher = Fetcher(
+            config, http, secret, state.redact, record.counts, sleep=sleep, concurrency=concurrency
+        )
         if ing.parent is not None:
             tasks = _child_tasks(state, settings, planner, window, http, sleep)
         await _fan_out(state, fetcher, tasks, concurrency, window)

@@ -77,6 +77,9 @@ Cursors in every place (over ``Upstream.records``, pages of ``page_size``/``limi
     cursor; ``start`` is the first page.
     ``/pages/filtered?status=&cursor=`` -> ``{"data", "next_cursor"}``; ``status`` (required on the first
     page) with a ``cursor`` is 400, as APIs that refuse filters beside a cursor do.
+``/limited?item=`` -> ``{"item"}`` with ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (epoch seconds):
+    ``Upstream.rate_budget`` requests (default 3) per window of ``rate_window`` seconds (default 2), then 429
+    until the window ends; ``rate_reset_ahead`` (seconds) makes the reset header say that instead.
 ``/pages/numbers?offset=&limit=`` -> ``{"data": [{"id": n}, ...]}`` for n in 1..``Upstream.numbers``,
     generated per page (nothing held): a parent of any size (limit default 1000, at most 5000).
 ``/echo`` (GET, POST, PUT)
@@ -144,6 +147,7 @@ import logging
 import math
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -396,6 +400,10 @@ class Upstream:
         self.max_rows = 20  # the page-size cap of /pages/capped-*
         self.graph = GraphShape()
         self.numbers = 1000  # records of /pages/numbers
+        self.rate_budget, self.rate_window = 3, 2.0
+        self.rate_reset_ahead: float | None = None
+        self.rate_windows = 0  # windows the /limited budget was opened in
+        self._rate_end, self._rate_used = 0.0, 0
         self.bodies: list[
             tuple[str, Any]
         ] = []  # (path, parsed JSON body) of every POST to /pages/notion, /graphql
@@ -586,6 +594,7 @@ class Upstream:
             Route("/graph/teams/{team}/channels/{channel}/messages", handled(self._graph_messages)),
             Route("/graph/users", handled(self._graph_users)),
             Route("/pages/numbers", handled(self._numbers)),
+            Route("/limited", handled(self._limited)),
             Route("/pages/notion", handled(self._notion), methods=["POST"]),
             Route("/graphql", handled(self._graphql), methods=["POST"]),
             Route("/pages/header-cursor", handled(self._header_cursor)),
@@ -935,6 +944,20 @@ class Upstream:
             raise _BadRequest("status is required")
         page, nxt = self._window(cursor, 10)
         return JSONResponse({"data": page, "next_cursor": nxt})
+
+    async def _limited(self, request: Request) -> Response:
+        now = time.time()
+        if now >= self._rate_end:
+            self._rate_end, self._rate_used = now + self.rate_window, 0
+            self.rate_windows += 1
+        reset = now + self.rate_reset_ahead if self.rate_reset_ahead is not None else self._rate_end
+        if self._rate_used >= self.rate_budget:
+            headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": f"{reset:.3f}"}
+            return JSONResponse({"error": True, "reason": "rate limited"}, status_code=429, headers=headers)
+        self._rate_used += 1
+        left = str(self.rate_budget - self._rate_used)
+        headers = {"X-RateLimit-Remaining": left, "X-RateLimit-Reset": f"{reset:.3f}"}
+        return JSONResponse({"item": request.query_params.get("item")}, headers=headers)
 
     async def _numbers(self, request: Request) -> Response:
         _reject_repeated_params(request)
