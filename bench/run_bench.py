@@ -128,8 +128,14 @@ def route(target: bytes) -> tuple[int, bytes]:
     return 200, forecast(name)
 
 
+Router = Callable[[bytes], tuple[int, bytes]]  # request target -> (status, JSON body)
+
+
 class MinimalHttp(asyncio.Protocol):
     """Just enough HTTP/1.1 for GET with keep-alive: the lightest upstream, so the client's cost dominates."""
+
+    def __init__(self, router: Router = route) -> None:
+        self.router = router
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -142,7 +148,7 @@ class MinimalHttp(asyncio.Protocol):
             head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
             parts = head.split(b"\r\n", 1)[0].split(b" ")
             if len(parts) == 3 and parts[0] == b"GET":
-                status, body = route(parts[1])
+                status, body = self.router(parts[1])
             else:
                 status, body = 405, b'{"error":true,"reason":"GET only"}'
             reason = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}[status]
@@ -152,8 +158,8 @@ class MinimalHttp(asyncio.Protocol):
             )
 
 
-def serve_upstream(kind: str) -> None:
-    """Serve ``route`` on a free loopback port; print the port; stop on SIGTERM or when stdin closes."""
+def serve_upstream(kind: str, router: Router = route) -> None:
+    """Serve ``router`` on a free loopback port; print the port; stop on SIGTERM or when stdin closes."""
 
     async def main() -> None:
         _templates()
@@ -172,7 +178,7 @@ def serve_upstream(kind: str) -> None:
         threading.Thread(target=watch_parent, daemon=True).start()
         if kind == "raw":
             sock.listen(1024)
-            server = await loop.create_server(MinimalHttp, sock=sock)
+            server = await loop.create_server(lambda: MinimalHttp(router), sock=sock)
             print(sock.getsockname()[1], flush=True)
             await stop.wait()
             server.close()
@@ -180,7 +186,7 @@ def serve_upstream(kind: str) -> None:
         from aiohttp import web
 
         async def handle(request: web.Request) -> web.Response:
-            status, body = route(request.raw_path.encode())
+            status, body = router(request.raw_path.encode())
             return web.Response(status=status, body=body, content_type="application/json")
 
         app = web.Application()
@@ -196,14 +202,17 @@ def serve_upstream(kind: str) -> None:
 
 
 class UpstreamProcess:
-    """``with UpstreamProcess(kind) as url:`` runs ``serve_upstream`` in a child process, always stopped."""
+    """``with UpstreamProcess(kind) as url:`` runs ``serve_upstream`` in a child process, always stopped.
 
-    def __init__(self, kind: str = "raw") -> None:
-        self.kind = kind
+    ``script``: the bench whose ``--role upstream`` serves (default this one); ``path``: what follows the
+    origin in the URL it returns (default the forecast endpoint)."""
+
+    def __init__(self, kind: str = "raw", script: str = __file__, path: str = "/v1/forecast") -> None:
+        self.kind, self.script, self.path = kind, script, path
 
     def __enter__(self) -> str:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--role", "upstream", "--upstream", self.kind],
+            [sys.executable, self.script, "--role", "upstream", "--upstream", self.kind],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -213,7 +222,7 @@ class UpstreamProcess:
         if not line.isdigit():
             self.__exit__()
             raise SystemExit(f"the upstream did not start (printed {line!r})")
-        return f"http://127.0.0.1:{line}/v1/forecast"
+        return f"http://127.0.0.1:{line}{self.path}"
 
     def __exit__(self, *exc_info: object) -> None:
         self.proc.terminate()
@@ -432,6 +441,15 @@ def run_pullctl(
     config = tmp / f"config-{items}"
     if not config.exists():
         write_config(config, url, items)
+    cmd = pullctl_cmd(concurrency) + (["--limit", str(limit)] if limit else [])
+    if profile:
+        cmd[1:3] = [__file__, "--role", "profile", "--db", profile]
+    return run_config(config, cmd, limit or items, tmp)[0]
+
+
+def run_config(config: Path, cmd: list[str], stored: int, tmp: Path) -> tuple[Sample, dict[str, Any]]:
+    """Run ``cmd`` (a ``pullctl run``) over the configs in ``config`` into a fresh SQLite file: its sample
+    and run record. It must succeed having stored ``stored`` documents."""
     with tempfile.TemporaryDirectory(dir=tmp) as work:
         env = child_env()
         env.update(
@@ -439,17 +457,14 @@ def run_pullctl(
             PULLCTL_STORE=f"sqlite:///{Path(work) / 'store.db'}",
             PULLCTL_LOG_FORMAT="json",
         )
-        cmd = pullctl_cmd(concurrency) + (["--limit", str(limit)] if limit else [])
-        if profile:
-            cmd[1:3] = [__file__, "--role", "profile", "--db", profile]
         m = measure(cmd, env, Path(work))
     record = json.loads(m.stdout.strip().splitlines()[-1])
     counts = record["counts"]
-    if record["status"] != "succeeded" or counts["stored"] != (limit or items):
+    if record["status"] != "succeeded" or counts["stored"] != stored:
         raise SystemExit(
             f"pullctl run: status {record['status']}, counts {counts}, errors {record['errors'][:3]}"
         )
-    return Sample(m.wall, record["duration_seconds"], m.rss_mb, m.cpu)
+    return Sample(m.wall, record["duration_seconds"], m.rss_mb, m.cpu), record
 
 
 def run_hand_loop(variant: str, url: str, items: int, concurrency: int, tmp: Path) -> Sample:
