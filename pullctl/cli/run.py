@@ -80,7 +80,10 @@ def _summary(record: Any) -> None:
     )
     table.add_row("documents", f"{c['stored']} stored · {c['duplicates']} duplicates · {c['pages']} pages")
     table.add_row(
-        "requests", f"{c['requests']} · {c['retries']} retries · {record.duration_seconds or 0:.2f} s"
+        "requests",
+        f"{c['requests']} · {c['retries']} retries"
+        + (f" · {c['parent_requests']} to parents" if c.get("parent_requests") else "")
+        + f" · {record.duration_seconds or 0:.2f} s",
     )
     if record.events["sent"] or record.events["pending"]:
         table.add_row("events", f"{record.events['sent']} sent · {record.events['pending']} pending")
