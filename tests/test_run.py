@@ -36,6 +36,7 @@ def test_weather_run_stores_one_document_per_region_then_only_duplicates(
         "pages": 5,
         "requests": 5,
         "retries": 0,
+        "parent_requests": 0,
     }
     docs = runner.documents()
     assert sorted(d["linkage"]["region_id"] for d in docs) == ["r1", "r2", "r3", "r4", "r5"]

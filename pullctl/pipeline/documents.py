@@ -22,6 +22,7 @@ COUNT_NAMES = (
     "pages",
     "requests",
     "retries",
+    "parent_requests",  # iteration.from_source: the requests made to fetch the parents' records
 )
 MAX_RECORDED_ERRORS = 100
 
