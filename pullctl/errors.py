@@ -12,7 +12,7 @@ before a message is built.
     ├── IterationError                  the iteration list could not be resolved (MCP, static list)
     ├── SecretError                     a secret could not be resolved
     ├── FetchError                      one item could not be fetched (recorded, the run goes on)
-    │   └── ItemSkipped                 a response_actions rule skips the item: counted, not a failure
+    │   └── ItemSkippedError            a response_actions rule skips the item: counted, not a failure
     ├── StoreError                      the store is unreachable or refused a write
     ├── ClusterError                    the Kubernetes API refused or could not be reached
     └── DaprError                       the DAPR sidecar refused or could not be reached
@@ -87,7 +87,7 @@ class FetchError(PullctlError):
         self.attempts = attempts
 
 
-class ItemSkipped(FetchError):
+class ItemSkippedError(FetchError):
     """A ``response_actions`` rule says to skip the item (a 404 for one private repository)."""
 
 

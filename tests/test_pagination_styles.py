@@ -202,3 +202,26 @@ def test_style_fields_are_validated(runner: Runner, pagination: dict[str, Any], 
     assert [line.split(": ", 1)[1] for line in result.stdout.splitlines() if ": ingestion." in line] == [
         expected
     ]
+
+
+def test_the_offset_inside_a_parameter_value(runner: Runner, upstream: Upstream) -> None:
+    # {page.offset} in a value: the paginator injects nothing itself, it only advances the value
+    request = {"base_url": "/pages/limit-pair", "parameters": {"limit": "{page.offset},10"}}
+    pagination = {"type": "offset", "limit": 10}
+    code, _, ids = run(runner, upstream, request, records={"path": "data"}, pagination=pagination)
+    assert (code, ids) == (0, list(range(1, 24)))
+    assert [r.query["limit"] for r in upstream.requests] == ["0,10", "10,10", "20,10"]
+
+
+def test_a_page_template_in_the_url_is_refused(runner: Runner) -> None:
+    write_source(
+        runner.config,
+        "bad",
+        request={"base_url": "https://api.example.com/p/{page.number}"},
+        pagination={"type": "page_number"},
+    )
+    result = runner("validate", str(runner.config))
+    assert result.exit_code == 2 and (
+        "ingestion.request.base_url: template '{page.number}': page templates go in request.parameters, headers"
+        " or body, where the paginator advances them" in result.stdout
+    )

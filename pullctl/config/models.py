@@ -219,7 +219,10 @@ class PaginationRules:
 
 # The one table of per-type rules: the model below validates with it, and each strategy in
 # ``run/pagination.py`` is bound to its entry (a new type: a row here, a class there).
-_INJECTED = ("inject", "body_path", "page_size_body_path")  # where page numbers, offsets and cursors go
+_INJECTED = ("inject", "body_path", "page_size_body_path")
+# {page.number}, {page.offset}, {page.cursor}: the paginator's values inside a parameter, header or body value
+PAGE_VARIABLE, PAGE_FIELDS = "page", ("number", "offset", "cursor")
+PAGE_TEMPLATED = ("page_number", "offset", "cursor")  # where page numbers, offsets and cursors go
 PAGINATION_COMMON = frozenset(
     {"type", "stop_when_empty_path", "max_pages", "has_more_path", "done_path", "first_page_only"}
 )
@@ -531,6 +534,8 @@ class Ingestion(_Strict):
         if self.iteration is not None:
             known[self.iteration.foreach] = ()
         known.update({name: () for name in ancestors or ()})
+        if self.pagination.type in PAGE_TEMPLATED:
+            known[PAGE_VARIABLE] = PAGE_FIELDS
         for where, value in self.template_places():
             try:
                 fields = templates.template_fields(value)
@@ -539,7 +544,13 @@ class Ingestion(_Strict):
             for fld in fields:
                 if ancestors is None and fld.root not in known:
                     continue
-                if fld.root == templates.SECRET_VARIABLE:
+                problem: str | None
+                if fld.root == PAGE_VARIABLE and where in ("request.base_url", "iteration.linkage"):
+                    problem = (
+                        f"template '{{{fld.expression}}}': page templates go in request.parameters, headers"
+                        " or body, where the paginator advances them"
+                    )
+                elif fld.root == templates.SECRET_VARIABLE:
                     problem = _secret_problem(fld, where, list(self.secrets))
                 else:
                     problem = _unknown_variable(fld, known)

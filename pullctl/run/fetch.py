@@ -27,7 +27,7 @@ import httpx
 from pullctl.config import templates
 from pullctl.config.models import SourceConfig
 from pullctl.config.paths import describe
-from pullctl.errors import FetchError, ItemSkipped
+from pullctl.errors import FetchError, ItemSkippedError
 from pullctl.redact import Redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, call_with_retries, retry_after_seconds
 from pullctl.run.pagination import PageRequest, PageView, PaginationError, paginator
@@ -124,6 +124,23 @@ def _seconds_until(value: str, form: str, now: Callable[[], float] = time.time) 
     return max(number - now(), 0.0) if form == "epoch_seconds" else max(number, 0.0)
 
 
+def _page_templated(config: SourceConfig) -> bool:
+    """Whether the request names ``{page.number}``, ``{page.offset}`` or ``{page.cursor}`` anywhere."""
+    from pullctl.config import templates
+    from pullctl.config.models import PAGE_VARIABLE
+
+    ing = config.ingestion
+    return (
+        any(
+            fld.root == PAGE_VARIABLE
+            for where, value in ing.template_places()
+            for fld in templates.template_fields(value)
+        )
+        if ing.request is not None
+        else False
+    )
+
+
 def _final(reason: str) -> AttemptFailed:
     return AttemptFailed(Outcome(reason, final=True))
 
@@ -152,6 +169,7 @@ class Fetcher:
         self.policy = config.ingestion.retry
         self.pagination = config.ingestion.pagination
         self.actions = config.ingestion.response_actions
+        self.page_templated = _page_templated(config)
         self.records_path = config.ingestion.records_path
         records = config.ingestion.records
         self.split = records is not None and records.split
@@ -199,7 +217,7 @@ class Fetcher:
 
     async def pages(self, task: FetchTask) -> AsyncIterator[Page]:
         """Every page of ``task`` worth keeping; raises ``FetchError`` when the item fails."""
-        pager = paginator(self.pagination, self.records_path)
+        pager = paginator(self.pagination, self.records_path, self.page_templated)
         request: PageRequest | None = pager.first(
             PageRequest(task.url, task.params, 1, task.headers, task.body)
         )
@@ -268,6 +286,7 @@ class Fetcher:
 
     async def _exchange(self, page_request: PageRequest, task: FetchTask) -> Page:
         method = "POST" if self.request.graphql is not None else self.request.method
+        page_request = page_request.filled()
         body = page_request.body
         params = page_request.params
         all_params = {**params, **self._auth_params} if params is not None else self._auth_params
@@ -369,7 +388,7 @@ class Fetcher:
         if rule.action == "fail":
             raise _final(reason)
         if rule.action == "skip":
-            raise ItemSkipped(reason)
+            raise ItemSkippedError(reason)
         raise _Ended()
 
     async def _read(self, resp: httpx.Response, cap: int, *, cap_is_error: bool = True) -> bytes:

@@ -54,6 +54,19 @@ class PageRequest:
     number: int = 1
     headers: Mapping[str, str] = field(default_factory=dict)
     body: Any = None
+    page: Mapping[str, Any] = field(default_factory=dict)  # {page.number}, {page.offset}, {page.cursor}
+
+    def filled(self) -> PageRequest:
+        """The request with ``{page.*}`` templates filled from ``page``; a value that is only an absent
+        template (``cursor: "{page.cursor}"`` before there is one) is left out."""
+        if not self.page:
+            return self
+        return replace(
+            self,
+            params=None if self.params is None else _fill(self.params, self.page),
+            headers=_fill(self.headers, self.page),
+            body=_fill(self.body, self.page),
+        )
 
 
 @dataclass(frozen=True)
@@ -81,8 +94,9 @@ class Paginator:
     type: ClassVar[PaginationType] = "none"
     counts_records: ClassVar[bool] = False  # page_number/offset: the end is read from record counts
 
-    def __init__(self, config: Pagination, records_path: str | None = None) -> None:
+    def __init__(self, config: Pagination, records_path: str | None = None, templated: bool = False) -> None:
         self.config = config
+        self.templated = templated  # {page.*} in the request: inject nothing, only advance the values
         path = records_path or config.stop_when_empty_path
         self.records_path: JsonPath | None = parse_path(path) if path else None
         self._flags = [
@@ -193,6 +207,8 @@ class Paginator:
     def _put(self, request: PageRequest, name: str, value: Any, body_path: str | None = None) -> PageRequest:
         """``request`` with ``value`` at ``name`` (query or header) or at ``body_path`` (body); None leaves
         the place out (a null cursor is never sent)."""
+        if self.templated:
+            return replace(request, page={**request.page, **_page_value(self, name, value)})
         inject = self.config.inject
         if inject == "body":
             assert body_path is not None
@@ -229,8 +245,8 @@ class Offset(Paginator):
     type = "offset"
     counts_records = True
 
-    def __init__(self, config: Pagination, records_path: str | None = None) -> None:
-        super().__init__(config, records_path)
+    def __init__(self, config: Pagination, records_path: str | None = None, templated: bool = False) -> None:
+        super().__init__(config, records_path, templated)
         self._offset = 0
 
     def first(self, request: PageRequest) -> PageRequest:
@@ -248,8 +264,8 @@ class Offset(Paginator):
 class Cursor(Paginator):
     type = "cursor"
 
-    def __init__(self, config: Pagination, records_path: str | None = None) -> None:
-        super().__init__(config, records_path)
+    def __init__(self, config: Pagination, records_path: str | None = None, templated: bool = False) -> None:
+        super().__init__(config, records_path, templated)
         self.cursor_path = parse_path(config.cursor_path) if config.cursor_path else None
         self._seen: set[str] = set()
 
@@ -295,8 +311,8 @@ class Cursor(Paginator):
 class _Link(Paginator):
     """Next pages by URL (a body field or the Link header): each URL at most once per item."""
 
-    def __init__(self, config: Pagination, records_path: str | None = None) -> None:
-        super().__init__(config, records_path)
+    def __init__(self, config: Pagination, records_path: str | None = None, templated: bool = False) -> None:
+        super().__init__(config, records_path, templated)
         self._seen: set[str] = set()
 
     def _what_next(self) -> str:
@@ -321,8 +337,8 @@ class _Link(Paginator):
 class NextUrl(_Link):
     type = "next_url"
 
-    def __init__(self, config: Pagination, records_path: str | None = None) -> None:
-        super().__init__(config, records_path)
+    def __init__(self, config: Pagination, records_path: str | None = None, templated: bool = False) -> None:
+        super().__init__(config, records_path, templated)
         assert config.next_url_path is not None
         self.next_url_path = parse_path(config.next_url_path)
 
@@ -350,10 +366,44 @@ STRATEGIES: Mapping[PaginationType, type[Paginator]] = {
 }
 
 
-def paginator(config: Pagination, records_path: str | None = None) -> Paginator:
+def paginator(config: Pagination, records_path: str | None = None, templated: bool = False) -> Paginator:
     """A fresh paginator for one item (it keeps that item's state: pages seen, cursors, the longest page).
-    ``records_path``: where a page's records are (``Ingestion.records_path``)."""
-    return STRATEGIES[config.type](config, records_path)
+    ``records_path``: where a page's records are (``Ingestion.records_path``); ``templated``: the request
+    holds ``{page.*}`` templates, so the paginator injects nothing and only advances their values."""
+    return STRATEGIES[config.type](config, records_path, templated)
+
+
+def _page_value(pager: Paginator, name: str, value: Any) -> dict[str, Any]:
+    """Which ``{page.*}`` value an injection of ``name`` stands for (the page size is no page value)."""
+    c = pager.config
+    for field_name, key in (("page_param", "number"), ("offset_param", "offset"), ("cursor_param", "cursor")):
+        if name == getattr(c, field_name):
+            return {key: value}
+    return {}
+
+
+def _fill(value: Any, page: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        if "{page." not in value:
+            return value
+        for key, filled in page.items():
+            value = value.replace(f"{{page.{key}}}", "" if filled is None else str(filled))
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            absent = (
+                isinstance(v, str)
+                and v.startswith("{page.")
+                and v.endswith("}")
+                and page.get(v[6:-1]) is None
+            )
+            if not absent:
+                out[k] = _fill(v, page)
+        return out
+    if isinstance(value, list):
+        return [_fill(v, page) for v in value]
+    return value
 
 
 def _flag(value: Any, name: str, path: JsonPath, number: int) -> bool:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pullctl.config import templates
-from pullctl.config.models import SourceConfig
+from pullctl.config.models import PAGE_FIELDS, PAGE_VARIABLE, SourceConfig
 from pullctl.config.schedule import ScheduleError, parse_duration, parse_schedule, parse_timezone
 from pullctl.errors import UsageError
 
@@ -192,6 +192,8 @@ class Planner:
             "run": {"id": run_id},
             "source": {"id": config.source_id},
             templates.SECRET_VARIABLE: dict(secrets or {}),
+            # left as written: the fetcher fills them per page (pagination.py: page templates)
+            PAGE_VARIABLE: {name: f"{{{PAGE_VARIABLE}.{name}}}" for name in PAGE_FIELDS},
         }
         known = set(templates.BUILTIN_VARIABLES) | ({self.iteration.foreach} if self.iteration else set())
         for name, value in (overrides or {}).items():

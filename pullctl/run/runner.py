@@ -21,7 +21,7 @@ import httpx
 from pullctl.config.loader import LoadedSource
 from pullctl.config.models import Request
 from pullctl.config.paths import describe
-from pullctl.errors import FetchError, ItemSkipped, IterationError, PullctlError
+from pullctl.errors import FetchError, ItemSkippedError, IterationError, PullctlError
 from pullctl.pipeline.documents import (
     Document,
     RunRecord,
@@ -284,7 +284,7 @@ async def _worker(
                 record.counts["pages"] += 1
                 for doc in _documents(state, task, page, window):
                     await state.queue.put(doc)
-        except ItemSkipped as exc:  # a response_actions rule: counted with its reason, not a failure
+        except ItemSkippedError as exc:  # a response_actions rule: counted with its reason, not a failure
             _skipped(record, [(task.key, state.redact(exc.message))])
             state.observer.item_done(record, task.key, None)
             continue

@@ -77,6 +77,7 @@ Cursors in every place (over ``Upstream.records``, pages of ``page_size``/``limi
     cursor; ``start`` is the first page.
     ``/pages/filtered?status=&cursor=`` -> ``{"data", "next_cursor"}``; ``status`` (required on the first
     page) with a ``cursor`` is 400, as APIs that refuse filters beside a cursor do.
+``/pages/limit-pair?limit=OFFSET,COUNT`` -> ``{"data": [...]}``: the offset inside a parameter's value.
 ``/limited?item=`` -> ``{"item"}`` with ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (epoch seconds):
     ``Upstream.rate_budget`` requests (default 3) per window of ``rate_window`` seconds (default 2), then 429
     until the window ends; ``rate_reset_ahead`` (seconds) makes the reset header say that instead.
@@ -595,6 +596,7 @@ class Upstream:
             Route("/graph/users", handled(self._graph_users)),
             Route("/pages/numbers", handled(self._numbers)),
             Route("/limited", handled(self._limited)),
+            Route("/pages/limit-pair", handled(self._limit_pair)),
             Route("/pages/notion", handled(self._notion), methods=["POST"]),
             Route("/graphql", handled(self._graphql), methods=["POST"]),
             Route("/pages/header-cursor", handled(self._header_cursor)),
@@ -944,6 +946,13 @@ class Upstream:
             raise _BadRequest("status is required")
         page, nxt = self._window(cursor, 10)
         return JSONResponse({"data": page, "next_cursor": nxt})
+
+    async def _limit_pair(self, request: Request) -> Response:
+        _reject_repeated_params(request)
+        first, _, count = request.query_params.get("limit", "").partition(",")
+        if not (first.isdigit() and count.isdigit()):
+            raise _BadRequest("limit must be OFFSET,COUNT")
+        return JSONResponse({"data": self.records[int(first) : int(first) + int(count)]})
 
     async def _limited(self, request: Request) -> Response:
         now = time.time()
