@@ -378,3 +378,28 @@ def test_the_redactor_masks_every_form_a_secret_travels_in() -> None:
         base64.b64encode(secret.encode()).decode(),
     ]
     assert [redact(f"got {form}.") for form in forms] == ["got ***."] * len(forms)
+
+
+@pytest.mark.anyio
+async def test_a_retried_429_waits_for_the_later_of_retry_after_and_the_reset() -> None:
+    import time
+
+    reset = f"{time.time() + 20:.3f}"
+    limited = json_response(
+        {}, 429, **{"Retry-After": "2", "X-RateLimit-Reset": reset, "X-RateLimit-Remaining": "5"}
+    )
+    cfg = config(retry={"max_delay_seconds": 60})
+    cfg = cfg.model_copy(
+        update={
+            "ingestion": cfg.ingestion.model_copy(
+                update={
+                    "rate_limit": cfg.ingestion.rate_limit.model_copy(
+                        update={"reset_header": "X-RateLimit-Reset"}
+                    )
+                }
+            )
+        }
+    )
+    h = Harness(cfg, answers=[limited, json_response({"ok": 1})])
+    await h.pages()
+    assert len(h.sleeps) == 1 and 19 <= h.sleeps[0] <= 21  # the reset, not Retry-After's 2 s

@@ -3,6 +3,7 @@ retry policy: errors in 200 bodies (retried or failed, with the API's own messag
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,8 @@ def limited(runner: Runner, upstream: Upstream, items: int, concurrency: int) ->
         },
         retry={"max_attempts": 3, "initial_delay_seconds": 0.01},
     )
-    code, [record], _ = runner.run_json("limited")
+    code, [record], log = runner.run_json("limited")
+    record["log"] = log
     return code, record
 
 
@@ -184,6 +186,10 @@ def test_a_spent_budget_pauses_every_worker_until_the_reset(runner: Runner, upst
     code, record = limited(runner, upstream, items=7, concurrency=2)
     assert (code, record["counts"]["fetched"], record["counts"]["failed"]) == (0, 7, 0)
     assert upstream.rate_windows >= 3  # 7 requests, 3 a window: the run waited for two resets
+    waits = [json.loads(line) for line in record["log"].splitlines() if '"rate_limit_wait"' in line]
+    assert waits and waits[0]["message"].startswith(
+        "rate limit: X-RateLimit-Remaining is 0; every worker waits"
+    )
 
 
 def test_a_reset_hours_away_fails_the_remaining_items_with_one_reason(

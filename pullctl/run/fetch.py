@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -36,6 +37,7 @@ from pullctl.run.responses import Matched, match
 from pullctl.run.transport import TRANSPORT_ERRORS
 from pullctl.transport_errors import host_of, transport_failure
 
+logger = logging.getLogger("pullctl")
 MAX_REDIRECTS = 5
 USER_AGENT = "pullctl/0.1 (+https://github.com/pullctl/pullctl)"
 # Configured headers replace these (by name, any case); JSON is preferred, anything is accepted (never a 406).
@@ -78,9 +80,13 @@ class RateLimiter:
         self._paused_until = 0.0
         self.blocked: str | None = None  # why no more requests are sent in this run
 
-    def pause(self, seconds: float) -> None:
-        """The budget is spent: no request until ``seconds`` from now (the latest reset wins)."""
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
+    def pause(self, seconds: float) -> bool:
+        """The budget is spent: no request until ``seconds`` from now (the latest reset wins). True when this
+        starts a new wait (for one log line per wait, not one per worker)."""
+        now = self._clock()
+        starts = self._paused_until <= now
+        self._paused_until = max(self._paused_until, now + seconds)
+        return starts
 
     async def acquire(self) -> None:
         if self.blocked is not None:
@@ -371,8 +377,12 @@ class Fetcher:
                 f"rate limit spent: {budget.remaining_header} is {remaining} and {budget.reset_header} is"
                 f" {reset:.0f} s away (above max_retry_after_seconds={self.policy.max_retry_after_seconds:g})"
             )
-        else:
-            self.limiter.pause(reset)
+        elif self.limiter.pause(reset):
+            said = f"{budget.remaining_header} is {remaining}"
+            logger.warning(
+                f"rate limit: {said}; every worker waits {reset:.1f} s for the reset ({budget.reset_header})",
+                extra={"event": "rate_limit_wait"},
+            )
         return reset
 
     def _act(self, matched: Matched, resp: httpx.Response, shown_url: str, body: bytes) -> None:
