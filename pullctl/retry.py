@@ -76,6 +76,7 @@ class Outcome:
     headers: Mapping[str, str] = field(default_factory=dict)  # httpx.Headers, or lower-case names
     transport: TransportKind | None = None
     final: bool = False  # another try cannot fix it (a body that is not JSON, a redirect off-origin)
+    wait: float | None = None  # a hint the caller read itself (a rate limit's reset): the later one wins
 
 
 @dataclass(frozen=True)
@@ -108,19 +109,20 @@ def decide(
     policy: Policy, outcome: Outcome, attempt: int, rng: Callable[[], float] = random.random
 ) -> Retry | GiveUp:
     """After failed attempt number ``attempt`` (1-based): wait and try again, or give up. Pure."""
-    hint: float | None = None
+    hint: float | None = outcome.wait
     if outcome.final:
         return GiveUp(outcome.reason)
     if outcome.status is not None:
         if outcome.status not in policy.retry_on_status:
             return GiveUp(outcome.reason)
-        hint = retry_after_seconds(outcome.headers.get("retry-after"))
-        if hint is not None and hint > policy.max_retry_after_seconds:
-            return GiveUp(
-                f"rate limited for {hint:.0f} s (Retry-After above max_retry_after_seconds="
-                f"{policy.max_retry_after_seconds:g})"
-            )
-    elif outcome.transport in NOT_RETRIED:
+        said = retry_after_seconds(outcome.headers.get("retry-after"))
+        hint = max(h for h in (said, hint, 0.0) if h is not None) or None
+    if hint is not None and hint > policy.max_retry_after_seconds:
+        return GiveUp(
+            f"rate limited for {hint:.0f} s (Retry-After above max_retry_after_seconds="
+            f"{policy.max_retry_after_seconds:g})"
+        )
+    if outcome.status is None and outcome.transport in NOT_RETRIED:
         return GiveUp(outcome.reason)
     if attempt >= policy.max_attempts:
         return GiveUp(f"{outcome.reason} (gave up after {attempt} attempts)")

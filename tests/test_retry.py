@@ -131,3 +131,14 @@ async def test_other_exceptions_pass_through_the_loop_untouched() -> None:
 
     with pytest.raises(KeyError):
         await call_with_retries(boom, POLICY)
+
+
+def test_a_wait_the_caller_read_wins_when_it_is_later() -> None:
+    # a rate limit's reset (read by the fetcher) against Retry-After: the later one, capped at max_delay_seconds
+    late = Outcome("HTTP 429", status=429, headers={"retry-after": "2"}, wait=9.0)
+    assert decide(POLICY, late, 1, HALF) == Retry(9.0)
+    assert decide(POLICY, Outcome("body says retry", wait=3.0), 1, HALF) == Retry(3.0)  # a retry action
+    too_far = Outcome("body says retry", wait=7200.0)
+    assert decide(POLICY, too_far, 1, HALF) == GiveUp(
+        "rate limited for 7200 s (Retry-After above max_retry_after_seconds=300)"
+    )

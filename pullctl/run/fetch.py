@@ -19,7 +19,6 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from math import ceil
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -329,7 +328,7 @@ class Fetcher:
             read = await self._read(resp, self.request.max_response_bytes, cap_is_error=ok)
             matched = match(self.actions, status, resp.headers, read)
             if matched is not None:
-                self._act(matched, resp, shown_url, read)
+                self._act(matched, resp, shown_url, read, reset)
         if not ok:
             snippet = ""
             if status not in self.policy.retry_on_status:
@@ -338,11 +337,8 @@ class Fetcher:
             reason = f"HTTP {status} {resp.reason_phrase} from {shown_url}" + (
                 f": {snippet[:300]}" if snippet else ""
             )
-            headers: Mapping[str, str] = resp.headers
-            if reset is not None and status in self.policy.retry_on_status:  # the later of the two hints
-                hint = max(reset, retry_after_seconds(resp.headers.get("retry-after")) or 0.0)
-                headers = {**{k.lower(): v for k, v in resp.headers.items()}, "retry-after": str(ceil(hint))}
-            raise AttemptFailed(Outcome(self.redact(reason), status=status, headers=headers))
+            # a retried status waits for the later of Retry-After and the rate limit's reset
+            raise AttemptFailed(Outcome(self.redact(reason), status=status, headers=resp.headers, wait=reset))
         body = read if read is not None else await self._read(resp, self.request.max_response_bytes)
         content_type = resp.headers.get("content-type", "")
         if not body.strip():
@@ -385,7 +381,9 @@ class Fetcher:
             )
         return reset
 
-    def _act(self, matched: Matched, resp: httpx.Response, shown_url: str, body: bytes) -> None:
+    def _act(
+        self, matched: Matched, resp: httpx.Response, shown_url: str, body: bytes, reset: float | None
+    ) -> None:
         """Obey a matched rule: retry (the normal policy), fail, skip or end; no matched page goes through."""
         rule = matched.rule
         said = matched.message or body[:300].decode("utf-8", "replace").strip()
@@ -394,7 +392,9 @@ class Fetcher:
             f" (response_actions[{matched.index}]: {rule.action})"
         )
         if rule.action == "retry":
-            raise AttemptFailed(Outcome(reason, headers=resp.headers))
+            asked = retry_after_seconds(resp.headers.get("retry-after"))
+            waits = [w for w in (asked, reset) if w is not None]
+            raise AttemptFailed(Outcome(reason, headers=resp.headers, wait=max(waits) if waits else None))
         if rule.action == "fail":
             raise _final(reason)
         if rule.action == "skip":
