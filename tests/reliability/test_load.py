@@ -73,6 +73,7 @@ def test_50000_items_at_concurrency_100_with_5_percent_503s_are_each_stored_once
         "pages": ITEMS,
         "requests": requests,
         "retries": served_503.applied,
+        "parent_requests": 0,
     }
 
     # every item stored exactly once
