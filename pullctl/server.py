@@ -31,7 +31,7 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from starlette.applications import Starlette
@@ -42,7 +42,7 @@ from starlette.routing import Route
 from pullctl.config.loader import LoadResult
 from pullctl.config.source import ConfigSource
 from pullctl.dapr import DaprClient, unwrap_value
-from pullctl.errors import PullctlError
+from pullctl.errors import PullctlError, UsageError
 from pullctl.logs import json_line
 from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.documents import RunRecord, new_run_id, utcnow
@@ -96,6 +96,27 @@ def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
 class _Outcome:
     status: int
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+MAX_CALLBACK_BYTES = 64 * 1024  # a job callback's body is {"source_id", "config_hash"}: far less
+BUSY_RETRY_AFTER_SECONDS = 30
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_exposure(host: str, app_token: str | None, allow_unauthenticated: bool) -> str | None:
+    """``serve`` on an address others can reach needs ``APP_API_TOKEN`` (the token DAPR sends as
+    ``dapr-api-token``): else anyone who reaches the port can trigger every source's pull, as often as they
+    like. Raises ``UsageError``; with the explicit opt-out, returns the warning to log instead."""
+    if app_token or host in LOOPBACK_HOSTS or host.startswith("127."):
+        return None
+    message = (
+        f"serve on {host} without APP_API_TOKEN lets anyone who reaches the port trigger any pull; set"
+        " APP_API_TOKEN (the DAPR app API token, dapr.io/app-token-secret) or pass --allow-unauthenticated"
+    )
+    if not allow_unauthenticated:
+        raise UsageError(message)
+    return f"--allow-unauthenticated: {message.split(';')[0]}"
 
 
 @dataclass
@@ -119,8 +140,10 @@ class PullService:
         shutdown_grace: float = 5.0,
         log: JsonLog | None = None,
         configs: ConfigSource | None = None,
+        max_concurrent_runs: int = 4,
     ) -> None:
         self.settings = settings
+        self.max_concurrent_runs = max_concurrent_runs
         self.configs = configs or open_config_source(settings.config, settings.mongodb_database)
         self.sync_on_start = sync_on_start
         self.startup_policy = startup_policy(startup_attempts, startup_first_delay, startup_max_delay)
@@ -259,6 +282,14 @@ class PullService:
             )
             self.log("warning", "trigger_conflict", source_id=source_id, run_id=flight.run_id, via=via)
             return _Outcome(409, {"error": message, "source_id": source_id, "run_id": flight.run_id})
+        if len(self.in_flight) >= self.max_concurrent_runs:
+            message = (
+                f"{len(self.in_flight)} runs are in progress (max_concurrent_runs"
+                f"={self.max_concurrent_runs}); this trigger of '{source_id}' is refused: try again later"
+            )
+            self.log("warning", "trigger_refused", source_id=source_id, via=via, reason="too many runs")
+            retry = {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)}
+            return _Outcome(429, {"error": message, "source_id": source_id}, retry)
         run_id = new_run_id()
         task = asyncio.create_task(self._run(source_id, run_id, via), name=f"pull-{source_id}")
         self.in_flight[source_id] = _InFlight(source_id, run_id, task)
@@ -340,6 +371,20 @@ class PullService:
         return True, None
 
 
+async def _capped_body(request: Request) -> bytes | None:
+    """The request's body, or None when it is over ``MAX_CALLBACK_BYTES`` (read no further than that)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_CALLBACK_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_CALLBACK_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _job_source_id(name: str, body: bytes) -> str | None:
     """The source of a job trigger: the body's ``source_id``, else the job name ``pull-<source_id>``."""
     data: Any = None
@@ -358,23 +403,32 @@ def create_app(settings: Settings, service: PullService | None = None) -> Starle
         svc.log("warning", "trigger_unauthorized", path=request.url.path)
         return JSONResponse({"error": "missing or wrong dapr-api-token (APP_API_TOKEN)"}, status_code=401)
 
+    def too_large(where: dict[str, str]) -> JSONResponse:
+        svc.log("warning", "trigger_refused", **where, reason=f"body over {MAX_CALLBACK_BYTES} bytes")
+        return JSONResponse({"error": f"the body is larger than {MAX_CALLBACK_BYTES} bytes"}, status_code=413)
+
     async def job(request: Request) -> JSONResponse:
         if not svc.authorized(request):
             return unauthorized(request)
         name = request.path_params["name"]
-        source_id = _job_source_id(name, await request.body())
+        body = await _capped_body(request)
+        if body is None:
+            return too_large({"job": name})
+        source_id = _job_source_id(name, body)
         if source_id is None:
             message = f"job '{name}' names no source (pullctl's jobs are pull-<source_id>)"
             svc.log("error", "unknown_job", job=name, message=message, note="DAPR drops a 404 silently")
             return JSONResponse({"error": message}, status_code=404)
         outcome = await svc.trigger(source_id, via=f"job/{name}")
-        return JSONResponse(outcome.body, status_code=outcome.status)
+        return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
 
     async def api_trigger(request: Request) -> JSONResponse:
         if not svc.authorized(request):
             return unauthorized(request)
+        if await _capped_body(request) is None:
+            return too_large({"source_id": request.path_params["source_id"]})
         outcome = await svc.trigger(request.path_params["source_id"], via="api")
-        return JSONResponse(outcome.body, status_code=outcome.status)
+        return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
 
     async def healthz(request: Request) -> JSONResponse:
         ok, reason = await svc.healthy()

@@ -667,3 +667,17 @@ def test_a_config_using_an_alias_twice_is_mounted_written_out(cli: Cli, tmp_path
     mounted = cm["data"]["twice.yaml"]
     assert "&" not in mounted and "*" not in mounted.replace("0 * * * *", "")
     assert yaml.safe_load(mounted)["ingestion"]["request"]["body"] == {"X-Team": "data"}
+
+
+def test_serve_manifest_wires_the_app_token_to_both_sides_and_limits_ingress() -> None:
+    docs = {d["kind"]: d for d in yaml.safe_load_all((MANIFESTS / "serve.yaml").read_text()) if d}
+    pod = docs["Deployment"]["spec"]["template"]
+    assert pod["metadata"]["annotations"]["dapr.io/app-token-secret"] == "pullctl-app-token"  # the sidecar
+    [container] = pod["spec"]["containers"]
+    token = next(e for e in container["env"] if e["name"] == "APP_API_TOKEN")  # the app
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "pullctl-app-token", "key": "token"}
+    assert container["args"][:3] == ["serve", "--host", "0.0.0.0"]  # refused without the token
+    policy = docs["NetworkPolicy"]["spec"]
+    assert policy["policyTypes"] == ["Ingress"] and policy["ingress"][0]["ports"] == [
+        {"port": 8080, "protocol": "TCP"}
+    ]

@@ -319,11 +319,56 @@ def test_app_api_token_guards_the_triggers(
     served = serve_factory(env={"APP_API_TOKEN": "app-secret"})
     write_source(served.config, **weather(upstream.url))
     served.start().ready()
+    assert dapr_emulator.trigger_sync("pull-weather-api").status == 401  # the sidecar without the token
+    dapr_emulator.app_token = "wrong"
     assert dapr_emulator.trigger_sync("pull-weather-api").status == 401
+    dapr_emulator.app_token = "app-secret"  # as daprd does with dapr.io/app-token-secret
+    assert dapr_emulator.trigger_sync("pull-weather-api").status == 200
     assert served.post("/api/v1/triggers/job/weather-api").status_code == 401
     ok = served.post("/api/v1/triggers/job/weather-api", headers={"dapr-api-token": "app-secret"})
     assert ok.status_code == 200
     assert httpx.get(f"{served.url}/healthz").status_code == 200  # probes need no token
+    assert "app-secret" not in served.log.getvalue() and '"wrong"' not in served.log.getvalue()
+    assert len(served.log.events("trigger_unauthorized")) == 3
+
+
+def test_serve_refuses_an_open_address_without_a_token(cli: Cli) -> None:
+    from pullctl.server import check_exposure
+
+    result = cli("serve", "--host", "0.0.0.0", env={"APP_API_TOKEN": "", "PULLCTL_LOG_FORMAT": "text"})
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: serve on 0.0.0.0 without APP_API_TOKEN lets anyone who reaches the port trigger any pull; set"
+        " APP_API_TOKEN (the DAPR app API token, dapr.io/app-token-secret) or pass --allow-unauthenticated"
+    )
+    assert check_exposure("127.0.0.1", None, False) is None and check_exposure("0.0.0.0", "t", False) is None
+    assert check_exposure("0.0.0.0", None, True) == (
+        "--allow-unauthenticated: serve on 0.0.0.0 without APP_API_TOKEN lets anyone who reaches the port"
+        " trigger any pull"
+    )
+
+
+def test_too_many_runs_get_429_and_an_oversized_body_413(
+    serve_factory: Callable[..., Served], upstream: Upstream
+) -> None:
+    served = serve_factory(max_concurrent_runs=1)
+    write_source(served.config, **weather(upstream.url))
+    write_source(served.config, "other", **weather(upstream.url))
+    served.start().ready()
+    upstream.fail("/v1/forecast", "delay", delay=1.0, times=5)
+    first: list[Any] = []
+    thread = threading.Thread(target=lambda: first.append(served.post("/api/v1/triggers/job/weather-api")))
+    thread.start()
+    wait_for(lambda: served.service.in_flight)
+    busy = served.post("/api/v1/triggers/job/other")
+    assert busy.status_code == 429 and busy.headers["retry-after"] == "30"
+    assert "max_concurrent_runs=1" in busy.json()["error"]
+    thread.join(30)
+    assert first[0].status_code == 200
+    big = served.post("/job/pull-weather-api", content=b"x" * (64 * 1024 + 1))
+    assert big.status_code == 413
+    refused = served.log.events("trigger_refused")
+    assert [r["reason"] for r in refused] == ["too many runs", "body over 65536 bytes"]
 
 
 def test_shutdown_waits_for_a_run_in_flight(

@@ -18,22 +18,37 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port (the DAPR app-port)")] = 8080,
     config: ConfigOption = None,
     store: StoreOption = None,
+    max_concurrent_runs: Annotated[
+        int, typer.Option(min=1, max=256, help="Runs at once across sources; beyond, a trigger gets 429")
+    ] = 4,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated",
+            help="Serve a non-loopback address without APP_API_TOKEN (anyone reaching it can trigger pulls)",
+        ),
+    ] = False,
 ) -> None:
     """Serve DAPR job callbacks (POST /job/{name}); register every job at start-up (`jobs sync`).
 
     Also POST /api/v1/triggers/job/{source_id}, GET /healthz, GET /readyz. One run per source at a time: a
-    trigger while one runs gets 409. JSON log lines on stderr.
+    trigger while one runs gets 409; at most --max-concurrent-runs runs in all (429 beyond). On an address
+    other than loopback, APP_API_TOKEN (the DAPR app API token) is required. JSON log lines on stderr.
 
-    Example: dapr run --app-id pullctl --app-port 8080 -- pullctl serve --host 0.0.0.0 --port 8080
+    Example: dapr run --app-id pullctl --app-port 8080 -- pullctl serve --port 8080
     """
     import uvicorn
 
-    from pullctl.server import create_app, uvicorn_log_config
+    from pullctl.cli import output
+    from pullctl.server import PullService, check_exposure, create_app, uvicorn_log_config
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config, store=store)
+    warning = check_exposure(host, settings.environ.get("APP_API_TOKEN"), allow_unauthenticated)
+    if warning:
+        output.warning(warning)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, PullService(settings, max_concurrent_runs=max_concurrent_runs)),
         host=host,
         port=port,
         log_config=uvicorn_log_config(),

@@ -337,6 +337,7 @@ class DaprEmulator:
         apps: Mapping[str, str] | None = None,
         api_token: str | None = None,
         job_app_url: str | None = None,
+        app_token: str | None = None,
         namespace: str = "",
         invalid_schedule_status: int = 400,
         port: int = 0,
@@ -352,6 +353,7 @@ class DaprEmulator:
         self.apps: dict[str, str] = dict(apps or {})
         self.api_token = api_token
         self.job_app_url = job_app_url
+        self.app_token = app_token  # sent as dapr-api-token on job callbacks, as daprd does
         self.invalid_schedule_status = invalid_schedule_status
         self.port = port
 
@@ -432,15 +434,23 @@ class DaprEmulator:
         """POST the job's ``data`` to the app's ``/job/{name}``; return the app's answer."""
         url, body = self._trigger_request(name)
         async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
-            response = await client.post(url, content=body, headers={"content-type": "application/json"})
+            response = await client.post(url, content=body, headers=self._callback_headers())
         return JobTriggerResult(response.status_code, response.content)
 
     def trigger_sync(self, name: str) -> JobTriggerResult:
         """``trigger`` for synchronous tests."""
         url, body = self._trigger_request(name)
         with httpx.Client(trust_env=False, timeout=30) as client:
-            response = client.post(url, content=body, headers={"content-type": "application/json"})
+            response = client.post(url, content=body, headers=self._callback_headers())
         return JobTriggerResult(response.status_code, response.content)
+
+    def _callback_headers(self) -> dict[str, str]:
+        """What daprd sends the app: JSON, and ``dapr-api-token: <app token>`` when the app token is set
+        (``dapr.io/app-token-secret``; ``APP_API_TOKEN`` in the sidecar's environment)."""
+        headers = {"content-type": "application/json"}
+        if self.app_token is not None:
+            headers["dapr-api-token"] = self.app_token
+        return headers
 
 
 class _DaprApp:
