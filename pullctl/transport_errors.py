@@ -41,9 +41,7 @@ class TransportFailure:
 def transport_failure(exc: BaseException, host: str, timeout: float) -> TransportFailure:
     """What went wrong on the wire, as one line naming ``host`` (``host:port``); never a traceback."""
     if isinstance(exc, TimeoutError | httpx.TimeoutException) and not _is_aiohttp_connection(exc):
-        return TransportFailure(
-            "timeout", f"timed out after {timeout:g} s (timeout_seconds) waiting for {host}"
-        )
+        return _timed_out(host, timeout)
     cause = _aiohttp_cause(exc)
     if cause is not None:
         return _from_aiohttp(cause, host, timeout)
@@ -64,6 +62,10 @@ def transport_failure(exc: BaseException, host: str, timeout: float) -> Transpor
             "connect", f"network error talking to {host}: {exc}"
         )
     return TransportFailure("connect", f"{type(exc).__name__} talking to {host}: {exc}")
+
+
+def _timed_out(host: str, timeout: float) -> TransportFailure:
+    return TransportFailure("timeout", f"timed out after {timeout:g} s (timeout_seconds) waiting for {host}")
 
 
 def _aiohttp_cause(exc: BaseException) -> BaseException | None:
@@ -87,9 +89,7 @@ def _from_aiohttp(exc: BaseException, host: str, timeout: float) -> TransportFai
     import aiohttp  # only ever called with an aiohttp error: already imported
 
     if isinstance(exc, TimeoutError):  # ServerTimeoutError and its kin are TimeoutErrors
-        return TransportFailure(
-            "timeout", f"timed out after {timeout:g} s (timeout_seconds) waiting for {host}"
-        )
+        return _timed_out(host, timeout)
     if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
         return TransportFailure("proxy", f"the proxy failed while connecting to {host}: {exc}")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):

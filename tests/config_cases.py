@@ -497,4 +497,36 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
             "case.yaml:6:55: ingestion.secrets.client_id.secret_key: must have at least 1 character (got '')",
         ],
     ),
+    (
+        "raw-parameters-that-break-the-query",
+        BASE + "    raw_parameters: {search: 'a&b'}\n",
+        "k8s",
+        [
+            "case.yaml:6:21: ingestion.request.raw_parameters: search='a&b' holds a character that would break the"
+            " query (& # = space)"
+        ],
+    ),
+    (
+        "graphql-and-body",
+        BASE + "    method: POST\n    body: {a: 1}\n    graphql: {query: 'query { x }'}\n",
+        "k8s",
+        [
+            "case.yaml:7:11: ingestion.request.body: graphql is the body (a POST of its query and variables): set one"
+        ],
+    ),
+    (
+        "page-size-body-path-without-body",
+        BASE + "  pagination: {type: offset, page_size_body_path: size}\n",
+        "k8s",
+        ["case.yaml:6:51: ingestion.pagination.page_size_body_path: applies with inject: body"],
+    ),
+    (
+        "remaining-header-without-reset",
+        BASE + "  rate_limit: {remaining_header: X-RateLimit-Remaining}\n",
+        "k8s",
+        [
+            "case.yaml:6:3: ingestion.rate_limit.reset_header: required with remaining_header: when the budget"
+            " comes back"
+        ],
+    ),
 ]

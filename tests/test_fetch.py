@@ -403,3 +403,19 @@ async def test_a_retried_429_waits_for_the_later_of_retry_after_and_the_reset() 
     h = Harness(cfg, answers=[limited, json_response({"ok": 1})])
     await h.pages()
     assert len(h.sleeps) == 1 and 19 <= h.sleeps[0] <= 21  # the reset, not Retry-After's 2 s
+
+
+@pytest.mark.anyio
+async def test_split_records_need_a_list_of_records() -> None:
+    cfg = SourceConfig.model_validate(
+        {
+            "source_id": "s",
+            "ingestion": {"schedule": "@daily", "request": {"base_url": URL}, "records": {"split": True}},
+        }
+    )
+    with pytest.raises(FetchError) as exc:
+        await Harness(cfg, answers=[json_response({"a": 1})]).pages()
+    assert exc.value.message == (
+        f"records.split stores each record, but page 1 from {URL} is an object with keys a, not a list: set"
+        " records.path to where its records are"
+    )

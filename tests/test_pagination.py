@@ -163,6 +163,36 @@ def test_link_header() -> None:
             None,
             "page 1: next_url_path 'next' holds an object with keys href, not a URL",
         ),
+        (
+            {
+                "type": "cursor",
+                "cursor_path": "next",
+                "has_more_path": "has_more",
+                "stop_when_empty_path": "data",
+            },
+            [{"data": [1], "next": "c"}],
+            None,
+            "page 1: has_more_path 'has_more' is not in the page (an object with keys data, next)",
+        ),
+        (
+            {"type": "cursor", "cursor_path": "next", "has_more_path": "more"},
+            [{"more": "yes", "next": "c"}],
+            None,
+            "page 1: has_more_path 'more' holds \"yes\", not true or false",
+        ),
+        (
+            {"type": "page_number", "total_path": "total", "stop_when_empty_path": "data"},
+            [{"data": [1], "total": "many"}],
+            None,
+            "page 1: total_path 'total' holds \"many\", not a count",
+        ),
+        (
+            {"type": "cursor", "cursor_from": "last_record", "cursor_path": "id"},
+            [{"x": 1}],
+            None,
+            "page 1: cursor_from: last_record needs the page's records, but the page is an object with keys x;"
+            " set records.path",
+        ),
     ],
 )
 def test_what_fails_the_item(

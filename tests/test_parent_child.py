@@ -166,6 +166,11 @@ def test_a_source_without_schedule_runs_by_hand_and_is_not_rendered(
     assert rendered.exit_code == 0
     assert "name: pull-channel-messages" in rendered.stdout and "pull-teams" not in rendered.stdout
     assert "skipped teams, teams-channels: no schedule (they run by hand or as a parent)" in rendered.stderr
+    named = runner("render", "teams", "--image", "pullctl:test", PULLCTL_LOG_FORMAT="text")
+    assert named.exit_code == 2 and named.stderr.strip() == (
+        "error: source 'teams' has no schedule: it runs by hand (pullctl run teams) or as a parent, and becomes"
+        " no CronJob"
+    )
     sharded = graph_sources(upstream.url)
     sharded[2]["ingestion"]["iteration"]["shards"] = 3
     write(runner, sharded)
@@ -370,3 +375,13 @@ def test_a_parent_sends_its_own_named_secret(runner: Runner, upstream: Upstream)
         "g-s3cr3t-token"
     ]
     assert "g-s3cr3t-token" not in log
+
+
+def test_a_parent_record_that_is_no_object_fails_the_run(runner: Runner, upstream: Upstream) -> None:
+    write(runner, graph_sources(upstream.url))
+    upstream.fail("/graph/teams", "json", body=[1, 2])  # a list of numbers: no team to fill {team.id}
+    code, [record], _ = runner.run_json("teams-channels")
+    assert code == 1 and record["message"].startswith(
+        "parent source 'teams' (item teams): record 0 of page 1 from "
+    )
+    assert record["message"].endswith("is 1, not an object: a child's items are objects")

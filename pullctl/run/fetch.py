@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from pullctl.config import templates
-from pullctl.config.models import SourceConfig
+from pullctl.config.models import PAGE_VARIABLE, SourceConfig
 from pullctl.config.paths import describe
 from pullctl.errors import FetchError, ItemSkippedError
 from pullctl.redact import Redactor
@@ -131,19 +131,11 @@ def _seconds_until(value: str, form: str, now: Callable[[], float] = time.time) 
 
 def _page_templated(config: SourceConfig) -> bool:
     """Whether the request names ``{page.number}``, ``{page.offset}`` or ``{page.cursor}`` anywhere."""
-    from pullctl.config import templates
-    from pullctl.config.models import PAGE_VARIABLE
-
     ing = config.ingestion
-    return (
-        any(
-            fld.root == PAGE_VARIABLE
-            for where, value in ing.template_places()
-            for fld in templates.template_fields(value)
-        )
-        if ing.request is not None
-        else False
-    )
+    if ing.request is None:
+        return False
+    fields = (fld for _, value in ing.template_places() for fld in templates.template_fields(value))
+    return any(fld.root == PAGE_VARIABLE for fld in fields)
 
 
 def _final(reason: str) -> AttemptFailed:
@@ -251,15 +243,14 @@ class Fetcher:
             if step.fail is not None:
                 raise FetchError(self.redact(step.fail), 1)
             request = step.next
-            if request is not None and request.params is None:
-                self._check_origin(request.url, task.url, "the next page is")
-
-    def _check_origin(self, url: str, home_url: str, what: str) -> None:
-        home = _origin(home_url)
-        if self._has_credentials and _origin(url) != home:
-            where = _origin(url)[1]
-            message = f"{what} on another origin ({where}); pullctl sends credentials only to {home[1]}"
-            raise FetchError(self.redact(message), 1)
+            if request is not None and request.params is None:  # a next URL: same origin, or no credentials
+                home, there = _origin(task.url), _origin(request.url)
+                if self._has_credentials and there != home:
+                    message = (
+                        f"the next page is on another origin ({there[1]}); pullctl sends credentials only"
+                        f" to {home[1]}"
+                    )
+                    raise FetchError(self.redact(message), 1)
 
     # -- one page, with retries -----------------------------------------------------------------------
 

@@ -507,7 +507,7 @@ async def _store_batch(state: _Run, batch: list[Document]) -> None:
                     "item": doc.linkage,
                     "request": doc.request,
                     "content_hash": doc.content_hash,
-                    "content": _json(doc.content),
+                    "content": json.loads(doc.content),
                 }
             )
         return
@@ -548,9 +548,3 @@ async def _publish_pending(state: _Run) -> None:
         await _publish(state, pending)
         if state.record.events["pending"] > before:  # the target is still down: keep the rest for later
             return
-
-
-def _json(content: bytes) -> Any:
-    import json
-
-    return json.loads(content)
