@@ -236,13 +236,23 @@ async def _fan_out(
     concurrency: int,
     window: Window,
 ) -> None:
-    """``concurrency`` workers over ``tasks``, fed through a bounded queue (a parent's records stream in
-    while the workers fetch), and the one writer; a store failure or a failed parent ends it."""
-    todo: asyncio.Queue[FetchTask | None] = asyncio.Queue(maxsize=concurrency * 2)
-    producer = asyncio.create_task(_produce(todo, tasks, concurrency))
+    """``concurrency`` workers over ``tasks`` and the one writer; a store failure or a failed parent ends it.
+    A list is shared as one iterator; a parent's records stream in through a bounded queue while the
+    workers fetch (memory flat in the parent's size)."""
+    helpers: list[asyncio.Task[None]] = []
+    if isinstance(tasks, AsyncIterator):
+        todo: asyncio.Queue[FetchTask | None] = asyncio.Queue(maxsize=concurrency * 2)
+        helpers.append(asyncio.create_task(_produce(todo, tasks, concurrency)))
+        take: Callable[[], Awaitable[FetchTask | None]] = todo.get
+    else:
+        listed = iter(tasks)
+
+        async def take() -> FetchTask | None:
+            return next(listed, None)
+
     writer = asyncio.create_task(_writer(state))
-    workers = [asyncio.create_task(_worker(state, fetcher, todo, window)) for _ in range(concurrency)]
-    fetching = asyncio.gather(producer, *workers)
+    workers = [asyncio.create_task(_worker(state, fetcher, take, window)) for _ in range(concurrency)]
+    fetching = asyncio.gather(*helpers, *workers)
     try:
         await asyncio.wait([writer, fetching], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         if writer.done():  # the writer only ends early on a store failure
@@ -251,34 +261,28 @@ async def _fan_out(
     finally:
         fetching.cancel()
         await asyncio.gather(fetching, return_exceptions=True)
-        for t in (producer, *workers):
+        for t in (*helpers, *workers):
             t.cancel()
-        await asyncio.gather(producer, *workers, return_exceptions=True)
+        await asyncio.gather(*helpers, *workers, return_exceptions=True)
         if not writer.done():
             await state.queue.put(None)
         await writer  # re-raises a store failure
 
 
 async def _produce(
-    todo: asyncio.Queue[FetchTask | None],
-    tasks: Iterable[FetchTask] | AsyncIterator[FetchTask],
-    workers: int,
+    todo: asyncio.Queue[FetchTask | None], tasks: AsyncIterator[FetchTask], workers: int
 ) -> None:
-    if isinstance(tasks, AsyncIterator):
-        async for task in tasks:
-            await todo.put(task)
-    else:
-        for task in tasks:
-            await todo.put(task)
+    async for task in tasks:
+        await todo.put(task)
     for _ in range(workers):
         await todo.put(None)
 
 
 async def _worker(
-    state: _Run, fetcher: Fetcher, todo: asyncio.Queue[FetchTask | None], window: Window
+    state: _Run, fetcher: Fetcher, take: Callable[[], Awaitable[FetchTask | None]], window: Window
 ) -> None:
     record = state.record
-    while (task := await todo.get()) is not None:
+    while (task := await take()) is not None:
         try:
             async for page in fetcher.pages(task):
                 record.counts["pages"] += 1
