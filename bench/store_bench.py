@@ -29,7 +29,7 @@ from pymongo import AsyncMongoClient
 from pullctl.canonical import canonical_json
 from pullctl.errors import StoreError
 from pullctl.pipeline.documents import Document, content_hash, document_id
-from pullctl.pipeline.store import Store, open_store
+from pullctl.pipeline.store import Store, store_at
 
 SOURCE = "bench-api"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -124,11 +124,11 @@ async def main() -> None:
     results: list[Result] = []
     for batch_size in args.batch_sizes or [500]:
         with tempfile.TemporaryDirectory() as tmp:
-            sqlite = open_store(f"sqlite:///{tmp}/bench.db")
+            sqlite = store_at(f"sqlite:///{tmp}/bench.db")
             await sqlite.open()
             results.append(await measure("sqlite", sqlite, docs, batch_size))
         database = f"pullctl_bench_{uuid.uuid4().hex[:12]}"
-        mongo = open_store(args.mongodb, database)
+        mongo = store_at(args.mongodb, database)
         try:
             await mongo.open()
         except StoreError as exc:

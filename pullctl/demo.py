@@ -421,13 +421,9 @@ async def _run_twice(
         if summary is not None:
             for record in records:
                 summary(record)
-    store = open_store(settings.store)
-    await store.open()
-    try:
+    async with open_store(settings) as store:
         result.stored = await store.count_documents(SOURCE_ID)
         found = await store.find_documents(SOURCE_ID, limit=len(REGIONS) * 2)
-    finally:
-        await store.close()
     found.sort(key=lambda d: str(d["linkage"].get("region_id")))
     result.documents = found[:PREVIEW_DOCUMENTS]
 

@@ -9,7 +9,8 @@ forms a value travels in can leak.
 from __future__ import annotations
 
 import base64
-from urllib.parse import quote, quote_plus
+import re
+from urllib.parse import quote, quote_plus, unquote
 
 MASK = "***"
 # What yarl (under the aiohttp transport) leaves un-escaped in a query value.
@@ -45,3 +46,53 @@ class Redactor:
 
     def __bool__(self) -> bool:
         return bool(self._forms)
+
+
+# -- passwords in URLs (store, config store, event sink, MCP server URLs) --------------------------------
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+_USER = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]+:")
+
+
+def _password_span(url: str) -> tuple[int, int] | None:
+    """Where the password of ``scheme://user:password@host…`` is, also when it is not percent-encoded.
+
+    The userinfo ends at the last ``@`` before the query, or, when no ``@`` comes before a ``?``, at the
+    last ``@`` of all: a ``/``, ``?`` or ``@`` pasted into a password unencoded stays inside it.
+    """
+    user = _USER.match(url)
+    if user is None:
+        return None
+    start = user.end()
+    query = url.find("?", start)
+    end = url.rfind("@", start, query) if query >= 0 else -1
+    if end < 0:
+        end = url.rfind("@", start)
+    return (start, end) if end > start else None
+
+
+def url_password(url: str) -> str | None:
+    """The password in ``url`` as written there (percent-encoded or not), or None."""
+    span = _password_span(url)
+    return url[span[0] : span[1]] if span else None
+
+
+def url_redactor(url: str) -> Redactor:
+    """A ``Redactor`` for the password of ``url``: as written, decoded, and in their encoded forms."""
+    redact = Redactor()
+    password = url_password(url)
+    if password:
+        redact.add(password)
+        redact.add(unquote(password))
+    return redact
+
+
+def mask_url(text: str) -> str:
+    """``mongodb://user:secret@host`` -> ``mongodb://user:***@host``, for every URL in ``text``."""
+
+    def mask(match: re.Match[str]) -> str:
+        url = match.group()
+        span = _password_span(url)
+        return f"{url[: span[0]]}{MASK}{url[span[1] :]}" if span else url
+
+    return _URL.sub(mask, text)

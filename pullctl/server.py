@@ -46,7 +46,8 @@ from pullctl.errors import PullctlError, UsageError
 from pullctl.logs import json_line
 from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.documents import RunRecord, new_run_id, utcnow
-from pullctl.pipeline.store import Store, mask_url, open_store
+from pullctl.pipeline.store import Store, store_at
+from pullctl.redact import mask_url
 from pullctl.schedulers.dapr_jobs import JobsPlan, source_id_of, startup_policy, sync_until_ready
 from pullctl.settings import Settings
 
@@ -160,7 +161,7 @@ class PullService:
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        store = open_store(self.settings.store, self.settings.mongodb_database)
+        store = store_at(self.settings.store, self.settings.mongodb_database)
         try:
             await store.open()
         except PullctlError as exc:
@@ -365,7 +366,7 @@ class PullService:
         if self.store is None:
             return False, "the store is not open"
         try:
-            await asyncio.wait_for(self.store.list_jobs(), timeout=5)
+            await asyncio.wait_for(self.store.ping(), timeout=5)
         except (PullctlError, TimeoutError) as exc:
             return False, getattr(exc, "message", None) or "the store did not answer within 5 s"
         return True, None

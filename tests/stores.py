@@ -24,7 +24,8 @@ import pytest
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import PyMongoError
 
-from pullctl.pipeline.store import Store, mask_url, open_store
+from pullctl.pipeline.store import Store, store_at
+from pullctl.redact import mask_url
 
 MONGODB_URI_VAR = "PULLCTL_TEST_MONGODB_URI"
 DEFAULT_MONGODB_URI = "mongodb://127.0.0.1:27017"
@@ -107,7 +108,7 @@ class Stores:
 
     def new(self) -> Store:
         """A store on the target, not opened (and not cleaned up unless opened through ``open``)."""
-        return open_store(self.target.url, self.target.database)
+        return store_at(self.target.url, self.target.database)
 
     async def open(self) -> Store:
         store = self.new()

@@ -19,7 +19,7 @@ import yaml
 from pullctl.config.loader import LoadedSource, load_paths
 from pullctl.dapr import DaprClient
 from pullctl.errors import DaprError
-from pullctl.pipeline.store import open_store
+from pullctl.pipeline.store import store_at
 from pullctl.retry import backoff_delay
 from pullctl.schedulers.dapr_jobs import follow_config_change, plan_jobs, startup_policy
 from pullctl.settings import Settings
@@ -417,7 +417,7 @@ async def test_follow_config_change_registers_updates_and_deletes(
     tmp_path: Path, dapr_emulator: DaprEmulator
 ) -> None:
     settings = Settings.from_env({"DAPR_HTTP_ENDPOINT": dapr_emulator.url})
-    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store = store_at(f"sqlite:///{tmp_path / 'store.db'}")
     await store.open()
     try:
         write_source(tmp_path / "c", "weather-api", request=REQUEST)
@@ -449,7 +449,7 @@ async def test_follow_config_change_registers_updates_and_deletes(
 async def test_follow_config_change_without_a_sidecar_warns(tmp_path: Path) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
     settings = Settings.from_env({"DAPR_HTTP_ENDPOINT": endpoint})
-    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store = store_at(f"sqlite:///{tmp_path / 'store.db'}")
     await store.open()
     try:
         write_source(tmp_path / "c", "weather-api", request=REQUEST)

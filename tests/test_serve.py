@@ -26,7 +26,7 @@ from pullctl.config.loader import ConfigEntry
 from pullctl.config.source import ConfigSource, FilesReader
 from pullctl.dapr import DaprClient
 from pullctl.pipeline.config_store import open_config_source
-from pullctl.pipeline.store import open_store
+from pullctl.pipeline.store import store_at
 from pullctl.schedulers.dapr_jobs import sync_jobs
 from pullctl.server import INTERRUPTED, JsonLog, PullService, create_app
 from pullctl.settings import Settings
@@ -412,7 +412,7 @@ async def test_shutdown_records_a_run_that_outlives_the_grace_period(
     with pytest.raises(asyncio.CancelledError):
         await trigger
 
-    store = open_store(settings.store)
+    store = store_at(settings.store)
     await store.open()
     try:
         record = await store.get_run(run_id)
@@ -496,7 +496,7 @@ def test_seed_scenario_jobs_follow_the_config_store(
 
         # and serve's registry agrees: a resync changes nothing
         async def resync() -> list[tuple[str, str]]:
-            store = open_store(mongo_uri, mongo_database)
+            store = store_at(mongo_uri, mongo_database)
             await store.open()
             try:
                 async with DaprClient(dapr_emulator.url) as dapr:

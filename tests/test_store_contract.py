@@ -20,7 +20,8 @@ from pymongo.errors import BulkWriteError
 from pullctl.errors import StoreError, UsageError
 from pullctl.pipeline.documents import Document, RunRecord, document_id
 from pullctl.pipeline.mongo import MongoStore
-from pullctl.pipeline.store import ConfigStore, Store, open_config_store
+from pullctl.pipeline.state import AuthState, StateRecord
+from pullctl.pipeline.store import ConfigStore, Store, config_store_at, open_config_store
 from tests.stores import Stores, anyio_backend, mongo_database, mongo_uri, store, store_target, stores
 
 # The fixtures, imported for pytest.
@@ -456,9 +457,14 @@ async def test_mongodb_collections_have_the_documented_shape(mongo_uri: str) -> 
         await store.save_run(record)
 
         db = client[database]
-        assert {"raw_documents", "pull_runs", "source_configs", "dapr_jobs"} <= set(
-            await db.list_collection_names()
-        )
+        assert {
+            "raw_documents",
+            "pull_runs",
+            "source_configs",
+            "dapr_jobs",
+            "source_state",
+            "auth_state",
+        } <= set(await db.list_collection_names())
         raw = await db.raw_documents.find_one({"_id": stored.id})
         assert raw is not None
         assert raw["content"] == stored.content and isinstance(raw["content"], bytes)  # BSON binary
@@ -478,6 +484,17 @@ async def test_mongodb_collections_have_the_documented_shape(mongo_uri: str) -> 
         assert saved["counts"]["items"] == 0
         assert saved["errors"] == [{"item": "kericho", "message": "boom", "attempts": 2}]
         assert "run_id" not in saved and "record" not in saved
+
+        await store.swap_state(StateRecord("weather-api", "kericho", "2026-03-01", "run-1", T0, 1))
+        state = await db.source_state.find_one({"_id": "weather-api/kericho"})
+        assert state is not None
+        assert (state["source_id"], state["item"], state["value"], state["version"]) == (
+            "weather-api",
+            "kericho",
+            "2026-03-01",
+            1,
+        )
+        assert state["updated_at"] == T0.replace(tzinfo=None)
     finally:
         await store.close()
         await client.drop_database(database)
@@ -488,19 +505,15 @@ async def test_mongodb_collections_have_the_documented_shape(mongo_uri: str) -> 
 
 
 async def test_config_store_round_trip(mongo_uri: str, mongo_database: str) -> None:
-    store = open_config_store(mongo_uri, mongo_database)
-    await store.open()
-    try:
+    async with open_config_store(mongo_uri, mongo_database) as store:
         await _config_round_trip(store)
-    finally:
-        await store.close()
 
 
 def test_only_mongodb_is_a_config_store() -> None:
     with pytest.raises(
         UsageError, match=r"the config store is MongoDB: set PULLCTL_CONFIG \(or --to\) to mongodb"
     ):
-        open_config_store("sqlite:///x.db")
+        config_store_at("sqlite:///x.db")
 
 
 async def _config_round_trip(store: ConfigStore) -> None:
@@ -530,3 +543,57 @@ async def test_job_registry(store: Store) -> None:
     await store.delete_job("pull-a")
     await store.delete_job("pull-missing")
     assert [j["_id"] for j in await store.list_jobs()] == ["pull-b"]
+
+
+# -- state between runs: source_state and auth_state ---------------------------------------------------------
+
+
+async def test_a_state_is_created_once_then_advanced_by_version(store: Store) -> None:
+    assert await store.get_state("weather-api") is None
+    first = StateRecord("weather-api", None, "2026-03-01T00:00:00Z", "run-1", T0, 1)
+    assert await store.swap_state(first) is True
+    assert await store.swap_state(first) is False  # a second "first" write loses: the state exists
+    assert await store.get_state("weather-api") == first
+    second = first.successor({"token": "abc", "n": 2}, "run-2", T0 + timedelta(hours=1))
+    assert second.version == 2
+    assert await store.swap_state(second) is True
+    assert await store.get_state("weather-api") == second
+
+
+async def test_a_stale_writer_loses_the_swap_and_changes_nothing(store: Store) -> None:
+    base = StateRecord("weather-api", None, 10, "run-1", T0, 1)
+    await store.swap_state(base)
+    winner, loser = base.successor(30, "run-a", T0), base.successor(20, "run-b", T0)
+    assert await store.swap_state(winner) is True
+    assert await store.swap_state(loser) is False
+    got = await store.get_state("weather-api")
+    assert got is not None and (got.value, got.run_id, got.version) == (30, "run-a", 2)
+
+
+async def test_item_states_are_kept_apart_listed_and_deleted(store: Store) -> None:
+    for source, item, value in [("a", None, 1), ("a", "x/y", 2), ("a", "z", 3), ("b", "x/y", 4)]:
+        assert await store.swap_state(StateRecord(source, item, value, "run-1", T0, 1))
+    assert (await store.get_state("a", "x/y")) == StateRecord("a", "x/y", 2, "run-1", T0, 1)
+    assert [(s.item, s.value) for s in await store.list_states("a")] == [(None, 1), ("x/y", 2), ("z", 3)]
+    assert [s.id for s in await store.list_states()] == ["a", "a/x/y", "a/z", "b/x/y"]
+    assert await store.delete_states("a", "z") == 1
+    assert await store.delete_states("a", "z") == 0
+    assert await store.delete_states("a") == 2
+    assert [s.id for s in await store.list_states()] == ["b/x/y"]
+
+
+async def test_auth_state_is_replaced_per_key(store: Store) -> None:
+    assert await store.get_auth_state("graph") is None
+    await store.put_auth_state(AuthState("graph", "gAAAA-one", "fp1", "run-1", T0))
+    await store.put_auth_state(AuthState("other", "gAAAA-x", "fp9", None, T0))
+    later = AuthState("graph", "gAAAA-two", "fp1", "run-2", T0 + timedelta(minutes=5))
+    await store.put_auth_state(later)
+    assert await store.get_auth_state("graph") == later
+
+
+async def test_ping_answers_while_open_and_fails_when_closed(stores: Stores) -> None:
+    store = await stores.open()
+    await store.ping()
+    closed = stores.new()
+    with pytest.raises(StoreError, match="is not open"):
+        await closed.ping()

@@ -36,12 +36,8 @@ def _follow(settings: Settings, changed: list[LoadedSource], deleted: list[str])
     from pullctl.schedulers.dapr_jobs import follow_config_change
 
     async def follow() -> str | None:
-        store = open_store(settings.store, settings.mongodb_database)
-        await store.open()
-        try:
+        async with open_store(settings) as store:
             return await follow_config_change(settings, store, changed, deleted)
-        finally:
-            await store.close()
 
     warning = asyncio.run(follow())
     if warning:

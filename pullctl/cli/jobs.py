@@ -35,13 +35,11 @@ def _with_dapr(settings: Settings, call: Callable[[DaprClient, Store], Awaitable
     from pullctl.pipeline.store import open_store
 
     async def go() -> T:
-        store = open_store(settings.store, settings.mongodb_database)
-        await store.open()
-        try:
-            async with DaprClient(settings.dapr_endpoint, settings.dapr_api_token) as dapr:
-                return await call(dapr, store)
-        finally:
-            await store.close()
+        async with (
+            open_store(settings) as store,
+            DaprClient(settings.dapr_endpoint, settings.dapr_api_token) as dapr,
+        ):
+            return await call(dapr, store)
 
     return asyncio.run(go())
 

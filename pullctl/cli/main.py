@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from pullctl import __version__
-from pullctl.cli import configs, jobs, k8s, output, run, serve, sources, validate
+from pullctl.cli import configs, jobs, k8s, output, run, serve, sources, state, validate
 from pullctl.cli.demo import demo
 from pullctl.errors import PullctlError
 from pullctl.settings import Settings
@@ -78,6 +78,7 @@ app.command("sync")(k8s.sync)
 app.command("demo")(demo)
 app.add_typer(configs.app, name="config")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(state.app, name="state")
 app.command("serve")(serve.serve)
 
 

@@ -195,12 +195,8 @@ def runs(
     settings = Settings.from_env(store=store)
 
     async def fetch() -> list[Any]:
-        backend = open_store(settings.store, settings.mongodb_database)
-        await backend.open()
-        try:
+        async with open_store(settings) as backend:
             return await backend.list_runs(source, limit)
-        finally:
-            await backend.close()
 
     records = asyncio.run(fetch())
     if out is TableOrJson.json:

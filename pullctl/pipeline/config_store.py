@@ -19,7 +19,8 @@ import yaml
 from pullctl.config.loader import ConfigEntry, LoadedSource
 from pullctl.config.source import ConfigSource, Location, is_mongodb
 from pullctl.errors import StoreError, UsageError
-from pullctl.pipeline.store import mask_url, open_config_store, url_redactor
+from pullctl.pipeline.store import open_config_store
+from pullctl.redact import mask_url, url_redactor
 
 COLLECTION = "source_configs"
 
@@ -87,9 +88,7 @@ async def push_configs(
     """Validate ``paths`` (all or nothing), then upsert each config with its hash."""
     loaded = ConfigSource(paths).all(target="dapr", strict=strict)
     loaded.raise_for_errors()
-    store = open_config_store(url, database)
-    await store.open()
-    try:
+    async with open_config_store(url, database) as store:
         result = PushResult()
         for src in loaded.sources:
             outcome = await store.put_config(src.source_id, src.raw, src.config_hash)
@@ -97,17 +96,11 @@ async def push_configs(
             if outcome != "unchanged":
                 result.changed.append(src)
         return result
-    finally:
-        await store.close()
 
 
 async def get_config(url: str, database: str, source_id: str) -> dict[str, Any]:
-    store = open_config_store(url, database)
-    await store.open()
-    try:
+    async with open_config_store(url, database) as store:
         doc = await store.get_config(source_id)
-    finally:
-        await store.close()
     if doc is None:
         raise UsageError(f"no config '{source_id}' in the config store {mask_url(url)} (database {database})")
     config: dict[str, Any] = doc["config"]
@@ -115,12 +108,7 @@ async def get_config(url: str, database: str, source_id: str) -> dict[str, Any]:
 
 
 async def delete_config(url: str, database: str, source_id: str) -> None:
-    store = open_config_store(url, database)
-    await store.open()
-    try:
-        if not await store.delete_config(source_id):
-            raise UsageError(
-                f"no config '{source_id}' in the config store {mask_url(url)} (database {database})"
-            )
-    finally:
-        await store.close()
+    async with open_config_store(url, database) as store:
+        deleted = await store.delete_config(source_id)
+    if not deleted:
+        raise UsageError(f"no config '{source_id}' in the config store {mask_url(url)} (database {database})")

@@ -16,7 +16,7 @@ import httpx
 from pullctl.config.models import SourceConfig
 from pullctl.errors import DaprError, UsageError
 from pullctl.pipeline.documents import Document
-from pullctl.pipeline.store import mask_url, url_redactor
+from pullctl.redact import mask_url, url_redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, RetryPolicy, TransportKind, call_with_retries
 from pullctl.settings import Settings
 from pullctl.transport_errors import host_of, transport_failure

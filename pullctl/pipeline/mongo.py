@@ -3,8 +3,10 @@
 ``raw_documents`` holds one document per stored page (``_id`` = document id, ``content`` as BSON binary,
 ``linkage`` / ``window`` / ``request`` as subdocuments, ``fetched_at`` as a UTC date); a unique index
 on (``source_id``, ``content_hash``) makes a duplicate a no-op, also when two runs race. ``pull_runs``
-holds one document per run (``_id`` = run id, the record's fields at the top level). ``source_configs``
-and ``dapr_jobs`` are created here and filled elsewhere.
+holds one document per run (``_id`` = run id, the record's fields at the top level). ``source_state``
+holds incremental marks (``_id`` = source id or source id/item key, compare-and-swap on ``version``),
+``auth_state`` rotated credentials (encrypted by the caller). ``source_configs`` and ``dapr_jobs`` are created
+here and filled elsewhere.
 
 Behaves like ``SqliteStore`` (tests/test_store_contract.py runs one suite against both) except where BSON
 sets limits: datetimes come back truncated to the millisecond (and always in UTC); a document over 16 MB
@@ -34,13 +36,15 @@ from pymongo.errors import (
     BulkWriteError,
     CollectionInvalid,
     ConnectionFailure,
+    DuplicateKeyError,
     OperationFailure,
     PyMongoError,
 )
 
 from pullctl.errors import StoreError
 from pullctl.pipeline.documents import DOCUMENT_FIELDS, Document, RunRecord
-from pullctl.pipeline.store import mask_url, url_redactor
+from pullctl.pipeline.state import AuthState, StateRecord, state_id
+from pullctl.redact import mask_url, url_redactor
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,8 +64,9 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]], bool], ...] = (
         False,
     ),
     ("pull_runs", [("source_id", ASCENDING), ("started_at", ASCENDING)], False),
+    ("source_state", [("source_id", ASCENDING)], False),
 )
-PLAIN_COLLECTIONS = ("source_configs", "dapr_jobs")
+PLAIN_COLLECTIONS = ("source_configs", "dapr_jobs", "auth_state")
 
 _PROJECTION = dict.fromkeys(DOCUMENT_FIELDS, 1)
 
@@ -172,6 +177,11 @@ class MongoStore:
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()
+
+    @_translate_errors
+    async def ping(self) -> None:
+        with pymongo.timeout(self.timeout):
+            await self._db.command("ping")
 
     # -- raw documents -------------------------------------------------------------------------------------
 
@@ -306,6 +316,55 @@ class MongoStore:
     async def delete_job(self, name: str) -> None:
         await self._collection("dapr_jobs").delete_one({"_id": name})
 
+    # -- state between runs ------------------------------------------------------------------------------
+
+    @_translate_errors
+    async def get_state(self, source_id: str, item: str | None = None) -> StateRecord | None:
+        doc = await self._collection("source_state").find_one({"_id": state_id(source_id, item)})
+        return _state(doc) if doc else None
+
+    @_translate_errors
+    async def list_states(self, source_id: str | None = None) -> list[StateRecord]:
+        query = {"source_id": source_id} if source_id else {}
+        return [_state(d) async for d in self._collection("source_state").find(query).sort("_id", ASCENDING)]
+
+    @_translate_errors
+    async def swap_state(self, record: StateRecord) -> bool:
+        coll = self._collection("source_state")
+        doc = _state_bson(record)
+        if record.version == 1:
+            try:
+                await coll.insert_one(doc)
+            except DuplicateKeyError:
+                return False
+            return True
+        result = await coll.replace_one({"_id": record.id, "version": record.version - 1}, doc)
+        return result.matched_count == 1
+
+    @_translate_errors
+    async def delete_states(self, source_id: str, item: str | None = None) -> int:
+        query = {"source_id": source_id} if item is None else {"_id": state_id(source_id, item)}
+        result = await self._collection("source_state").delete_many(query)
+        return result.deleted_count
+
+    @_translate_errors
+    async def get_auth_state(self, key: str) -> AuthState | None:
+        doc = await self._collection("auth_state").find_one({"_id": key})
+        if doc is None:
+            return None
+        return AuthState(key, doc["ciphertext"], doc["fingerprint"], doc.get("run_id"), doc["updated_at"])
+
+    @_translate_errors
+    async def put_auth_state(self, state: AuthState) -> None:
+        doc = {
+            "_id": state.key,
+            "ciphertext": state.ciphertext,
+            "fingerprint": state.fingerprint,
+            "run_id": state.run_id,
+            "updated_at": state.updated_at,
+        }
+        await self._collection("auth_state").replace_one({"_id": state.key}, doc, upsert=True)
+
 
 def _refused(exc: BulkWriteError) -> list[dict[str, Any]]:
     """The errors of a bulk insert other than duplicate keys (which are not errors here)."""
@@ -348,6 +407,29 @@ def _run_bson(record: RunRecord) -> Mongo:
     data["started_at"] = record.started_at
     data["finished_at"] = record.finished_at
     return data
+
+
+def _state_bson(record: StateRecord) -> Mongo:
+    return {
+        "_id": record.id,
+        "source_id": record.source_id,
+        "item": record.item,
+        "value": record.value,
+        "run_id": record.run_id,
+        "updated_at": record.updated_at,
+        "version": record.version,
+    }
+
+
+def _state(doc: Mongo) -> StateRecord:
+    return StateRecord(
+        doc["source_id"],
+        doc.get("item"),
+        doc.get("value"),
+        doc.get("run_id"),
+        doc["updated_at"],
+        doc["version"],
+    )
 
 
 def _run(doc: Mongo) -> RunRecord:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pullctl.errors import StoreError
 from pullctl.pipeline.documents import DOCUMENT_FIELDS, Document, RunRecord
+from pullctl.pipeline.state import AuthState, StateRecord, state_id
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, RetryPolicy, call_with_retries
 
 # a new file locked by another process switching it to WAL: a few tries, 50 ms to 1 s apart
@@ -56,9 +57,27 @@ CREATE TABLE IF NOT EXISTS dapr_jobs (
     config_hash TEXT NOT NULL,
     registered_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS source_state (
+    _id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    item TEXT,
+    value TEXT NOT NULL,
+    run_id TEXT,
+    updated_at TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS source_state_source ON source_state (source_id);
+CREATE TABLE IF NOT EXISTS auth_state (
+    _id TEXT PRIMARY KEY,
+    ciphertext TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    run_id TEXT,
+    updated_at TEXT NOT NULL
+);
 """
 
 _DOC_COLUMNS = ", ".join(DOCUMENT_FIELDS)
+_STATE_COLUMNS = "source_id, item, value, run_id, updated_at, version"
 
 
 class SqliteStore:
@@ -134,6 +153,9 @@ class SqliteStore:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, close)
         self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._call(lambda c: c.execute("SELECT 1").fetchone())
 
     async def insert_documents(self, docs: list[Document]) -> list[bool]:
         rows = [
@@ -263,6 +285,66 @@ class SqliteStore:
 
     async def delete_job(self, name: str) -> None:
         await self._call(lambda c: c.execute("DELETE FROM dapr_jobs WHERE _id = ?", (name,)))
+
+    # -- state between runs ------------------------------------------------------------------------------
+
+    async def get_state(self, source_id: str, item: str | None = None) -> StateRecord | None:
+        sql = f"SELECT {_STATE_COLUMNS} FROM source_state WHERE _id = ?"
+        row = await self._call(lambda c: c.execute(sql, (state_id(source_id, item),)).fetchone())
+        return _state(row) if row else None
+
+    async def list_states(self, source_id: str | None = None) -> list[StateRecord]:
+        args: tuple[Any, ...] = (source_id,) if source_id else ()
+        where = " WHERE source_id = ?" if source_id else ""
+        sql = f"SELECT {_STATE_COLUMNS} FROM source_state{where} ORDER BY _id"
+        rows = await self._call(lambda c: c.execute(sql, args).fetchall())
+        return [_state(r) for r in rows]
+
+    async def swap_state(self, record: StateRecord) -> bool:
+        value = json.dumps(record.value)
+        at = record.updated_at.astimezone(UTC).isoformat()
+        if record.version == 1:
+            sql = (
+                f"INSERT INTO source_state (_id, {_STATE_COLUMNS}) VALUES (?,?,?,?,?,?,?)"
+                " ON CONFLICT DO NOTHING"
+            )
+            args: tuple[Any, ...] = (record.id, record.source_id, record.item, value, record.run_id, at, 1)
+        else:
+            sql = (
+                "UPDATE source_state SET value = ?, run_id = ?, updated_at = ?, version = ?"
+                " WHERE _id = ? AND version = ?"
+            )
+            args = (value, record.run_id, at, record.version, record.id, record.version - 1)
+        return bool(await self._call(lambda c: c.execute(sql, args).rowcount == 1))
+
+    async def delete_states(self, source_id: str, item: str | None = None) -> int:
+        if item is None:
+            sql, args = "DELETE FROM source_state WHERE source_id = ?", (source_id,)
+        else:
+            sql, args = "DELETE FROM source_state WHERE _id = ?", (state_id(source_id, item),)
+        return int(await self._call(lambda c: c.execute(sql, args).rowcount))
+
+    async def get_auth_state(self, key: str) -> AuthState | None:
+        sql = "SELECT ciphertext, fingerprint, run_id, updated_at FROM auth_state WHERE _id = ?"
+        row = await self._call(lambda c: c.execute(sql, (key,)).fetchone())
+        if row is None:
+            return None
+        return AuthState(key, row[0], row[1], row[2], datetime.fromisoformat(row[3]))
+
+    async def put_auth_state(self, state: AuthState) -> None:
+        sql = (
+            "INSERT OR REPLACE INTO auth_state (_id, ciphertext, fingerprint, run_id, updated_at)"
+            " VALUES (?,?,?,?,?)"
+        )
+        row = (state.key, state.ciphertext, state.fingerprint, state.run_id, state.updated_at.isoformat())
+        await self._call(lambda c: c.execute(sql, row))
+
+
+def _state(row: tuple[Any, ...]) -> StateRecord:
+    source_id, item, value, run_id, updated_at, version = row
+    return StateRecord(
+        source_id, item, json.loads(value), run_id, datetime.fromisoformat(updated_at), version
+    )
 
 
 def _document_dict(row: tuple[Any, ...]) -> dict[str, Any]:

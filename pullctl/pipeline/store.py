@@ -1,40 +1,38 @@
-"""The ``Store`` protocol every backend implements (SQLite embedded, MongoDB in production), and the factory.
+"""The store protocols every backend implements (SQLite embedded, MongoDB in production), and the factories.
 
-The runner depends on this protocol only. ``open_store(url)`` picks the backend from ``PULLCTL_STORE``.
+Four narrow protocols, one per concern, so that code depends only on what it uses:
+
+- ``DocumentStore``: ``raw_documents`` (dedup on insert) and its event outbox;
+- ``RunStore``: ``pull_runs``;
+- ``StateStore``: ``source_state`` (incremental marks, compare-and-swap) and ``auth_state`` (rotated
+  credentials, encrypted by the caller);
+- ``JobRegistry``: ``dapr_jobs`` (what ``jobs sync`` registered, so it can prune what it owns).
+
+``Store`` is all four plus the lifecycle; both backends are one. ``open_store(settings)`` is the one way to
+use a store for the length of a block: ``async with open_store(settings) as store: ...``. ``store_at(url)``
+builds one without opening it, for a holder that keeps it open (``serve``).
 Every method translates its backend's errors into ``StoreError`` with the location, password masked.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Protocol
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pullctl.errors import UsageError
 from pullctl.pipeline.documents import Document, RunRecord
-from pullctl.redact import MASK, Redactor
+from pullctl.pipeline.state import AuthState, StateRecord
+from pullctl.redact import mask_url
+
+if TYPE_CHECKING:
+    from pullctl.settings import Settings
 
 
-class Store(Protocol):
-    async def open(self) -> None:
-        """Connect and create tables/indexes idempotently; fail fast when unreachable."""
-
-    async def close(self) -> None: ...
-
+class DocumentStore(Protocol):
     async def insert_documents(self, docs: list[Document]) -> list[bool]:
         """Store a batch; per document True = stored now, False = a duplicate (same source and hash)."""
-        ...
-
-    async def save_run(self, record: RunRecord) -> None:
-        """Insert or replace a run record (written at start as running, and at finish)."""
-
-    async def get_run(self, run_id: str) -> RunRecord | None: ...
-
-    async def list_runs(self, source_id: str | None = None, limit: int = 20) -> list[RunRecord]: ...
-
-    async def close_stale_runs(self, source_id: str, started_before: datetime, message: str) -> int:
-        """Mark ``running`` records of ``source_id`` started before the cut-off as failed; return how many."""
         ...
 
     async def pending_events(self, source_id: str, limit: int = 1000) -> list[Document]:
@@ -49,8 +47,44 @@ class Store(Protocol):
 
     async def count_documents(self, source_id: str) -> int: ...
 
-    # dapr_jobs: what ``jobs sync`` registered, so it can prune what it owns
 
+class RunStore(Protocol):
+    async def save_run(self, record: RunRecord) -> None:
+        """Insert or replace a run record (written at start as running, and at finish)."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(self, source_id: str | None = None, limit: int = 20) -> list[RunRecord]: ...
+
+    async def close_stale_runs(self, source_id: str, started_before: datetime, message: str) -> int:
+        """Mark ``running`` records of ``source_id`` started before the cut-off as failed; return how many."""
+        ...
+
+
+class StateStore(Protocol):
+    async def get_state(self, source_id: str, item: str | None = None) -> StateRecord | None: ...
+
+    async def list_states(self, source_id: str | None = None) -> list[StateRecord]:
+        """Every state of ``source_id`` (or of every source), ordered by ``_id``."""
+        ...
+
+    async def swap_state(self, record: StateRecord) -> bool:
+        """Write ``record`` only if the stored state is still the one it succeeds, ``record.version - 1``
+        (``record.version == 1``: no state yet). False, and nothing written, when another writer came
+        first."""
+        ...
+
+    async def delete_states(self, source_id: str, item: str | None = None) -> int:
+        """Remove one item's state, or (``item`` None) every state of the source; return how many."""
+        ...
+
+    async def get_auth_state(self, key: str) -> AuthState | None: ...
+
+    async def put_auth_state(self, state: AuthState) -> None:
+        """Insert or replace the credential kept for ``state.key``."""
+
+
+class JobRegistry(Protocol):
     async def put_job(self, name: str, source_id: str, config_hash: str) -> None: ...
 
     async def list_jobs(self) -> list[dict[str, Any]]:
@@ -58,6 +92,25 @@ class Store(Protocol):
         ...
 
     async def delete_job(self, name: str) -> None: ...
+
+
+class PullStore(DocumentStore, RunStore, StateStore, Protocol):
+    """What a run uses: documents and their outbox, its run record, the state between runs."""
+
+
+class Store(PullStore, JobRegistry, Protocol):
+    @property
+    def location(self) -> str:
+        """Where the store is, password masked (for messages)."""
+        ...
+
+    async def open(self) -> None:
+        """Connect and create tables/indexes idempotently; fail fast when unreachable."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Check the store answers now (``/healthz``); a ``StoreError`` when it does not."""
 
 
 class ConfigStore(Protocol):
@@ -81,55 +134,7 @@ class ConfigStore(Protocol):
     async def delete_config(self, source_id: str) -> bool: ...
 
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
-_USER = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]+:")
-
-
-def _password_span(url: str) -> tuple[int, int] | None:
-    """Where the password of ``scheme://user:password@host…`` is, also when it is not percent-encoded.
-
-    The userinfo ends at the last ``@`` before the query, or, when no ``@`` comes before a ``?``, at the
-    last ``@`` of all: a ``/``, ``?`` or ``@`` pasted into a password unencoded stays inside it.
-    """
-    user = _USER.match(url)
-    if user is None:
-        return None
-    start = user.end()
-    query = url.find("?", start)
-    end = url.rfind("@", start, query) if query >= 0 else -1
-    if end < 0:
-        end = url.rfind("@", start)
-    return (start, end) if end > start else None
-
-
-def url_password(url: str) -> str | None:
-    """The password in ``url`` as written there (percent-encoded or not), or None."""
-    span = _password_span(url)
-    return url[span[0] : span[1]] if span else None
-
-
-def url_redactor(url: str) -> Redactor:
-    """A ``Redactor`` for the password of ``url``: as written, decoded, and in their encoded forms."""
-    redact = Redactor()
-    password = url_password(url)
-    if password:
-        redact.add(password)
-        redact.add(unquote(password))
-    return redact
-
-
-def mask_url(text: str) -> str:
-    """``mongodb://user:secret@host`` -> ``mongodb://user:***@host``, for every URL in ``text``."""
-
-    def mask(match: re.Match[str]) -> str:
-        url = match.group()
-        span = _password_span(url)
-        return f"{url[: span[0]]}{MASK}{url[span[1] :]}" if span else url
-
-    return _URL.sub(mask, text)
-
-
-def open_store(url: str, database: str = "pullctl") -> Store:
+def store_at(url: str, database: str = "pullctl") -> Store:
     """The backend for ``url`` (not yet opened)."""
     if url.startswith("sqlite://"):
         from pullctl.pipeline.sqlite import SqliteStore
@@ -142,7 +147,18 @@ def open_store(url: str, database: str = "pullctl") -> Store:
     raise UsageError(f"unknown store '{mask_url(url)}': use sqlite:///path/to/file.db or mongodb://host/")
 
 
-def open_config_store(url: str, database: str = "pullctl") -> ConfigStore:
+@asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
+    """The store of ``settings`` (``PULLCTL_STORE``, ``PULLCTL_MONGODB_DATABASE``), open for the block."""
+    store = store_at(settings.store, settings.mongodb_database)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def config_store_at(url: str, database: str = "pullctl") -> ConfigStore:
     """The config store at ``url`` (MongoDB; not yet opened)."""
     if not url.startswith(("mongodb://", "mongodb+srv://")):
         raise UsageError(
@@ -151,3 +167,14 @@ def open_config_store(url: str, database: str = "pullctl") -> ConfigStore:
     from pullctl.pipeline.mongo import MongoStore
 
     return MongoStore(url, database)
+
+
+@asynccontextmanager
+async def open_config_store(url: str, database: str = "pullctl") -> AsyncIterator[ConfigStore]:
+    """The config store at ``url``, open for the block."""
+    store = config_store_at(url, database)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pullctl.config.models import Iteration
 from pullctl.config.paths import lookup
 from pullctl.errors import IterationError
-from pullctl.pipeline.store import mask_url, url_redactor
+from pullctl.redact import mask_url, url_redactor
 from pullctl.settings import Settings, env_name
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from pullctl.pipeline.documents import (
     utcnow,
 )
 from pullctl.pipeline.events import EventSink, NoEvents
-from pullctl.pipeline.store import Store
+from pullctl.pipeline.store import PullStore
 from pullctl.redact import Redactor
 from pullctl.run.fetch import Fetcher, Page
 from pullctl.run.iteration import resolve_items
@@ -90,7 +90,7 @@ class _Run:
 
     loaded: LoadedSource
     record: RunRecord
-    store: Store | None
+    store: PullStore | None
     sink: EventSink
     observer: RunObserver
     redact: Redactor
@@ -114,7 +114,7 @@ EXIT_CODES = {"succeeded": 0, "partial": 3, "failed": 1, "running": 1}
 async def run_source(
     loaded: LoadedSource,
     settings: Settings,
-    store: Store | None,
+    store: PullStore | None,
     *,
     options: RunOptions | None = None,
     sink: EventSink | None = None,

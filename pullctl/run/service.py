@@ -18,7 +18,7 @@ from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.documents import RunRecord
 from pullctl.pipeline.events import open_sink
 from pullctl.pipeline.metrics import export_run_metrics
-from pullctl.pipeline.store import Store, open_store
+from pullctl.pipeline.store import PullStore, open_store
 from pullctl.run.plan import Shard, Window, backfill_windows, parse_instant, parse_step
 from pullctl.run.runner import EXIT_CODES, RunObserver, RunOptions, run_source
 from pullctl.settings import Settings
@@ -72,7 +72,7 @@ async def run_pulls(
     backfill: Backfill | None = None,
     replay: str | None = None,
     observer_for: Callable[[Window | None], RunObserver] | None = None,
-    store: Store | None = None,
+    store: PullStore | None = None,
     now: datetime | None = None,
     loaded: LoadedSource | None = None,
 ) -> list[RunRecord]:
@@ -85,12 +85,12 @@ async def run_pulls(
     loaded = _runnable(loaded)
     if options.shard is None:
         options = replace(options, shard=shard_from_env(loaded, settings))
-    own_store = store is None and not options.dry_run
-    if own_store:
-        store = open_store(settings.store, settings.mongodb_database)
-        await store.open()
-    sink = open_sink(loaded.config, settings) if not options.dry_run else None
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        if store is None and not options.dry_run:
+            store = await stack.enter_async_context(open_store(settings))
+        sink = open_sink(loaded.config, settings) if not options.dry_run else None
+        if sink is not None:
+            stack.push_async_callback(sink.aclose)
         windows: list[Window | None] = [options.window]
         if replay is not None:
             assert store is not None or options.dry_run
@@ -117,15 +117,10 @@ async def run_pulls(
             if warning:
                 logger.warning(warning, extra={"event": "metrics_not_sent"})
         return records
-    finally:
-        if sink is not None:
-            await sink.aclose()
-        if own_store and store is not None:
-            await store.close()
 
 
 async def _replay(
-    store: Store | None, run_id: str, source_id: str, options: RunOptions
+    store: PullStore | None, run_id: str, source_id: str, options: RunOptions
 ) -> tuple[list[Window | None], RunOptions]:
     if store is None:
         raise UsageError("--replay reads the run from the store; it cannot be combined with --dry-run")

@@ -25,7 +25,7 @@ from pullctl.config.loader import LoadedSource
 from pullctl.config.schedule import parse_schedule
 from pullctl.dapr import DaprClient
 from pullctl.errors import DaprError, PullctlError
-from pullctl.pipeline.store import Store
+from pullctl.pipeline.store import JobRegistry
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, RetryPolicy, call_with_retries
 from pullctl.settings import Settings
 
@@ -166,7 +166,7 @@ def plan_jobs(
     return entries
 
 
-async def _apply(dapr: DaprClient, store: Store, entry: JobEntry) -> None:
+async def _apply(dapr: DaprClient, store: JobRegistry, entry: JobEntry) -> None:
     """Send one entry's write to the sidecar, then record it in the registry."""
     if entry.action in ("register", "update"):
         assert entry.source_id is not None and entry.schedule is not None and entry.config_hash is not None
@@ -183,7 +183,7 @@ async def _apply(dapr: DaprClient, store: Store, entry: JobEntry) -> None:
         await store.delete_job(entry.name)
 
 
-async def _apply_all(dapr: DaprClient, store: Store, entries: Sequence[JobEntry]) -> None:
+async def _apply_all(dapr: DaprClient, store: JobRegistry, entries: Sequence[JobEntry]) -> None:
     """Apply each entry; one job's error is recorded on it and the rest go on.
 
     A sidecar that cannot be reached (no HTTP answer at all) fails every job the same way: re-raised at once.
@@ -203,7 +203,7 @@ async def _apply_all(dapr: DaprClient, store: Store, entries: Sequence[JobEntry]
 
 async def sync_jobs(
     dapr: DaprClient,
-    store: Store,
+    store: JobRegistry,
     sources: Sequence[LoadedSource],
     *,
     dry_run: bool = False,
@@ -222,7 +222,7 @@ async def sync_jobs(
     return plan
 
 
-async def delete_source_job(dapr: DaprClient, store: Store, source_id: str) -> bool:
+async def delete_source_job(dapr: DaprClient, store: JobRegistry, source_id: str) -> bool:
     """Delete the job of ``source_id`` from the sidecar and the registry; whether the registry knew it."""
     name = job_name(source_id)
     known = any(r["_id"] == name for r in await store.list_jobs())
@@ -265,7 +265,7 @@ class ListedJob:
         }
 
 
-async def list_jobs(dapr: DaprClient, store: Store) -> list[ListedJob]:
+async def list_jobs(dapr: DaprClient, store: JobRegistry) -> list[ListedJob]:
     """Every job in the registry with a GET of it from the sidecar (no list endpoint exists)."""
     listed: list[ListedJob] = []
     for reg in await store.list_jobs():
@@ -290,7 +290,7 @@ def _follow_warning(settings: Settings, problems: Sequence[str]) -> str:
 
 async def follow_config_change(
     settings: Settings,
-    store: Store,
+    store: JobRegistry,
     changed_sources: Sequence[LoadedSource],
     deleted_source_ids: Sequence[str],
     *,
@@ -344,7 +344,7 @@ def startup_policy(attempts: int, first: float, cap: float) -> RetryPolicy:
 
 async def sync_until_ready(
     dapr: DaprClient,
-    store: Store,
+    store: JobRegistry,
     sources: Sequence[LoadedSource],
     *,
     policy: RetryPolicy,
