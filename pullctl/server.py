@@ -150,7 +150,7 @@ class PullService:
         self.startup_policy = startup_policy(startup_attempts, startup_first_delay, startup_max_delay)
         self.shutdown_grace = shutdown_grace
         self.log = log or JsonLog()
-        self.app_token = settings.environ.get("APP_API_TOKEN") or None
+        self.app_token = settings.app_api_token
         self.store: Store | None = None
         self.dapr: DaprClient | None = None
         self.in_flight: dict[str, _InFlight] = {}
