@@ -1,16 +1,16 @@
 """The cluster: the one place that talks to the Kubernetes API.
 
 ``kubernetes`` (the official client) and ``urllib3`` are imported inside ``connect`` and the methods of
-``KubeCluster``, never at module level: rendering never loads them. Their errors (``ApiException``, urllib3
-connection errors) become ``ClusterError`` in ``KubeCluster._call``, kubeconfig errors in ``connect``.
+``KubeCluster``, never at module level: rendering never loads them. Their errors become ``ClusterError`` in
+``KubeCluster._call`` (an API error carries the ``code`` and ``reason`` of the server's ``Status``),
+kubeconfig errors in ``connect``. ``RESOURCES`` is the one table of the kinds pullctl writes and how the
+client reaches them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,7 +20,38 @@ from pullctl.schedulers.kubernetes.options import FIELD_MANAGER
 Obj = dict[str, Any]
 
 RBAC_HINT = "manifests/rbac.yaml"
-_RESOURCE = {"ConfigMap": "configmaps", "CronJob": "cronjobs.batch"}
+REQUEST_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds per API call
+LIST_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One kind as the official client reaches it: ``<op>_namespaced_<method>`` of its ``api`` class."""
+
+    kind: str
+    api_version: str  # list items come without apiVersion and kind: ``list`` fills them in
+    resource: str  # the API's (and RBAC's) name for it: ``cronjobs.batch``
+    api: str  # the client class: ``BatchV1Api``
+    method: str  # ``cron_job``: ``list_namespaced_cron_job``, ``read_…``, ``patch_…``, ``delete_…``
+
+
+RESOURCES = {
+    r.kind: r
+    for r in (
+        Resource("ConfigMap", "v1", "configmaps", "CoreV1Api", "config_map"),
+        Resource("CronJob", "batch/v1", "cronjobs.batch", "BatchV1Api", "cron_job"),
+    )
+}
+
+# Status reasons that say the request may well succeed when sent again (``apimachinery/pkg/api/errors``).
+_TRANSIENT = {
+    "Conflict",
+    "InternalError",
+    "ServiceUnavailable",
+    "Timeout",
+    "ServerTimeout",
+    "TooManyRequests",
+}
 
 
 class Cluster(Protocol):
@@ -36,26 +67,43 @@ class Cluster(Protocol):
     def delete(self, kind: str, name: str, dry_run: bool) -> None: ...
 
 
-REQUEST_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds per API call
-LIST_PAGE = 500
+@dataclass(frozen=True)
+class Status:
+    """The parts of an API error's ``Status`` body (``metav1.Status``) that messages use.
 
+    ``reason`` is the machine-readable one (``Forbidden``, ``Conflict``, ``Invalid``; empty when the body is
+    not a ``Status``, e.g. a proxy's page); ``message`` the server's text, else the HTTP reason phrase.
+    """
 
-def _verb_text(verb: str) -> str:
-    return {"patch": "apply (patch)"}.get(verb, verb)
+    code: int
+    reason: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: Any) -> Status:
+        """From the client's ``ApiException``: ``body`` is the server's answer, ``status`` the HTTP code."""
+        try:
+            body = json.loads(exc.body) if exc.body else None
+        except (TypeError, ValueError):
+            body = None
+        phrase = str(exc.reason or "").strip()
+        if not isinstance(body, dict) or body.get("kind") != "Status":
+            return cls(int(exc.status or 0), "", phrase)
+        code = body.get("code") if isinstance(body.get("code"), int) else exc.status
+        return cls(int(code or 0), str(body.get("reason") or ""), str(body.get("message") or phrase).strip())
 
 
 class KubeCluster:
     """The official client, with every error translated into ``ClusterError`` where it enters."""
 
     def __init__(self, api_client: Any, namespace: str, context: str) -> None:
-        from kubernetes.client import BatchV1Api, CoreV1Api
+        import kubernetes.client
 
         self.api_client = api_client
         self.namespace = namespace
         self.context = context
         self.server = str(api_client.configuration.host)
-        self._batch = BatchV1Api(api_client)
-        self._core = CoreV1Api(api_client)
+        self._apis = {r.api: getattr(kubernetes.client, r.api)(api_client) for r in RESOURCES.values()}
 
     def close(self) -> None:
         self.api_client.close()
@@ -63,20 +111,15 @@ class KubeCluster:
     # -- calls --------------------------------------------------------------------------------------------
 
     def list(self, kind: str, selector: str) -> list[Obj]:
-        call = (
-            self._batch.list_namespaced_cron_job
-            if kind == "CronJob"
-            else self._core.list_namespaced_config_map
-        )
         items: list[Obj] = []
         token: str | None = None
         while True:
             extra = {"_continue": token} if token else {}
             page = self._call(
-                "list", kind, None, call, self.namespace, label_selector=selector, limit=LIST_PAGE, **extra
+                "list", "list", kind, None, self.namespace, label_selector=selector, limit=LIST_PAGE, **extra
             )
-            for item in page.get("items") or []:  # list items come without apiVersion and kind
-                item.setdefault("apiVersion", "batch/v1" if kind == "CronJob" else "v1")
+            for item in page.get("items") or []:
+                item.setdefault("apiVersion", RESOURCES[kind].api_version)
                 item.setdefault("kind", kind)
                 items.append(item)
             token = (page.get("metadata") or {}).get("continue") or None
@@ -84,105 +127,93 @@ class KubeCluster:
                 return items
 
     def get(self, kind: str, name: str) -> Obj | None:
-        call = (
-            self._batch.read_namespaced_cron_job
-            if kind == "CronJob"
-            else self._core.read_namespaced_config_map
-        )
         try:
-            return self._call("get", kind, name, call, name, self.namespace)
-        except _NotFound:
-            return None
+            return self._call("read", "get", kind, name, name, self.namespace)
+        except ClusterError as exc:
+            if exc.reason == "NotFound":
+                return None
+            raise
 
     def apply(self, obj: Obj, dry_run: bool, create: bool = False) -> None:
         """Server-side apply; ``create`` says the plan expects a new object (RBAC wants create too, then)."""
         kind, name = obj["kind"], obj["metadata"]["name"]
-        call = (
-            self._batch.patch_namespaced_cron_job
-            if kind == "CronJob"
-            else self._core.patch_namespaced_config_map
-        )
-        extra = {"dry_run": "All"} if dry_run else {}
         self._call(
+            "patch",
             "create" if create else "patch",
             kind,
             name,
-            call,
             name,
             self.namespace,
             obj,
             field_manager=FIELD_MANAGER,
             force=True,
             _content_type="application/apply-patch+yaml",
-            **extra,
+            **({"dry_run": "All"} if dry_run else {}),
         )
 
     def delete(self, kind: str, name: str, dry_run: bool) -> None:
+        """Delete with background propagation (the Jobs go too); an object already gone is what we wanted."""
         from kubernetes.client import V1DeleteOptions
 
-        call = (
-            self._batch.delete_namespaced_cron_job
-            if kind == "CronJob"
-            else self._core.delete_namespaced_config_map
-        )
         body = V1DeleteOptions(propagation_policy="Background", dry_run=["All"] if dry_run else None)
-        with contextlib.suppress(_NotFound):  # already gone: what we wanted
-            self._call("delete", kind, name, call, name, self.namespace, body=body)
+        try:
+            self._call("delete", "delete", kind, name, name, self.namespace, body=body)
+        except ClusterError as exc:
+            if exc.reason != "NotFound":
+                raise
 
     # -- error translation --------------------------------------------------------------------------------
 
-    def _call(
-        self, verb: str, kind: str, name: str | None, call: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> Obj:
+    def _call(self, op: str, verb: str, kind: str, name: str | None, *args: Any, **kwargs: Any) -> Obj:
+        """``op`` of the client on ``kind`` (``RESOURCES``); ``verb`` is what messages call it."""
         import urllib3
         from kubernetes.client import ApiException
 
+        res = RESOURCES[kind]
+        call = getattr(self._apis[res.api], f"{op}_namespaced_{res.method}")
         try:
             response = call(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs)
             data = response.data
         except ApiException as exc:
-            if exc.status == 404 and verb in ("get", "delete"):
-                raise _NotFound() from None
-            raise self._api_error(exc, verb, kind, name) from None
+            if not exc.status:  # the client's own wrapper of a transport failure (TLS)
+                raise self._unreachable(exc) from None
+            raise self._api_error(Status.of(exc), verb, res, name) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._unreachable(exc) from None
         try:
             decoded = json.loads(data) if data else {}
         except ValueError:
             raise ClusterError(
-                f"the Kubernetes API at {self.server} answered {verb} {_RESOURCE[kind]} with something that"
+                f"the Kubernetes API at {self.server} answered {verb} {res.resource} with something that"
                 " is not JSON; is --context pointing at a Kubernetes API server?"
             ) from None
         return decoded if isinstance(decoded, dict) else {}
 
-    def _api_error(self, exc: Any, verb: str, kind: str, name: str | None) -> ClusterError:
-        status, body = int(exc.status or 0), _status_body(exc)
-        resource = _RESOURCE[kind]
-        message = str(body.get("message") or exc.reason or "").strip()
-        if status == 0:
-            return self._unreachable(exc)
-        if status == 403:
-            # The RBAC filter names user and verb; the extra create check of an apply names neither.
-            match = re.search(r'User "([^"]*)" cannot (\w+)', message)
-            who = f'User "{match.group(1)}"' if match else "the current identity"
-            did = match.group(2) if match else verb
-            return ClusterError(
-                f'forbidden: {who} cannot {did} {resource} in namespace "{self.namespace}";'
-                f" the Role in {RBAC_HINT} grants what pullctl sync needs"
-                f" (kubectl apply -n {self.namespace} -f {RBAC_HINT}, then bind it to this identity)"
-            )
-        if status == 401:
-            return ClusterError(
+    def _api_error(self, status: Status, verb: str, res: Resource, name: str | None) -> ClusterError:
+        where = f'in namespace "{self.namespace}"'
+        if status.code == 401:
+            text = (
                 f"unauthorized: the Kubernetes API at {self.server} rejected the credentials of context"
-                f' "{self.context}" while trying to {verb} {resource} in namespace "{self.namespace}";'
+                f' "{self.context}" while trying to {verb} {res.resource} {where};'
                 f" refresh the kubeconfig credentials (the permissions sync needs are in {RBAC_HINT})"
             )
-        target = f"{resource}/{name}" if name else resource
-        reason = str(body.get("reason") or exc.reason or "").strip()
-        return ClusterError(
-            f'{_verb_text(verb)} {target} in namespace "{self.namespace}" failed: {message or "no message"}'
-            f" ({status}{' ' + reason if reason else ''})"
+            return ClusterError(text, status.code, status.reason or None)
+        target = f"{res.resource}/{name}" if name else res.resource
+        said = (
+            f"{status.message or 'no message'} ({status.code}{' ' + status.reason if status.reason else ''})"
         )
+        text = f"{_VERB_TEXT.get(verb, verb)} {target} {where} failed: {said}"
+        if status.code == 403:
+            needs = (
+                "; an apply that creates an object needs create as well as patch" if verb == "create" else ""
+            )
+            text += (
+                f"{needs}; the Role in {RBAC_HINT} grants what pullctl sync needs"
+                f" (kubectl apply -n {self.namespace} -f {RBAC_HINT}, then bind it to this identity)"
+            )
+        elif status.reason in _TRANSIENT:
+            text += "; the API server may accept it when sent again: run pullctl sync again"
+        return ClusterError(text, status.code, status.reason or None)
 
     def _unreachable(self, exc: BaseException) -> ClusterError:
         return ClusterError(
@@ -191,16 +222,7 @@ class KubeCluster:
         )
 
 
-class _NotFound(Exception):
-    pass
-
-
-def _status_body(exc: Any) -> Obj:
-    try:
-        body = json.loads(exc.body) if exc.body else {}
-    except (TypeError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
+_VERB_TEXT = {"patch": "apply (patch)"}
 
 
 def _reason(exc: BaseException) -> str:
