@@ -9,15 +9,10 @@ from typing import Any
 import pytest
 
 from pullctl.errors import ClusterError
-from pullctl.schedulers.kubernetes import (
-    DEFAULT_IMAGE,
-    HASH_ANNOTATION,
-    RenderOptions,
-    SyncResult,
-    connect,
-    field_diff,
-    sync_configs,
-)
+from pullctl.schedulers.kubernetes.cluster import connect
+from pullctl.schedulers.kubernetes.options import DEFAULT_IMAGE, HASH_ANNOTATION, RenderOptions
+from pullctl.schedulers.kubernetes.plan import field_diff
+from pullctl.schedulers.kubernetes.sync import SyncResult, sync_configs
 from tests.conftest import Cli
 from tests.emulators import kube
 from tests.emulators.kube import KubeEmulator

@@ -6,7 +6,7 @@ Every option is validated when ``RenderOptions`` is built: a bad image or label 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pullctl import __version__
@@ -33,6 +33,15 @@ CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 ENV_FROM_KINDS = {"secret": "secretRef", "configmap": "configMapRef"}
 
 
+class OptionsError(UsageError):
+    """``RenderOptions`` refused its values. ``problems`` holds ``(field, detail)`` pairs; the message names
+    the fields (``namespace 'Pulls': must be ...``), so a CLI can name its flags instead."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{name} {detail}" for name, detail in problems))
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """Where a source's secret comes from in the cluster: ``Secret`` ``name``, data key ``key``."""
@@ -42,20 +51,20 @@ class SecretRef:
 
     @classmethod
     def parse(cls, text: str) -> tuple[str, SecretRef]:
-        """``SECRET_KEY=NAME[/KEY]`` (the ``--secret-ref`` flag) -> (secret_key, SecretRef)."""
+        """``SECRET_KEY=NAME[/KEY]`` -> (secret_key, SecretRef), an entry of ``RenderOptions.secret_refs``."""
         secret_key, sep, ref = text.partition("=")
         name, _, key = ref.partition("/")
         if not sep or not secret_key or not name:
-            raise UsageError(
-                f"--secret-ref '{text}': expected SECRET_KEY=SECRET_NAME[/DATA_KEY],"
-                " e.g. github-token=platform-secrets/github"
-            )
+            example = "e.g. github-token=platform-secrets/github"
+            detail = f"'{text}': expected SECRET_KEY=SECRET_NAME[/DATA_KEY], {example}"
+            raise OptionsError([("secret_refs", detail)])
         return secret_key, cls(name, key or secret_key)
 
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """What the rendered objects depend on besides the source configs. All of it feeds the config hash."""
+    """What the rendered objects depend on besides the source configs. All of it feeds the config hash.
+    Every value is checked here: an ``OptionsError`` names each bad field."""
 
     image: str = DEFAULT_IMAGE
     namespace: str | None = None
@@ -68,39 +77,43 @@ class RenderOptions:
     env_from: tuple[str, ...] = ()  # "secret/NAME" or "configmap/NAME": every key becomes an env variable
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
+        problems = [*self._name_problems(), *self._ref_problems(), *self._label_problems()]
+        if problems:
+            raise OptionsError(problems)
+
+    def _name_problems(self) -> Iterator[tuple[str, str]]:
         if not self.image or any(c.isspace() for c in self.image):
-            problems.append(
-                f"--image {self.image!r}: expected an image reference like ghcr.io/org/pullctl:1.2.3"
-            )
+            yield "image", f"{self.image!r}: expected an image reference like ghcr.io/org/pullctl:1.2.3"
         if self.namespace is not None and not _valid_dns_label(self.namespace):
-            problems.append(f"--namespace {self.namespace!r}: {_DNS_LABEL_HELP}")
+            yield "namespace", f"{self.namespace!r}: {_DNS_LABEL_HELP}"
         if not _valid_label_value(self.set_name) or not self.set_name:
-            problems.append(f"--set-name {self.set_name!r}: {_LABEL_VALUE_HELP}")
+            yield "set_name", f"{self.set_name!r}: {_LABEL_VALUE_HELP}"
         if not valid_subdomain(self.service_account):
-            problems.append(f"--service-account {self.service_account!r}: {SUBDOMAIN_HELP}")
+            yield "service_account", f"{self.service_account!r}: {SUBDOMAIN_HELP}"
         if not valid_subdomain(self.store_secret):
-            problems.append(f"--store-secret {self.store_secret!r}: {SUBDOMAIN_HELP}")
+            yield "store_secret", f"{self.store_secret!r}: {SUBDOMAIN_HELP}"
+
+    def _ref_problems(self) -> Iterator[tuple[str, str]]:
         for secret_key, ref in self.secret_refs.items():
             if not valid_subdomain(ref.name):
-                problems.append(f"--secret-ref {secret_key}: Secret name {ref.name!r}: {SUBDOMAIN_HELP}")
+                yield "secret_refs", f"{secret_key}: Secret name {ref.name!r}: {SUBDOMAIN_HELP}"
             if not CONFIG_KEY.match(ref.key):
-                problems.append(f"--secret-ref {secret_key}: key {ref.key!r}: {CONFIG_KEY_HELP}")
-        for key, value in self.pod_labels.items():
-            if not _valid_label_key(key):
-                problems.append(f"--pod-label {key!r}: not a valid label key (prefix/name, name <= 63 chars)")
-            elif key in _OWN_LABELS:
-                problems.append(f"--pod-label {key!r}: pullctl sets this label itself")
-            if not _valid_label_value(value):
-                problems.append(f"--pod-label {key}={value!r}: {_LABEL_VALUE_HELP}")
+                yield "secret_refs", f"{secret_key}: key {ref.key!r}: {CONFIG_KEY_HELP}"
         for source in self.env_from:
             kind, sep, name = source.partition("/")
             if not sep or kind not in ENV_FROM_KINDS:
-                problems.append(f"--env-from {source!r}: expected secret/NAME or configmap/NAME")
+                yield "env_from", f"{source!r}: expected secret/NAME or configmap/NAME"
             elif not valid_subdomain(name):
-                problems.append(f"--env-from {source!r}: {kind} name {name!r}: {SUBDOMAIN_HELP}")
-        if problems:
-            raise UsageError("; ".join(problems))
+                yield "env_from", f"{source!r}: {kind} name {name!r}: {SUBDOMAIN_HELP}"
+
+    def _label_problems(self) -> Iterator[tuple[str, str]]:
+        for key, value in self.pod_labels.items():
+            if not _valid_label_key(key):
+                yield "pod_labels", f"{key!r}: not a valid label key (prefix/name, name <= 63 chars)"
+            elif key in _OWN_LABELS:
+                yield "pod_labels", f"{key!r}: pullctl sets this label itself"
+            if not _valid_label_value(value):
+                yield "pod_labels", f"{key}={value!r}: {_LABEL_VALUE_HELP}"
 
 
 def set_selector(set_name: str) -> str:
