@@ -77,15 +77,8 @@ def sync(
     object is recorded in its entry and the rest still go; listing failures raise ``ClusterError``.
     """
     started = time.monotonic()
-    selector = set_selector(set_name)
-    for obj in objects:
-        ns = obj["metadata"].get("namespace")
-        if ns != cluster.namespace:
-            raise UsageError(
-                f"{obj['kind']} {obj['metadata']['name']} is rendered for namespace {ns!r},"
-                f" not {cluster.namespace!r}"
-            )
-    live = [o for kind in KINDS for o in cluster.list(kind, selector)]
+    _check_namespace(objects, cluster.namespace)
+    live = [o for kind in KINDS for o in cluster.list(kind, set_selector(set_name))]
     entries = plan_sync(objects, live, prune=prune, diff=diff)
     for entry in entries:
         if entry.action == "create":
@@ -103,27 +96,43 @@ def sync(
     )
     if on_plan is not None:
         on_plan(result)
-    if result.dry_run:
-        result.seconds = time.monotonic() - started
-        return result
+    if not result.dry_run:
+        _apply(entries, objects, cluster, server_dry_run)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _check_namespace(objects: Sequence[Obj], namespace: str) -> None:
+    for obj in objects:
+        ns = obj["metadata"].get("namespace")
+        if ns != namespace:
+            raise UsageError(
+                f"{obj['kind']} {obj['metadata']['name']} is rendered for namespace {ns!r}, not {namespace!r}"
+            )
+
+
+# A CronJob's pods mount the ConfigMap of the same name: when that failed, the CronJob is left as it is.
+_NEEDS = {"CronJob": "ConfigMap"}
+
+
+def _apply(entries: Sequence[PlanEntry], objects: Sequence[Obj], cluster: Cluster, dry_run: bool) -> None:
+    """Write the plan in ``_apply_order``; a failure is recorded in its entry and the rest still go."""
     wanted = {key_of(o): o for o in objects}
-    failed_configmaps: set[str] = set()
+    failed: set[tuple[str, str]] = set()
     for entry in _apply_order(entries):
-        if entry.kind == "CronJob" and entry.action != "delete" and entry.name in failed_configmaps:
-            # Its pods would mount a ConfigMap that is stale or not ours: leave the CronJob as it is.
-            entry.error = f"not applied because configmap/{entry.name} failed"
+        needed = _NEEDS.get(entry.kind)
+        if needed and entry.action != "delete" and (needed, entry.name) in failed:
+            entry.error = f"not applied because {needed.lower()}/{entry.name} failed"
         if entry.error is None:
             try:
                 if entry.action == "delete":
-                    cluster.delete(entry.kind, entry.name, server_dry_run)
+                    cluster.delete(entry.kind, entry.name, dry_run)
                 else:
-                    cluster.apply(wanted[(entry.kind, entry.name)], server_dry_run, entry.action == "create")
+                    cluster.apply(wanted[(entry.kind, entry.name)], dry_run, entry.action == "create")
             except ClusterError as exc:
                 entry.error = exc.message
-        if entry.error is not None and entry.kind == "ConfigMap":
-            failed_configmaps.add(entry.name)
-    result.seconds = time.monotonic() - started
-    return result
+        if entry.error is not None:
+            failed.add((entry.kind, entry.name))
 
 
 def _apply_order(entries: Sequence[PlanEntry]) -> Iterator[PlanEntry]:
