@@ -5,55 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes.client import ApiException
 
 from pullctl.errors import ClusterError
 from pullctl.schedulers.kubernetes.cluster import KubeCluster, Status, connect
-from pullctl.schedulers.kubernetes.options import RenderOptions
-from pullctl.schedulers.kubernetes.sync import SyncResult, sync_configs
+from pullctl.schedulers.kubernetes.sync import SyncResult
 from tests.conftest import Cli
 from tests.emulators import kube
 from tests.emulators.kube import KubeEmulator
+from tests.test_k8s_sync import NS, RBAC_FIX, USER, configs, do_sync, kubeconfig, write_source
 
 kube_emulator = kube.kube_emulator
+__all__ = ["configs", "kube_emulator", "kubeconfig"]  # the fixtures of tests/test_k8s_sync.py
 
-NS = "pulls"
-USER = kube.DEFAULT_USER
 SELECTOR = "app.kubernetes.io/managed-by=pullctl,pullctl.dev/set=default"
-RBAC_FIX = (
-    "the Role in manifests/rbac.yaml grants what pullctl sync needs"
-    " (kubectl apply -n pulls -f manifests/rbac.yaml, then bind it to this identity)"
-)
 AGAIN = "the API server may accept it when sent again: run pullctl sync again"
-SOURCE = """\
-source_id: {source_id}
-ingestion:
-  schedule: "0 6 * * *"
-  request:
-    base_url: https://api.example.com/{source_id}
-    parameters: {{page_size: {page_size}}}
-"""
-
-
-def write_source(folder: Path, source_id: str, page_size: int = 50) -> None:
-    (folder / f"{source_id}.yaml").write_text(SOURCE.format(source_id=source_id, page_size=page_size))
-
-
-@pytest.fixture
-def configs(tmp_path: Path) -> Path:
-    folder = tmp_path / "configs"
-    folder.mkdir()
-    for source_id in ("alpha", "beta"):
-        write_source(folder, source_id)
-    return folder
-
-
-@pytest.fixture
-def kubeconfig(kube_emulator: KubeEmulator, tmp_path: Path) -> Path:
-    return kube_emulator.write_kubeconfig(tmp_path / "kubeconfig", context="emulator", namespace=NS)
 
 
 @pytest.fixture
@@ -61,10 +29,6 @@ def cluster(kubeconfig: Path) -> Iterator[KubeCluster]:
     cluster = connect(str(kubeconfig))
     yield cluster
     cluster.close()
-
-
-def do_sync(configs: Path, kubeconfig: Path, **kwargs: Any) -> SyncResult:
-    return sync_configs(str(configs), RenderOptions(), kubeconfig=str(kubeconfig), **kwargs)
 
 
 def errors(result: SyncResult) -> dict[str, str | None]:
@@ -122,6 +86,7 @@ def test_forbidden_delete_on_prune_fails_that_entry(
     assert [o["metadata"]["name"] for o in kube_emulator.objects("ConfigMap", NS)] == [
         "pull-alpha",
         "pull-beta",
+        "pull-gamma",
     ]
 
 
@@ -146,7 +111,10 @@ def test_not_found_404_on_prune_is_what_prune_wanted(
         ("cronjobs", "pull-beta", 200),
         ("configmaps", "pull-beta", 404),  # ours: already gone
     ]
-    assert kube_emulator.objects("ConfigMap", NS)[0]["metadata"]["name"] == "pull-alpha"
+    assert [o["metadata"]["name"] for o in kube_emulator.objects("ConfigMap", NS)] == [
+        "pull-alpha",
+        "pull-gamma",
+    ]
 
 
 def test_not_found_404_on_get_and_delete(kube_emulator: KubeEmulator, cluster: KubeCluster) -> None:

@@ -542,17 +542,8 @@ def test_bad_options_are_usage_errors_naming_fields(kwargs: dict[str, Any], mess
 
 
 def test_bad_options_name_the_flags_on_the_command_line(cli: Cli) -> None:
-    result = cli(
-        "render",
-        "-c",
-        str(EXAMPLES),
-        "--namespace",
-        "Pulls",
-        "--pod-label",
-        "pullctl.dev/set=x",
-        "--image",
-        "a b",
-    )
+    bad = ["--namespace", "Pulls", "--pod-label", "pullctl.dev/set=x", "--image", "a b"]
+    result = cli("render", "-c", str(EXAMPLES), *bad)
     assert result.exit_code == 2
     assert result.stderr == (
         "error: --image 'a b': expected an image reference like ghcr.io/org/pullctl:1.2.3; --namespace 'Pulls':"
