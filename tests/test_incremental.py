@@ -1,0 +1,156 @@
+"""Incremental pulls (issue 16, SOURCES.md §7): the state logic, templates, the state commands, and runs of
+cursor and token sources against the loopback upstream's change feed (tests/servers/upstream.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pullctl.config import templates
+from pullctl.config.schedule import catch_up
+from pullctl.pipeline.state import StateRecord
+from pullctl.pipeline.store import Store
+from pullctl.run import incremental
+from tests.conftest import Cli
+from tests.runkit import Runner, write_source
+from tests.servers.upstream import FEED_START, Upstream
+from tests.stores import Stores
+
+T0 = FEED_START
+
+
+def cursor_source(runner: Runner, upstream: Upstream, **extra: Any) -> None:
+    """One account's records, ``updated_since`` the cursor (>=), offset pages of 10."""
+    ingestion: dict[str, Any] = {
+        "request": {
+            "base_url": f"{upstream.url}/inc/acme/records",
+            "parameters": {"updated_since": "{incremental.start}", "limit": 10},
+        },
+        "records": {"path": "data", "split": True},
+        "pagination": {"type": "offset", "limit": 10},
+        "incremental": {"cursor_path": "updated_at"},
+        "retry": {"max_attempts": 1},
+    }
+    ingestion.update(extra)
+    write_source(runner.config, "feed", **ingestion)
+
+
+def states(runner: Runner, source: str = "feed") -> dict[str | None, Any]:
+    result = runner("state", "list", source, "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    return {s["item"]: s["value"] for s in json.loads(result.stdout)}
+
+
+# -- the pure part ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        (10, 9, 1),
+        (9, 10.5, -1),  # numbers as numbers, not as text ("9" > "10.5")
+        ("2026-01-02T00:00:00Z", "2026-01-01T23:00:00-02:00", -1),  # instants, not text
+        ("2026-01-01T00:00:00+00:00", "2026-01-01T00:00:00Z", 0),
+        ("b", "a", 1),
+        ("10", "9", -1),  # text that is no instant compares as text
+    ],
+)
+def test_compare_numbers_instants_then_text(a: Any, b: Any, expected: int) -> None:
+    assert incremental.compare(a, b) == expected
+
+
+def test_catch_up_windows_from_the_mark_to_the_tick() -> None:
+    tick = T0 + timedelta(days=10)
+    # first run: from initial, in steps, the last one shorter
+    first = catch_up(None, T0, tick, step=timedelta(days=4))
+    assert [(s - T0).days for s, _ in first] == [0, 4, 8] and first[-1][1] == tick
+    # after a success at day 9: lookback 1h before it, lag 2m before the tick
+    again = catch_up(T0 + timedelta(days=9), T0, tick, lookback=timedelta(hours=1), lag=timedelta(minutes=2))
+    assert again == [(T0 + timedelta(days=9, hours=-1), tick - timedelta(minutes=2))]
+    # max_span bounds one run; the rest is the next run's
+    bounded = catch_up(None, T0, tick, step=timedelta(days=1), max_span=timedelta(days=3))
+    assert len(bounded) == 3 and bounded[-1][1] == T0 + timedelta(days=3)
+    assert catch_up(tick, T0, tick) == []  # nothing yet
+
+
+def test_incremental_start_formats_and_absent_values() -> None:
+    context = {"incremental": {"start": "2026-01-02T03:04:05Z"}}
+    render = lambda text: templates.parse(text).render(context)  # noqa: E731
+    assert render("{incremental.start:epoch}") == str(
+        int(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp())
+    )
+    assert render("{incremental.start:epoch_ms}") == render("{incremental.start:epoch}") + "000"
+    assert render("{incremental.start:%Y-%m-%d}") == "2026-01-02"
+    assert templates.parse("{incremental.start:epoch}").render({"incremental": {"start": 1700000000}}) == (
+        "1700000000"
+    )
+    absent = {"incremental": {"start": None}}
+    assert templates.is_absent("{incremental.start}", absent)
+    assert not templates.is_absent("since {incremental.start}", absent)  # not the whole value
+    body = {"filter": {"since": "{incremental.start}", "kind": "x"}, "q": "a"}
+    assert templates.render_value(body, absent, omit_absent=True) == {"filter": {"kind": "x"}, "q": "a"}
+    with pytest.raises(ValueError, match=r"\{incremental.start:epoch\}: 'soon' is not an instant"):
+        templates.parse("{incremental.start:epoch}").render({"incremental": {"start": "soon"}})
+
+
+class _Racing:
+    """A store whose first swap loses: another writer's value lands between this writer's read and swap."""
+
+    def __init__(self, store: Store, other: Store, value: Any) -> None:
+        self.store, self.other, self.value, self.raced = store, other, value, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def swap_state(self, record: StateRecord) -> bool:
+        if not self.raced:
+            self.raced = True
+            await incremental.set_state(self.other, record.source_id, record.item, self.value)
+        return await self.store.swap_state(record)
+
+
+@pytest.mark.anyio
+async def test_advance_after_a_lost_race_keeps_the_higher_mark(stores: Stores) -> None:
+    first, second = await stores.open(), await stores.open()
+    await incremental.set_state(first, "feed", "a", "2026-01-05T00:00:00Z")
+    # the other writer moves it to day 9 while this one (day 7) is between its read and its swap
+    racing = _Racing(first, second, "2026-01-09T00:00:00Z")
+    outcome = await incremental.advance(racing, "feed", "a", "2026-01-07T00:00:00Z", "r1", kind="cursor")
+    assert not outcome.moved and racing.raced
+    assert (await first.get_state("feed", "a")).value == "2026-01-09T00:00:00Z"  # type: ignore[union-attr]
+    # a higher mark after a lost race moves it
+    racing = _Racing(first, second, "2026-01-10T00:00:00Z")
+    outcome = await incremental.advance(racing, "feed", "a", "2026-01-11T00:00:00Z", "r2", kind="cursor")
+    assert outcome.moved
+    stored = await first.get_state("feed", "a")
+    assert stored is not None and stored.value == "2026-01-11T00:00:00Z" and stored.run_id == "r2"
+    # a token replaces only the version its run started from
+    await incremental.set_state(first, "feed", None, "tok-1")
+    kept = await incremental.advance(first, "feed", None, "tok-2", "r3", kind="token", started_from=0)
+    assert not kept.moved and (await first.get_state("feed")).value == "tok-1"  # type: ignore[union-attr]
+
+
+# -- runs ------------------------------------------------------------------------------------------------
+
+
+def test_cursor_source_first_run_then_only_what_changed(cli: Cli, tmp_path: Path, upstream: Upstream) -> None:
+    runner = Runner(cli, tmp_path)
+    ids = upstream.feed.add("acme", 25)
+    cursor_source(runner, upstream)
+    code, records, _ = runner.run_json("feed")
+    assert code == 0 and records[0]["counts"]["stored"] == 25
+    first_mark = states(runner)[None]
+    assert first_mark == upstream.feed.newest("acme")
+    assert upstream.requests[0].query.get("updated_since") is None  # no state, no initial_value: left out
+
+    upstream.feed.touch("acme", ids[:2])
+    code, records, _ = runner.run_json("feed")
+    assert code == 0
+    assert upstream.requests[-1].query["updated_since"] == first_mark
+    # the two changed records, and the one at the old mark again (>=), which dedup absorbs
+    assert records[0]["counts"]["stored"] == 2 and records[0]["counts"]["duplicates"] == 1
+    assert states(runner)[None] == upstream.feed.newest("acme")
