@@ -1005,7 +1005,7 @@ class Upstream:
 #
 # ``GET /inc/{account}/records?updated_since=&offset=0&limit=10&order=asc``
 #     ``{"data": [...], "offset"}``: the account's records with ``updated_at >= updated_since`` (ISO-8601, or
-#     epoch seconds when all digits; absent: every record), sorted by (updated_at, id) (``order=desc``:
+#     epoch seconds when all digits; absent: every record; ``updated_before``: and earlier than that), sorted by (updated_at, id) (``order=desc``:
 #     newest first; ``order=shuffled``: a fixed shuffle), ``records[offset : offset + min(limit, page_cap)]``:
 #     a page-size-capped server (``feed.page_cap``, default 100), so a short page is not the end.
 #     An unknown account is 404; ``feed.fail_accounts`` answer 500.
@@ -1086,6 +1086,9 @@ class ChangeFeed:
         if since:
             bound = _iso(datetime.fromtimestamp(int(since), UTC)) if since.isdigit() else _since(since)
             found = [r for r in found if r["updated_at"] >= bound]
+        before = request.query_params.get("updated_before")
+        if before:
+            found = [r for r in found if r["updated_at"] < _since(before)]
         return sorted(found, key=lambda r: (r["updated_at"], r["id"]))
 
     def _cap(self, request: Request) -> int:
