@@ -154,3 +154,204 @@ def test_cursor_source_first_run_then_only_what_changed(cli: Cli, tmp_path: Path
     # the two changed records, and the one at the old mark again (>=), which dedup absorbs
     assert records[0]["counts"]["stored"] == 2 and records[0]["counts"]["duplicates"] == 1
     assert states(runner)[None] == upstream.feed.newest("acme")
+
+
+def test_a_record_without_the_cursor_field_fails_the_item_naming_it(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    runner = Runner(cli, tmp_path)
+    upstream.feed.add("acme", 3)
+    cursor_source(runner, upstream, incremental={"cursor_path": "modified_at"})
+    code, records, _ = runner.run_json("feed")
+    assert code == 1
+    assert records[0]["errors"][0]["message"] == (
+        "record 0 of page 1 has no 'modified_at' (an object with keys id, account, updated_at, version):"
+        " incremental.cursor_path must be in every record"
+    )
+    assert states(runner) == {}
+
+
+def test_a_page_that_is_no_list_of_records_fails_a_cursor_item(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    runner = Runner(cli, tmp_path)
+    upstream.feed.add("acme", 3)
+    cursor_source(runner, upstream, records={}, pagination={"type": "none"})  # the page is an object
+    code, records, _ = runner.run_json("feed")
+    assert code == 1
+    assert records[0]["errors"][0]["message"] == (
+        "incremental.cursor_path reads each record, but page 1 is an object with keys data, offset, not a list"
+        " of records: set records.path"
+    )
+
+
+def test_a_token_path_in_no_page_fails_the_item_naming_it(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    runner = Runner(cli, tmp_path)
+    upstream.feed.add("acme", 3)
+    cursor_source(runner, upstream, incremental={"token_path": "next_sync"})
+    code, records, _ = runner.run_json("feed")
+    assert code == 1
+    assert records[0]["errors"][0]["message"] == (
+        "incremental.token_path 'next_sync' is in none of the item's 2 page(s) (the last is an object with keys"
+        " data, offset): the sync token cannot be kept"
+    )
+
+
+def test_initial_value_is_sent_until_there_is_a_state_in_the_format_asked(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    runner = Runner(cli, tmp_path)
+    upstream.feed.add("acme", 3)
+    cursor_source(
+        runner,
+        upstream,
+        request={
+            "base_url": f"{upstream.url}/inc/acme/records",
+            "parameters": {"updated_since": "{incremental.start:epoch}"},
+            "headers": {"X-Since": "{incremental.start:%Y-%m-%d}"},
+        },
+        incremental={"cursor_path": "updated_at", "initial_value": "2025-12-31"},
+    )
+    assert runner.run_json("feed")[0] == 0
+    first = upstream.requests[0]
+    assert first.query["updated_since"] == str(int(datetime(2025, 12, 31, tzinfo=UTC).timestamp()))
+    assert first.headers["x-since"] == "2025-12-31"
+    assert runner.run_json("feed")[0] == 0
+    mark = datetime.fromisoformat(upstream.feed.newest("acme"))
+    assert upstream.requests[-1].query["updated_since"] == str(int(mark.timestamp()))
+
+
+def test_a_source_wide_state_moves_only_when_every_item_succeeded(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    runner = Runner(cli, tmp_path)
+    for account in ("acme", "beta"):
+        upstream.feed.add(account, 2)
+    cursor_source(
+        runner,
+        upstream,
+        request={
+            "base_url": f"{upstream.url}/inc/{{account.id}}/records",
+            "parameters": {"updated_since": "{incremental.start}"},
+        },
+        iteration={"foreach": "account", "items": [{"id": "acme"}, {"id": "beta"}]},
+        incremental={"cursor_path": "updated_at", "per_item": False},
+    )
+    upstream.feed.fail_accounts = {"beta"}
+    code, _, stderr = runner.run_json("feed")
+    assert code == 3 and states(runner) == {}
+    assert "feed: state not advanced (1 item(s) failed): the next run fetches from the same start" in stderr
+    upstream.feed.fail_accounts = set()
+    assert runner.run_json("feed")[0] == 0
+    assert states(runner) == {None: max(upstream.feed.newest("acme"), upstream.feed.newest("beta"))}
+
+
+# -- the state commands, backfills, list and runs ---------------------------------------------------------
+
+
+def test_state_set_get_list_reset(cli: Cli, tmp_path: Path, upstream: Upstream) -> None:
+    runner = Runner(cli, tmp_path)
+    result = runner("state", "set", "feed", "2026-01-03T00:00:00Z", "--item", "acme", "--output", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["value"] == "2026-01-03T00:00:00Z"
+    assert json.loads(runner("state", "set", "feed", "42", "--output", "json").stdout)["value"] == 42
+    got = json.loads(runner("state", "get", "feed", "--item", "acme", "--output", "json").stdout)
+    assert got["_id"] == "feed/acme" and got["run_id"] is None and got["version"] == 1
+    table = runner("state", "list").stdout
+    assert "feed" in table and "acme" in table and "(set by hand)" in table
+    assert states(runner) == {"acme": "2026-01-03T00:00:00Z", None: 42}
+    reset = runner("state", "reset", "feed", "--item", "acme", "--output", "json")
+    assert json.loads(reset.stdout) == {"source_id": "feed", "item": "acme", "removed": 1}
+    missing = runner("state", "get", "feed", "--item", "acme", PULLCTL_LOG_FORMAT="text")
+    assert missing.exit_code == 2
+    assert "error: no state for item 'acme' of source 'feed' (see: pullctl state list feed)" in missing.stderr
+    assert runner("state", "reset", "feed").exit_code == 0 and states(runner) == {}
+
+
+def test_a_backfill_leaves_the_state_unless_advance_state(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    runner = Runner(cli, tmp_path)
+    upstream.feed.add("acme", 3)
+    cursor_source(runner, upstream)
+    backfill = ("feed", "--from", "2026-01-01", "--to", "2026-01-02")
+    assert runner.run_json(*backfill)[0] == 0
+    assert states(runner) == {}
+    assert runner.run_json(*backfill, "--advance-state")[0] == 0
+    assert states(runner) == {None: upstream.feed.newest("acme")}
+    wrong = runner("run", "feed", "--advance-state", PULLCTL_LOG_FORMAT="text")
+    assert wrong.exit_code == 2
+    assert "--advance-state applies to a backfill (--from/--to); a scheduled run always does" in wrong.stderr
+
+
+def test_a_backfill_with_advance_state_never_moves_the_window_mark_past_a_gap(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    runner = Runner(cli, tmp_path)
+    upstream.feed.add("acme", 1)
+    write_source(
+        runner.config,
+        "feed",
+        request={"base_url": f"{upstream.url}/inc/acme/records"},
+        records={"path": "data"},
+        window={"since": "last_success", "initial": "2026-01-01"},
+    )
+    code, _, stderr = runner.run_json("feed", "--from", "2026-01-03", "--to", "2026-01-04", "--advance-state")
+    assert code == 0 and states(runner) == {}
+    assert (
+        "feed: --advance-state left the window mark at 2026-01-01T00:00:00+00:00: the backfill starts later"
+        " (2026-01-03T00:00:00+00:00), and moving past the gap would skip it"
+    ) in stderr
+    assert runner.run_json("feed", "--from", "2026-01-01", "--to", "2026-01-02", "--advance-state")[0] == 0
+    assert states(runner) == {"@window": "2026-01-02T00:00:00+00:00"}
+
+
+def test_list_and_runs_show_the_state_and_how_far_behind(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    runner = Runner(cli, tmp_path)
+    upstream.feed.add("acme", 2)
+    cursor_source(runner, upstream)
+    assert runner.run_json("feed")[0] == 0
+    listed = json.loads(runner("list", "--output", "json").stdout)
+    state = listed[0]["state"]
+    assert state["states"] == 1 and state["value"] == upstream.feed.newest("acme")
+    assert state["behind_seconds"] > 0  # the feed's records are from 2026-01-01
+    assert "behind)" in runner("list").stdout
+    runs = json.loads(runner("runs", "--output", "json").stdout)
+    assert runs[0]["source_state"] == {**state, "behind_seconds": runs[0]["source_state"]["behind_seconds"]}
+    assert "behind)" in runner("runs").stdout
+
+
+def test_list_still_lists_when_the_states_cannot_be_read(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    runner = Runner(cli, tmp_path)
+    cursor_source(runner, upstream)
+    (tmp_path / "a-file").write_text("")  # a store under a file cannot be opened
+    result = runner("list", "--output", "json", "--store", f"sqlite:///{tmp_path}/a-file/x.db")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)[0]["state"] is None
+    assert "the states are not shown: " in result.stderr
+
+
+class _AlwaysLoses:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def swap_state(self, record: StateRecord) -> bool:
+        return False
+
+
+@pytest.mark.anyio
+async def test_a_swap_that_never_lands_is_a_store_error(stores: Stores) -> None:
+    from pullctl.errors import StoreError
+
+    store = await stores.open()
+    with pytest.raises(StoreError, match=r"^the state of feed \(acme\) changed 100 times while written$"):
+        await incremental.advance(_AlwaysLoses(store), "feed", "acme", 1, "r", kind="cursor")

@@ -370,7 +370,7 @@ async def _commit_states(state: _Run, options: RunOptions) -> None:
         partial = options.only or options.limit or options.replay_items
         if record.counts["failed"] or partial:
             why = f"{record.counts['failed']} item(s) failed" if record.counts["failed"] else "a partial run"
-            logger.info(
+            logger.warning(
                 f"{config.source_id}: state not advanced ({why}): the next run fetches from the same start",
                 extra={"event": "state_kept"},
             )
