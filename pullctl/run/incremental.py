@@ -56,6 +56,16 @@ def compare(a: Any, b: Any) -> int:
     return (s > t) - (s < t)
 
 
+def _key(value: Any) -> tuple[str, Any]:
+    """What ``compare`` compares ``value`` as, when the other value is of the same kind."""
+    if _number(value):
+        return "number", value
+    instant = templates.as_instant(value)
+    if isinstance(instant, datetime):
+        return "instant", instant
+    return "text", templates.format_text(value)
+
+
 def later(a: Any, b: Any) -> bool:
     """Whether ``a`` is past ``b`` (``compare``)."""
     return compare(a, b) > 0
@@ -81,6 +91,7 @@ class Mark:
         self.expired: int | None = None  # a response said the state sent is no longer valid
         self.pages = 0
         self._last: Any = None
+        self._best: tuple[str, Any] = ("", None)  # the kind and comparable form of ``value`` (_key)
 
     def observe(self, status: int, data: Any, records: list[Any] | None, stored: bool = True) -> None:
         self.pages += 1
@@ -107,8 +118,17 @@ class Mark:
                     " incremental.cursor_path must be in every record"
                 )
             value = found.value
-            if value is not None and (self.value is None or later(value, self.value)):
-                self.value = value
+            if value is None:
+                continue
+            key = _key(value)  # parsed once per record, compared with the best one's parsed form
+            if self.value is None:
+                better = True
+            elif key[0] == self._best[0]:
+                better = key[1] > self._best[1]
+            else:
+                better = later(value, self.value)
+            if better:
+                self.value, self._best = value, key
 
     def finish(self) -> Any:
         """The item's mark once it succeeded (None: nothing to move it to). A token source whose pages held
@@ -133,6 +153,13 @@ def merge(kind: str, marks: list[Any]) -> Any:
     return best
 
 
+class _Unread:
+    """``advance(read=UNREAD)``: the caller has not read the state."""
+
+
+UNREAD = _Unread()
+
+
 @dataclass(frozen=True)
 class Advanced:
     """What ``advance`` did: ``moved`` (the state is now ``value``) or kept ``current``, and why."""
@@ -151,12 +178,16 @@ async def advance(
     *,
     kind: Literal["cursor", "token", "window"],
     started_from: int | None = None,
+    read: StateRecord | _Unread | None = UNREAD,
 ) -> Advanced:
     """Move the state of ``(source_id, item)`` to ``value``, forwards only: read, compare, swap; on a lost
     race read again. A cursor or window mark moves only past the stored value; a token only replaces the
-    version the run started from (``started_from``; 0 = there was none)."""
-    for _ in range(MAX_SWAPS):
-        current = await store.get_state(source_id, item)
+    version the run started from (``started_from``; 0 = there was none). ``read``: the state as the caller
+    read it already (the run, at its start): the first swap tries it without reading again."""
+    for attempt in range(MAX_SWAPS):
+        current = (
+            read if attempt == 0 and not isinstance(read, _Unread) else await store.get_state(source_id, item)
+        )
         if kind == "token":
             if (current.version if current else 0) != (started_from or 0):
                 return Advanced(False, current, "another run moved the token since this run read it")

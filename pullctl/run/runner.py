@@ -45,6 +45,7 @@ from pullctl.settings import Settings
 
 logger = logging.getLogger("pullctl")
 BATCH_SIZE = 200
+COMMIT_CONCURRENCY = 16  # state swaps in flight at the end of a run (per-item states)
 BATCH_LINGER_SECONDS = 0.05
 
 
@@ -380,20 +381,25 @@ async def _commit_states(state: _Run, options: RunOptions) -> None:
             if inc.kind == "cursor"
             else marks.get(None)
         }
-    for item, value in marks.items():
-        if value is None:
-            continue
-        known = state.states.get(item)
+    store = state.store
+
+    async def commit(item: str | None, value: Any) -> None:
+        known = state.states.get(item)  # as the run read it: the first swap needs no read
         outcome = await incremental.advance(
-            state.store,
+            store,
             config.source_id,
             item,
             value,
             record.run_id,
             kind=inc.kind,
             started_from=known.version if known is not None else 0,
+            read=known,
         )
         incremental.log_kept(config.source_id, item, outcome)
+
+    pending = [(item, value) for item, value in marks.items() if value is not None]
+    for start in range(0, len(pending), COMMIT_CONCURRENCY):
+        await asyncio.gather(*(commit(i, v) for i, v in pending[start : start + COMMIT_CONCURRENCY]))
 
 
 async def _secret(state: _Run, request: Request, settings: Settings) -> str | None:
