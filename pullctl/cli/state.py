@@ -61,6 +61,13 @@ def _show(records: list[Any], out: TableOrJson) -> None:
     output.stdout.print(table)
 
 
+def _show_one(record: Any, out: TableOrJson) -> None:
+    if out is TableOrJson.json:
+        output.print_json(record.to_dict())
+        return
+    _show([record], out)
+
+
 @app.command("list")
 def list_states(
     source: Annotated[str | None, typer.Argument(help="Only this source's states")] = None,
@@ -91,10 +98,7 @@ def get_state(
     if record is None:
         what = f"item '{item}' of source '{source}'" if item else f"source '{source}'"
         raise UsageError(f"no state for {what} (see: pullctl state list {source})")
-    if out is TableOrJson.json:
-        output.print_json(record.to_dict())
-        return
-    _show([record], out)
+    _show_one(record, out)
 
 
 @app.command("set")
@@ -116,10 +120,7 @@ def set_state(
     except ValueError:
         parsed = value
     record = _in_store(store, lambda s: write(s, source, item, parsed))
-    if out is TableOrJson.json:
-        output.print_json(record.to_dict())
-        return
-    _show([record], out)
+    _show_one(record, out)
 
 
 @app.command("reset")

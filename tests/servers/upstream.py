@@ -287,9 +287,9 @@ if not any(isinstance(f, _DropInjectedResets) for f in _uvicorn_error_logger.fil
 
 
 class _BadRequest(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, status: int = 400) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.status = reason, status
 
 
 def _error(reason: str, status: int = 400) -> JSONResponse:
@@ -565,7 +565,7 @@ class Upstream:
                     response: Response = await endpoint(request)
                     return response
                 except _BadRequest as exc:
-                    return _error(exc.reason)
+                    return _error(exc.reason, exc.status)
 
             return wrapper
 
@@ -1077,9 +1077,9 @@ class ChangeFeed:
     def _records_of(self, request: Request) -> list[dict[str, Any]]:
         account = request.path_params["account"]
         if account in self.fail_accounts:
-            raise _FeedError(500, f"account {account} is unavailable")
+            raise _BadRequest(f"account {account} is unavailable", 500)
         if account not in self.accounts:
-            raise _FeedError(404, f"no account {account}")
+            raise _BadRequest(f"no account {account}", 404)
         since = request.query_params.get("updated_since")
         with self._lock:
             found = list(self.accounts[account].values())
@@ -1124,7 +1124,7 @@ class ChangeFeed:
     async def sync(self, request: Request) -> Response:
         account = request.path_params["account"]
         if account not in self.events:
-            raise _FeedError(404, f"no account {account}")
+            raise _BadRequest(f"no account {account}", 404)
         with self._lock:
             events = list(self.events[account])
         token = request.query_params.get("sync")
@@ -1141,27 +1141,11 @@ class ChangeFeed:
         return JSONResponse({"data": page, "sync": self._token(account, end), "has_more": end < len(events)})
 
     def routes(self, handled: Any) -> list[Route]:
-        def feed(endpoint: Any) -> Any:
-            async def wrapper(request: Request) -> Response:
-                try:
-                    response: Response = await endpoint(request)
-                    return response
-                except _FeedError as exc:
-                    return _error(exc.reason, exc.status)
-
-            return handled(wrapper)
-
         return [
-            Route("/inc/{account}/records", feed(self.records)),
-            Route("/inc/{account}/keyset", feed(self.keyset)),
-            Route("/inc/{account}/events", feed(self.sync)),
+            Route("/inc/{account}/records", handled(self.records)),
+            Route("/inc/{account}/keyset", handled(self.keyset)),
+            Route("/inc/{account}/events", handled(self.sync)),
         ]
-
-
-class _FeedError(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
 
 
 def _since(text: str) -> str:
