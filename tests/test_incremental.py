@@ -355,3 +355,20 @@ async def test_a_swap_that_never_lands_is_a_store_error(stores: Stores) -> None:
     store = await stores.open()
     with pytest.raises(StoreError, match=r"^the state of feed \(acme\) changed 100 times while written$"):
         await incremental.advance(_AlwaysLoses(store), "feed", "acme", 1, "r", kind="cursor")
+
+
+def test_a_last_success_source_with_nothing_to_fetch_yet_says_it_is_up_to_date(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    runner = Runner(cli, tmp_path)
+    write_source(
+        runner.config,
+        "feed",
+        request={"base_url": f"{upstream.url}/inc/acme/records"},
+        records={"path": "data"},
+        window={"since": "last_success", "initial": "2999-01-01"},  # not yet
+    )
+    result = runner("run", "feed", PULLCTL_LOG_FORMAT="text")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "feed is up to date: nothing to fetch yet" in result.stderr
+    assert upstream.requests == []
