@@ -18,7 +18,7 @@ from pullctl.run import incremental
 from tests.conftest import Cli
 from tests.runkit import Runner, write_source
 from tests.servers.upstream import FEED_START, Upstream
-from tests.stores import Stores
+from tests.stores import Stores, StoreTarget
 
 T0 = FEED_START
 
@@ -372,3 +372,27 @@ def test_a_last_success_source_with_nothing_to_fetch_yet_says_it_is_up_to_date(
     assert result.exit_code == 0 and result.stdout == ""
     assert "feed is up to date: nothing to fetch yet" in result.stderr
     assert upstream.requests == []
+
+
+def test_the_state_lives_in_either_store(
+    cli: Cli, tmp_path: Path, upstream: Upstream, store_target: StoreTarget, request: pytest.FixtureRequest
+) -> None:
+    env = {"PULLCTL_STORE": store_target.url, "PULLCTL_MONGODB_DATABASE": store_target.database}
+    runner = Runner(cli, tmp_path, env)
+    if store_target.kind == "mongodb":
+        from pymongo import MongoClient
+
+        client: MongoClient[dict[str, Any]] = MongoClient(store_target.url)
+        request.addfinalizer(lambda: (client.drop_database(store_target.database), client.close()))
+    ids = upstream.feed.add("acme", 4)
+    window = {"since": "last_success", "initial": "2026-01-01", "lookback": "400d"}  # the next run again
+    cursor_source(runner, upstream, window=window)
+    assert runner.run_json("feed")[0] == 0
+    assert set(states(runner)) == {None, "@window"}
+    upstream.feed.touch("acme", ids[:1])
+    code, records, _ = runner.run_json("feed")
+    assert code == 0 and records[0]["counts"]["stored"] == 1
+    found = states(runner)
+    assert found[None] == upstream.feed.newest("acme")
+    assert found["@window"] == records[0]["window"]["end"]
+    assert runner("state", "reset", "feed").exit_code == 0 and states(runner) == {}
