@@ -75,7 +75,7 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         "k8s",
         [
             "case.yaml:6:3: ingestion.frobnicate: unknown field 'frobnicate' (allowed: mode, schedule, timezone,"
-            " deadline_seconds, secrets, request, records, iteration, pagination, response_actions, retry, rate_limit, dedup, events)"
+            " deadline_seconds, secrets, request, records, iteration, pagination, response_actions, retry, rate_limit, dedup, events, response, job)"
         ],
     ),
     (
