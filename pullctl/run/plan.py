@@ -61,6 +61,8 @@ class FetchTask:
     body: Any
     linkage: dict[str, Any]
     keys: tuple[str, ...] = ()  # iteration.batch: the keys of the batch's items (for --replay)
+    # the values the templates saw (a job renders job.poll.url from them once it has its id)
+    context: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def item_keys(self) -> tuple[str, ...]:
@@ -304,7 +306,7 @@ class Planner:
             self.skipped.append((label, str(exc)))
             return None
         self.planned += 1
-        return FetchTask(label, url, params, headers, body, linkage)
+        return FetchTask(label, url, params, headers, body, linkage, context=context)
 
 
 def plan_items(planner: Planner, items: list[dict[str, Any]] | None) -> Plan:

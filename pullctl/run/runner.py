@@ -54,6 +54,7 @@ class RunOptions:
     limit: int | None = None
     concurrency: int | None = None
     dry_run: bool = False
+    allow_jobs: bool = False  # a dry run creates report jobs too (job:); by default it creates none
     replay_items: list[str] | None = None  # run only these item keys (``run --replay``)
     run_id: str | None = None
 
@@ -219,7 +220,14 @@ async def _execute(
     http = transport
     try:
         fetcher = Fetcher(
-            config, http, secret, state.redact, record.counts, sleep=sleep, concurrency=concurrency
+            config,
+            http,
+            secret,
+            state.redact,
+            record.counts,
+            sleep=sleep,
+            concurrency=concurrency,
+            create_jobs=not options.dry_run or options.allow_jobs,
         )
         if ing.parent is not None:
             tasks = _child_tasks(state, settings, planner, window, http, sleep)
@@ -285,7 +293,7 @@ async def _worker(
     while (task := await take()) is not None:
         try:
             async for page in fetcher.pages(task):
-                record.counts["pages"] += 1
+                record.counts["pages"] += not page.part  # a streamed page comes in parts
                 for doc in _documents(state, task, page, window):
                     await state.queue.put(doc)
         except ItemSkippedError as exc:  # a response_actions rule: counted with its reason, not a failure
@@ -469,7 +477,7 @@ def _document(
         linkage=linkage,
         run_id=state.record.run_id,
         window=window.as_dict(),
-        request={"url": page.url, "status": page.status, "page": page.number},
+        request={"url": page.url, "status": page.status, "page": page.number, "format": page.format},
         fetched_at=utcnow(),
         event_status="none" if isinstance(state.sink, NoEvents) else "pending",
     )

@@ -1,0 +1,265 @@
+"""Reports (SOURCES.md §8) against the loopback upstream: asynchronous export jobs whose presigned downloads
+live on another origin (``Downloads``, which refuses any Authorization), and non-JSON bodies read straight
+from an endpoint: CSV, TSV, JSONL, XML, gzip, a gzip bomb."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cli
+from tests.runkit import Runner, write_source
+from tests.servers.upstream import Downloads, Upstream
+
+TOKEN_ENV = "PULLCTL_SECRET_KUBERNETES_REPORTS_TOKEN"
+ACCOUNTS = [{"id": "acme"}, {"id": "globex"}]
+
+
+@pytest.fixture
+def runner(cli: Cli, tmp_path: Path, upstream: Upstream) -> Runner:
+    return Runner(cli, tmp_path, {TOKEN_ENV: upstream.bearer_token})
+
+
+def job_source(
+    runner: Runner, upstream: Upstream, *, spec: dict[str, Any] | None = None, **extra: Any
+) -> None:
+    job: dict[str, Any] = {
+        "create": {"url": f"{upstream.url}/reports/jobs", "body": {"report": "{acct.id}", **(spec or {})}},
+        "id_path": "id",
+        "poll": {
+            "url": f"{upstream.url}/reports/jobs/{{job.id}}",
+            "every_seconds": 0.02,
+            "timeout_seconds": 5,
+        },
+        "status_path": "status",
+        "done": ["ready"],
+        "failed": ["failed"],
+        "message_path": "error",
+        "download": {"url_path": "urls", "credentials": False},
+        **extra.pop("job", {}),
+    }
+    ingestion: dict[str, Any] = {
+        "request": {"auth_type": "bearer", "secret_store": "kubernetes", "secret_key": "reports-token"},
+        "iteration": {"foreach": "acct", "items": ACCOUNTS, "key": "id"},
+        "job": job,
+        "response": {"format": "csv"},
+        "records": {"split": True},
+        "retry": {"initial_delay_seconds": 0.01, "max_delay_seconds": 0.02},
+        **extra,
+    }
+    write_source(runner.config, "exports", **ingestion)
+
+
+def test_a_gzip_csv_export_job_is_created_polled_and_downloaded_from_another_origin_without_credentials(
+    runner: Runner, upstream: Upstream, downloads: Downloads
+) -> None:
+    job_source(runner, upstream, spec={"files": 2, "polls": 2})
+    code, [record], stderr = runner.run_json("exports", PULLCTL_EVENTS=f"{upstream.url}/echo")
+    assert code == 0, (record["errors"], stderr)
+    assert record["status"] == "succeeded"
+    counts = record["counts"]
+    assert (counts["items"], counts["fetched"], counts["failed"]) == (2, 2, 0)
+    assert counts["stored"] == 2 * len(upstream.records) == record["events"]["sent"]
+    # one job per item, created with the item's body; three polls each (two processing, then ready)
+    assert [j["spec"] for j in upstream.reports.jobs.values()] == [
+        {"report": "acme", "files": 2, "polls": 2},
+        {"report": "globex", "files": 2, "polls": 2},
+    ]
+    assert [j["polls"] for j in upstream.reports.jobs.values()] == [3, 3]
+    assert counts["pages"] == 4  # two files per job
+    assert counts["requests"] == 2 * (1 + 3 + 2)
+    # the downloads carried no credential, and the presigned signature is masked where the URL is kept
+    assert len(downloads.requests) == 4
+    assert not any("authorization" in r.headers for r in downloads.requests)
+    docs = runner.documents("exports")
+    assert sorted(int(d["content"]["id"]) for d in docs) == sorted([r["id"] for r in upstream.records] * 2)
+    first = next(d for d in docs if d["content"]["id"] == "1" and d["linkage"]["id"] == "acme")
+    assert first["content"] == {"id": "1", "name": "record-001", "value": "1.5", "report": "acme"}
+    assert first["linkage"] == {"id": "acme", "page": 1}
+    assert first["request"]["format"] == "csv" and first["request"]["status"] == 200
+    assert first["request"]["url"].startswith(f"{downloads.url}/files/job-1-1.csv.gz?")
+    assert first["request"]["url"].endswith("?***")
+    # dedup: the same export again stores nothing new and sends no event
+    code, [again], _ = runner.run_json("exports", PULLCTL_EVENTS=f"{upstream.url}/echo")
+    assert code == 0 and again["counts"]["stored"] == 0
+    assert again["counts"]["duplicates"] == 2 * len(upstream.records) and again["events"]["sent"] == 0
+
+
+def test_a_job_that_reports_failed_fails_the_item_with_the_apis_own_status(
+    runner: Runner, upstream: Upstream, downloads: Downloads
+) -> None:
+    job_source(
+        runner,
+        upstream,
+        spec={"outcome": "failed", "polls": 0},
+        iteration={"foreach": "acct", "items": ACCOUNTS[:1], "key": "id"},
+    )
+    code, [record], _ = runner.run_json("exports")
+    assert code == 1 and record["status"] == "failed"
+    assert [(e["item"], e["message"]) for e in record["errors"]] == [
+        ("acme", "job: job job-1 failed: status is 'failed': export quota exceeded")
+    ]
+    assert downloads.requests == []
+
+
+def test_a_job_that_never_finishes_fails_the_item_at_the_poll_timeout(
+    runner: Runner, upstream: Upstream, downloads: Downloads
+) -> None:
+    job_source(
+        runner,
+        upstream,
+        spec={"outcome": "never"},
+        iteration={"foreach": "acct", "items": ACCOUNTS[:1], "key": "id"},
+        job={
+            "poll": {
+                "url": f"{upstream.url}/reports/jobs/{{job.id}}",
+                "every_seconds": 0.05,
+                "timeout_seconds": 0.3,
+            }
+        },
+    )
+    code, [record], _ = runner.run_json("exports")
+    assert code == 1
+    assert record["errors"][0]["message"] == (
+        "job: job job-1 did not finish within job.poll.timeout_seconds=0.3 (last status: 'processing' from"
+        f" {upstream.url}/reports/jobs/job-1)"
+    )
+    assert 2 <= upstream.reports.jobs["job-1"]["polls"] <= 7  # every 0.05 s for 0.3 s, never past it
+
+
+def test_credentials_true_refuses_a_download_on_another_origin(
+    runner: Runner, upstream: Upstream, downloads: Downloads
+) -> None:
+    job_source(
+        runner,
+        upstream,
+        iteration={"foreach": "acct", "items": ACCOUNTS[:1], "key": "id"},
+        job={"download": {"url_path": "urls", "credentials": True}},
+    )
+    code, [record], _ = runner.run_json("exports")
+    assert code == 1
+    there, home = downloads.url.removeprefix("http://"), upstream.url.removeprefix("http://")
+    assert record["errors"][0]["message"] == (
+        f"job job-1: download URL 1 is on another origin ({there}); credentials: true sends credentials only to"
+        f" {home}: set job.download.credentials: false for presigned URLs"
+    )
+    assert downloads.requests == []
+
+
+def test_a_dry_run_creates_no_job_unless_allowed(
+    runner: Runner, upstream: Upstream, downloads: Downloads
+) -> None:
+    job_source(
+        runner, upstream, spec={"polls": 0}, iteration={"foreach": "acct", "items": ACCOUNTS[:1], "key": "id"}
+    )
+    result = runner("run", "exports", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert upstream.reports.jobs == {} and result.stdout == ""
+    assert (
+        f"acme: dry run: the report job was not created (POST {upstream.url}/reports/jobs); creating a report"
+        " can cost money or quota: add --allow-jobs to create it"
+    ) in result.stderr
+    allowed = runner("run", "exports", "--dry-run", "--allow-jobs")
+    assert allowed.exit_code == 0, allowed.stderr
+    printed = [json.loads(line) for line in allowed.stdout.splitlines()]
+    assert len(printed) == len(upstream.records) and len(upstream.reports.jobs) == 1
+    assert printed[0]["request"]["format"] == "csv"
+    refused = runner("run", "exports", "--allow-jobs", PULLCTL_LOG_FORMAT="text")
+    assert refused.exit_code == 2
+    assert (
+        refused.stderr == "error: --allow-jobs goes with --dry-run (a run creates its report jobs anyway)\n"
+    )
+
+
+# -- non-JSON bodies straight from an endpoint --------------------------------------------------------------
+
+
+def body_source(runner: Runner, upstream: Upstream, path: str, **ingestion: Any) -> dict[str, Any]:
+    write_source(runner.config, "bodies", request={"base_url": f"{upstream.url}{path}"}, **ingestion)
+    code, [record], _ = runner.run_json("bodies")
+    record["exit_code"] = code
+    return record
+
+
+def test_jsonl_with_a_broken_line_fails_the_item_naming_the_line(runner: Runner, upstream: Upstream) -> None:
+    record = body_source(
+        runner,
+        upstream,
+        "/reports/bodies/broken.jsonl",
+        response={"format": "jsonl"},
+        records={"split": True},
+    )
+    assert record["exit_code"] == 1
+    assert record["errors"][0]["message"] == (
+        f"jsonl body from {upstream.url}/reports/bodies/broken.jsonl: line 3 is not JSON (Expecting value);"
+        ' it starts \'{"id": 3, "name":\''
+    )
+
+
+def test_csv_with_quoted_newlines_and_a_bom_becomes_one_document_of_rows(
+    runner: Runner, upstream: Upstream
+) -> None:
+    record = body_source(runner, upstream, "/reports/bodies/quoted.csv", response={"format": "csv"})
+    assert record["exit_code"] == 0 and record["counts"]["stored"] == 1
+    [doc] = runner.documents("bodies")
+    assert doc["content"] == [
+        {"id": "1", "note": 'two\r\nlines, a comma and a "quote"'},
+        {"id": "2", "note": "plain"},
+    ]
+    assert doc["content_type"] == "application/json" and doc["request"]["format"] == "csv"
+
+
+def test_tsv_with_a_header_only_is_zero_records_not_an_error(runner: Runner, upstream: Upstream) -> None:
+    record = body_source(
+        runner,
+        upstream,
+        "/reports/bodies/header-only.tsv",
+        response={"format": "tsv"},
+        records={"split": True},
+    )
+    assert record["exit_code"] == 0 and record["status"] == "succeeded"
+    assert (record["counts"]["fetched"], record["counts"]["stored"], record["errors"]) == (1, 0, [])
+
+
+def test_xml_with_a_billion_laughs_is_refused(runner: Runner, upstream: Upstream) -> None:
+    record = body_source(runner, upstream, "/reports/bodies/laughs.xml", response={"format": "xml"})
+    assert record["exit_code"] == 1
+    assert record["errors"][0]["message"] == (
+        f"xml body from {upstream.url}/reports/bodies/laughs.xml: XML entity declarations are refused (entity"
+        " 'lol'): expanding entities (a 'billion laughs' payload) could exhaust memory"
+    )
+
+
+def test_xml_records_split_at_their_path(runner: Runner, upstream: Upstream) -> None:
+    record = body_source(
+        runner,
+        upstream,
+        "/reports/bodies/orders.xml",
+        response={"format": "xml"},
+        records={"path": "orders.order", "split": True},
+    )
+    assert record["exit_code"] == 0 and record["counts"]["stored"] == 2
+    assert [d["content"] for d in runner.documents("bodies")] == [
+        {"@id": "1", "total": "9.5"},
+        {"@id": "2", "total": "3"},
+    ]
+
+
+def test_a_gzip_bomb_fails_the_item_at_max_response_bytes_decompressed(
+    runner: Runner, upstream: Upstream
+) -> None:
+    record = body_source(
+        runner,
+        upstream,
+        "/reports/bomb?mb=100",
+        response={"format": "csv", "compression": "gzip"},
+        records={"split": True},
+    )
+    assert record["exit_code"] == 1 and record["counts"]["stored"] == 0
+    assert record["errors"][0]["message"] == (
+        f"csv body from {upstream.url}/reports/bomb?mb=100: the body is larger than max_response_bytes=10485760"
+        " once decompressed; raise request.max_response_bytes if that is expected"
+    )
