@@ -775,6 +775,11 @@ class Ingestion(_Strict):
                     )
                 elif fld.root == templates.SECRET_VARIABLE:
                     problem = _secret_problem(fld, where, list(self.secrets))
+                elif fld.root == JOB_VARIABLE and self.job is not None and fld.root not in here:
+                    problem = (
+                        f"template '{{{fld.expression}}}': the job's id is known only in job.poll.url (it comes"
+                        " from the create call's answer)"
+                    )
                 else:
                     problem = _unknown_variable(fld, here)
                 if problem:
