@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import Cli
 from tests.runkit import Runner, write_source
-from tests.servers.upstream import Downloads, Upstream
+from tests.servers.upstream import Downloads, Upstream, make_records
 
 TOKEN_ENV = "PULLCTL_SECRET_KUBERNETES_REPORTS_TOKEN"
 ACCOUNTS = [{"id": "acme"}, {"id": "globex"}]
@@ -263,3 +263,41 @@ def test_a_gzip_bomb_fails_the_item_at_max_response_bytes_decompressed(
         f"csv body from {upstream.url}/reports/bomb?mb=100: the body is larger than max_response_bytes=10485760"
         " once decompressed; raise request.max_response_bytes if that is expected"
     )
+
+
+def test_csv_pages_follow_page_number_pagination_until_a_header_only_page(
+    runner: Runner, upstream: Upstream
+) -> None:
+    upstream.records = make_records(20)  # two full pages, then a header line only
+    record = body_source(
+        runner,
+        upstream,
+        "/reports/pages.csv",
+        response={"format": "csv"},
+        records={"split": True},
+        pagination={"type": "page_number", "page_size_param": "per_page", "page_size": 10},
+    )
+    assert record["exit_code"] == 0, record["errors"]
+    assert (record["counts"]["stored"], record["counts"]["pages"], record["counts"]["requests"]) == (20, 2, 3)
+    docs = runner.documents("bodies")
+    assert {d["linkage"]["page"] for d in docs} == {1, 2}
+    assert docs[0]["content"] == {"id": "1", "name": "record-001", "value": "1.5"}
+
+
+def test_jsonl_downloads_without_split_are_one_document_per_file(
+    runner: Runner, upstream: Upstream, downloads: Downloads
+) -> None:
+    job_source(
+        runner,
+        upstream,
+        spec={"files": 2, "polls": 0, "kind": "jsonl"},
+        iteration={"foreach": "acct", "items": ACCOUNTS[:1], "key": "id"},
+        response={"format": "jsonl"},
+        records={"split": False},
+    )
+    code, [record], _ = runner.run_json("exports")
+    assert code == 0, record["errors"]
+    docs = runner.documents("exports")
+    assert [(d["request"]["page"], len(d["content"])) for d in docs] == [(1, 12), (2, 11)]
+    assert docs[0]["content"][0] == {"id": 1, "name": "record-001", "value": 1.5, "report": "acme"}
+    assert all(d["request"]["format"] == "jsonl" for d in docs)

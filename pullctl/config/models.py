@@ -777,8 +777,8 @@ class Ingestion(_Strict):
                     problem = _secret_problem(fld, where, list(self.secrets))
                 elif fld.root == JOB_VARIABLE and self.job is not None and fld.root not in here:
                     problem = (
-                        f"template '{{{fld.expression}}}': the job's id is known only in job.poll.url (it comes"
-                        " from the create call's answer)"
+                        f"template '{{{fld.expression}}}': the job's id is known only in job.poll.url (it"
+                        " comes from the create call's answer)"
                     )
                 else:
                     problem = _unknown_variable(fld, here)

@@ -22,7 +22,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -75,10 +75,10 @@ class Streamed:
     """A body whose rows are read as they are consumed; ``aclose`` ends it (and its response) early."""
 
     response: httpx.Response
-    rows: AsyncIterator[list[Any]]
+    rows: AsyncGenerator[list[Any], None]
 
     async def aclose(self) -> None:
-        await self.rows.aclose()  # type: ignore[attr-defined]
+        await self.rows.aclose()
         await self.response.aclose()
 
 
@@ -305,9 +305,11 @@ class Fetcher:
     async def parts(self, page: Page) -> AsyncIterator[Page]:
         """A streamed page's records as parts of it, read as they are consumed."""
         assert page.stream is not None
+        part = 0
         try:
-            async for part, rows in _numbered(page.stream.rows):
+            async for rows in page.stream.rows:
                 yield replace(page, data=rows, records=rows, part=part, stream=None)
+                part += 1
         finally:
             await page.stream.aclose()
 
@@ -394,9 +396,7 @@ class Fetcher:
             heads = ok and call.response is not None
             read = b"" if heads else await self._read(resp, self.request.max_response_bytes, cap_is_error=ok)
             rules = (
-                [r for r in self.actions if r.header or not r.model_fields_set & _BODY_TESTS]
-                if heads
-                else self.actions
+                [r for r in self.actions if not r.model_fields_set & _BODY_TESTS] if heads else self.actions
             )
             matched = match(rules, status, resp.headers, read)
             if matched is not None:
@@ -473,12 +473,12 @@ class Fetcher:
         except FormatError as exc:
             raise _final(self.redact(f"{fmt} body from {shown_url}: {exc}")) from None
         page.data = records if reader.rows else records[0]
-        page.body = _json_bytes(page.data)
+        page.body = json_bytes(page.data)
         return page
 
     async def _rows(
         self, resp: httpx.Response, reader: BodyReader, shown_url: str, deadline: float, seconds: float
-    ) -> AsyncIterator[list[Any]]:
+    ) -> AsyncGenerator[list[Any], None]:
         """The rows of a streamed body, a chunk at a time; the body must be read by ``deadline``. A failure
         here fails the item (records already handed on stay: nothing is retried twice)."""
         chunks = resp.aiter_raw()
@@ -563,12 +563,6 @@ class Fetcher:
 _BODY_TESTS = frozenset({"body_path", "body_contains"})
 
 
-def _json_bytes(value: Any) -> bytes:
+def json_bytes(value: Any) -> bytes:
+    """A value as the JSON bytes a document stores (compact, UTF-8)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-async def _numbered(rows: AsyncIterator[list[Any]]) -> AsyncIterator[tuple[int, list[Any]]]:
-    number = 0
-    async for chunk in rows:
-        yield number, chunk
-        number += 1

@@ -33,7 +33,7 @@ from pullctl.pipeline.documents import (
 from pullctl.pipeline.events import EventSink, NoEvents
 from pullctl.pipeline.store import Store
 from pullctl.redact import Redactor
-from pullctl.run.fetch import Fetcher, Page
+from pullctl.run.fetch import Fetcher, Page, json_bytes
 from pullctl.run.iteration import resolve_items
 from pullctl.run.plan import FetchTask, Plan, Planner, Shard, Window, plan_items, scheduled_window
 from pullctl.run.secrets import resolve_named_secrets, resolve_secret
@@ -447,13 +447,9 @@ def _documents(state: _Run, task: FetchTask, page: Page, window: Window) -> list
     assert page.records is not None  # the fetcher fails a split item whose page has no records list
     linkage = {**task.linkage, "page": page.number}
     return [
-        _document(state, task, record, _record_bytes(record), "application/json", linkage, page, window)
+        _document(state, task, record, json_bytes(record), "application/json", linkage, page, window)
         for record in page.records
     ]
-
-
-def _record_bytes(record: Any) -> bytes:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _document(

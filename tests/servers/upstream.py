@@ -1164,6 +1164,8 @@ class Reports:
     created jobs (their create bodies and poll counts).
 
     ``GET /reports/bodies/{name}``: the fixed bodies of ``BODIES``, with their content types.
+    ``GET /reports/pages.csv?page=1&per_page=10``: ``Upstream.records`` as CSV pages; past the end a header
+    line only.
     ``GET /reports/bomb?mb=100``: ``mb`` MB of zeros gzip-compressed as they are sent (about 100 KB on the
     wire), ``Content-Type: application/gzip``: nothing of it is held, and a client that stops reading stops
     the compressor.
@@ -1203,6 +1205,7 @@ class Reports:
             Route("/reports/jobs/{job}", self._poll),
             Route("/reports/bodies/{name}", self._body),
             Route("/reports/bomb", self._bomb),
+            Route("/reports/pages.csv", self._csv_page),
         ]
 
     def _authorized(self, request: Request) -> bool:
@@ -1243,6 +1246,13 @@ class Reports:
             return _error(f"no body {name}", 404)
         content_type, body = self.BODIES[name]
         return Response(body, media_type=content_type)
+
+    async def _csv_page(self, request: Request) -> Response:
+        page = int(request.query_params.get("page", "1"))
+        size = int(request.query_params.get("per_page", "10"))
+        rows = self.upstream.records[(page - 1) * size : page * size]
+        lines = ["id,name,value", *(f"{r['id']},{r['name']},{r['value']}" for r in rows)]
+        return Response("\n".join(lines) + "\n", media_type="text/csv")
 
     async def _bomb(self, request: Request) -> Response:
         from starlette.responses import StreamingResponse
