@@ -669,3 +669,28 @@ INVALID += [
         ["case.yaml:9:17: ingestion.job.poll.url: template '{job.name}': job has the fields id"],
     ),
 ]
+INVALID += [
+    (
+        "job-create-url-relative",
+        JOB.replace('"https://api.example.com/v3/exports", body', '"/v3/exports", body'),
+        "k8s",
+        [
+            "case.yaml:7:19: ingestion.job.create.url: must be an absolute http(s) URL with a literal host, e.g."
+            " https://api.example.com/v1 (got '/v3/exports')"
+        ],
+    ),
+    (
+        "job-without-create",
+        JOB.replace('    create: {url: "https://api.example.com/v3/exports", body: {type: contacts}}\n', ""),
+        "k8s",
+        ["case.yaml:6:3: ingestion.job.create: 'create' is required"],
+    ),
+    (
+        "job-done-empty",
+        JOB.replace("done: [ready]", "done: []"),
+        "k8s",
+        [
+            "case.yaml:11:11: ingestion.job.done: must have at least 1 item after validation, not 0 (got a list)"
+        ],
+    ),
+]

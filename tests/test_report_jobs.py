@@ -178,7 +178,7 @@ def test_a_dry_run_creates_no_job_unless_allowed(
 
 
 def body_source(runner: Runner, upstream: Upstream, path: str, **ingestion: Any) -> dict[str, Any]:
-    write_source(runner.config, "bodies", request={"base_url": f"{upstream.url}{path}"}, **ingestion)
+    write_source(runner.config, "bodies", **{"request": {"base_url": f"{upstream.url}{path}"}, **ingestion})
     code, [record], _ = runner.run_json("bodies")
     record["exit_code"] = code
     return record
@@ -301,3 +301,37 @@ def test_jsonl_downloads_without_split_are_one_document_per_file(
     assert [(d["request"]["page"], len(d["content"])) for d in docs] == [(1, 12), (2, 11)]
     assert docs[0]["content"][0] == {"id": 1, "name": "record-001", "value": 1.5, "report": "acme"}
     assert all(d["request"]["format"] == "jsonl" for d in docs)
+
+
+def test_a_streamed_body_cut_short_fails_the_item_naming_the_wire(runner: Runner, upstream: Upstream) -> None:
+    upstream.fail("/reports/pages.csv", "reset", after_bytes=40)
+    record = body_source(
+        runner, upstream, "/reports/pages.csv", response={"format": "csv"}, records={"split": True}
+    )
+    assert record["exit_code"] == 1
+    host = upstream.url.removeprefix("http://")
+    assert record["errors"][0]["message"] == (
+        f"reading {upstream.url}/reports/pages.csv: the connection to {host} broke in the middle of the body:"
+        " Response payload is not completed: <ContentLengthError: 400, message='Not enough data to satisfy"
+        " content length header (received 40 of 189 bytes).'>"
+    )
+
+
+def test_a_streamed_body_that_trickles_past_the_timeout_fails_the_item(
+    runner: Runner, upstream: Upstream
+) -> None:
+    upstream.fail("/reports/pages.csv", "trickle", chunk_size=20, interval=0.2)
+    record = body_source(
+        runner,
+        upstream,
+        "/reports/pages.csv",
+        request={"base_url": f"{upstream.url}/reports/pages.csv", "timeout_seconds": 0.5},
+        response={"format": "csv"},
+        records={"split": True},
+    )
+    assert record["exit_code"] == 1
+    host = upstream.url.removeprefix("http://")
+    assert record["errors"][0]["message"].startswith(
+        f"reading {upstream.url}/reports/pages.csv: timed out after 0.5 s"
+    )
+    assert host in record["errors"][0]["message"]

@@ -481,17 +481,13 @@ class ResponseFormat(_Strict):
 
 
 JobStatus = str | int
+CallUrl = Annotated[str, Field(min_length=1), AfterValidator(check_url)]
 
 
 class JobCreate(_Strict):
     method: Literal["GET", "POST"] = "POST"
-    url: Annotated[str, Field(min_length=1, description="the call that creates the report; templates")]
+    url: CallUrl = Field(description="the call that creates the report; templates")
     body: Any = Field(None, description="POST JSON body; templates inside string values")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v)
 
     @model_validator(mode="after")
     def _body(self) -> JobCreate:
@@ -501,16 +497,11 @@ class JobCreate(_Strict):
 
 
 class JobPoll(_Strict):
-    url: Annotated[str, Field(min_length=1, description="GET until done; {job.id} and templates")]
+    url: CallUrl = Field(description="GET until done; {job.id} and templates")
     every_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(30.0, description="wait between polls")
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = Field(
         3600.0, description="a job not done by then fails the item with its last status"
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return check_url(v)
 
 
 class JobDownload(_Strict):
@@ -553,6 +544,7 @@ class Job(_Strict):
         return self
 
 
+_STAND_IN_URL = "https://job.create.url.invalid"
 # What `request` may hold beside a job: the auth and headers of create and poll.
 _NOT_WITH_JOB = {
     "base_url": "the calls are job.create.url and job.poll.url",
@@ -605,14 +597,14 @@ class Ingestion(_Strict):
             if name in request:
                 raise FieldProblem(f"request.{name}", f"not used with job: {why}")
         create = data["job"].get("create")
-        if not isinstance(create, dict) or not isinstance(create.get("url"), str):
-            return data
+        create = create if isinstance(create, dict) else {}
+        url = create.get("url")
         try:
-            check_url(create["url"])
+            check_url(url if isinstance(url, str) else "")
         except ValueError:
-            return data  # job.create.url says why
+            url = _STAND_IN_URL  # job.create says what is wrong with it: one error, not a second at request
         method = create.get("method", "POST")
-        filled = {**request, "base_url": create["url"]}
+        filled = {**request, "base_url": url}
         if method in ("GET", "POST"):
             filled["method"] = method
         if method == "POST" and create.get("body") is not None:
