@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from pullctl.config.models import Job
+from pullctl.run.jobs import JobError, JobState, download_urls, job_id, job_state, poll_url
 from tests.conftest import Cli
 from tests.runkit import Runner, write_source
 from tests.servers.upstream import Downloads, Upstream, make_records
@@ -100,7 +102,7 @@ def test_a_job_that_reports_failed_fails_the_item_with_the_apis_own_status(
     code, [record], _ = runner.run_json("exports")
     assert code == 1 and record["status"] == "failed"
     assert [(e["item"], e["message"]) for e in record["errors"]] == [
-        ("acme", "job: job job-1 failed: status is 'failed': export quota exceeded")
+        ("acme", "job: job-1 failed: status is 'failed': export quota exceeded")
     ]
     assert downloads.requests == []
 
@@ -124,7 +126,7 @@ def test_a_job_that_never_finishes_fails_the_item_at_the_poll_timeout(
     code, [record], _ = runner.run_json("exports")
     assert code == 1
     assert record["errors"][0]["message"] == (
-        "job: job job-1 did not finish within job.poll.timeout_seconds=0.3 (last status: 'processing' from"
+        "job: job-1 did not finish within job.poll.timeout_seconds=0.3 (last status: 'processing' from"
         f" {upstream.url}/reports/jobs/job-1)"
     )
     assert 2 <= upstream.reports.jobs["job-1"]["polls"] <= 7  # every 0.05 s for 0.3 s, never past it
@@ -143,7 +145,7 @@ def test_credentials_true_refuses_a_download_on_another_origin(
     assert code == 1
     there, home = downloads.url.removeprefix("http://"), upstream.url.removeprefix("http://")
     assert record["errors"][0]["message"] == (
-        f"job job-1: download URL 1 is on another origin ({there}); credentials: true sends credentials only to"
+        f"job: download URL 1 of job-1 is on another origin ({there}); credentials: true sends credentials only to"
         f" {home}: set job.download.credentials: false for presigned URLs"
     )
     assert downloads.requests == []
@@ -335,3 +337,70 @@ def test_a_streamed_body_that_trickles_past_the_timeout_fails_the_item(
         f"reading {upstream.url}/reports/pages.csv: timed out after 0.5 s"
     )
     assert host in record["errors"][0]["message"]
+
+
+# -- the pure decisions of pullctl/run/jobs.py ---------------------------------------------------------------
+
+JOB = Job.model_validate(
+    {
+        "create": {"url": "https://api.example.com/exports"},
+        "id_path": "data.id",
+        "poll": {"url": "https://api.example.com/exports/{job.id}?team={team.id}"},
+        "status_path": "state",
+        "done": ["ready", 1],
+        "failed": ["failed"],
+        "message_path": "error.message",
+        "download": {"url_path": "files"},
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "phase", "status", "message"),
+    [
+        ({"state": "ready"}, "done", "ready", None),
+        ({"state": 1}, "done", 1, None),
+        ({"state": True}, "pending", True, None),  # true is not 1
+        ({"state": "1"}, "pending", "1", None),  # "1" is not 1
+        ({"state": "failed", "error": {"message": "quota"}}, "failed", "failed", "quota"),
+        ({"state": "running"}, "pending", "running", None),
+    ],
+)
+def test_a_poll_answer_says_done_failed_or_pending(
+    answer: Any, phase: str, status: Any, message: str | None
+) -> None:
+    assert job_state(JOB, answer) == JobState(phase, status, message)  # type: ignore[arg-type]
+
+
+def test_the_answers_that_end_an_item_name_what_came_back() -> None:
+    with pytest.raises(JobError) as caught:
+        job_state(JOB, {"status": "ready"})
+    assert str(caught.value) == "status_path 'state' is not in the poll answer (an object with keys status)"
+    assert job_state(JOB, {"data": {"id": 7}}, required=False) == JobState("pending", None)
+    for created, got in (({"data": {}}, "an object with keys data"), ({"data": {"id": None}}, "None")):
+        with pytest.raises(JobError) as caught:
+            job_id(JOB, created)
+        assert str(caught.value) == f"the create answer has no job id at id_path 'data.id' (got {got})"
+    assert job_id(JOB, {"data": {"id": 7}}) == "7"
+    with pytest.raises(JobError) as caught:
+        download_urls(JOB, {"state": "ready"}, "https://api.example.com/exports/7")
+    assert str(caught.value) == (
+        "the finished job's answer has no download URL at url_path 'files' (an object with keys state)"
+    )
+    with pytest.raises(JobError) as caught:
+        download_urls(JOB, {"files": ["https://a.example/1", 3]}, "https://api.example.com/")
+    assert str(caught.value) == "url_path 'files' item 1 holds 3, not a URL"
+    with pytest.raises(JobError) as caught:
+        download_urls(JOB, {"files": "ftp://a.example/1"}, "https://api.example.com/")
+    assert str(caught.value) == "download URL 1 is not http(s): 'ftp://a.example/1'"
+
+
+def test_download_urls_are_one_or_a_list_joined_to_the_poll_url_and_the_id_is_percent_encoded() -> None:
+    base = "https://api.example.com/exports/7"
+    assert download_urls(JOB, {"files": "/f/1.csv"}, base) == ["https://api.example.com/f/1.csv"]
+    assert download_urls(JOB, {"files": ["https://s3.example/a?sig=x", "b"]}, base) == [
+        "https://s3.example/a?sig=x",
+        "https://api.example.com/exports/b",
+    ]
+    context = {"team": {"id": "t 1"}}
+    assert poll_url(JOB, context, "a/b?c") == "https://api.example.com/exports/a%2Fb%3Fc?team=t%201"

@@ -156,7 +156,7 @@ async def job_pages(fetcher: Fetcher, job: Job, task: FetchTask) -> AsyncIterato
         if job.download.credentials and _origin(target) != home:
             raise FetchError(
                 redact(
-                    f"job {id_}: download URL {number} is on another origin ({host_of(target)});"
+                    f"job: download URL {number} of {id_} is on another origin ({host_of(target)});"
                     f" credentials: true sends credentials only to {host_of(task.url)}: set"
                     " job.download.credentials: false for presigned URLs"
                 ),
@@ -190,7 +190,7 @@ async def _wait(fetcher: Fetcher, job: Job, task: FetchTask, id_: str, created: 
         if remaining <= 0:
             last = "none yet" if state.status is None else repr(state.status)
             raise JobError(
-                f"job {id_} did not finish within job.poll.timeout_seconds={timeout:g}"
+                f"{id_} did not finish within job.poll.timeout_seconds={timeout:g}"
                 f" (last status: {last} from {fetcher.redact(url)})"
             )
         pause = min(every, remaining)
@@ -200,7 +200,7 @@ async def _wait(fetcher: Fetcher, job: Job, task: FetchTask, id_: str, created: 
         state = job_state(job, answer)
     if state.phase == "failed":
         said = f": {state.message}" if state.message else ""
-        raise JobError(f"job {id_} failed: {job.status_path} is {state.status!r}{said}")
+        raise JobError(f"{id_} failed: {job.status_path} is {state.status!r}{said}")
     return answer, url
 
 
