@@ -85,7 +85,7 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         [
             "case.yaml:6:3: ingestion.frobnicate: unknown field 'frobnicate' (allowed: mode, schedule, timezone,"
             " deadline_seconds, secrets, request, records, iteration, pagination, response_actions, retry, rate_limit, dedup, events,"
-            " window, incremental)"
+            " window, incremental, response, job)"
         ],
     ),
     (
@@ -710,6 +710,170 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         "k8s",
         [
             "case.yaml:9:14: ingestion.iteration.foreach: 'incremental' is the incremental state's variable ({incremental.start}); pick another name"
+        ],
+    ),
+]
+
+# -- reports (issue 17): response formats and jobs
+JOB = """\
+source_id: exports
+ingestion:
+  schedule: "0 6 * * *"
+  request: {auth_type: bearer, secret_store: kubernetes, secret_key: token}
+  response: {format: csv}
+  job:
+    create: {url: "https://api.example.com/v3/exports", body: {type: contacts}}
+    id_path: id
+    poll: {url: "https://api.example.com/v3/exports/{job.id}", every_seconds: 30, timeout_seconds: 600}
+    status_path: status
+    done: [ready]
+    download: {url_path: urls}
+"""
+
+INVALID += [
+    (
+        "response-csv-with-json",
+        BASE + "  response: {format: json, csv: {delimiter: ';'}}\n",
+        "k8s",
+        ["case.yaml:6:33: ingestion.response.csv: applies to format csv or tsv, not json"],
+    ),
+    (
+        "response-format-unknown",
+        BASE + "  response: {format: parquet}\n",
+        "k8s",
+        [
+            "case.yaml:6:22: ingestion.response.format: must be 'json', 'jsonl', 'csv', 'tsv' or 'xml' (got 'parquet')"
+        ],
+    ),
+    (
+        "csv-records-path",
+        BASE + "  response: {format: csv}\n  records: {path: data}\n",
+        "k8s",
+        [
+            "case.yaml:7:19: ingestion.records.path: csv rows are the records: records.path applies to json and xml"
+        ],
+    ),
+    (
+        "csv-next-url",
+        BASE + "  response: {format: csv}\n  pagination: {type: next_url, next_url_path: next}\n",
+        "k8s",
+        [
+            "case.yaml:7:22: ingestion.pagination.type: reads a JSON body, and a csv body has none: use none, page_number, offset, link_header, or cursor with cursor_from header or last_record"
+        ],
+    ),
+    (
+        "jsonl-cursor-body",
+        BASE + "  response: {format: jsonl}\n  pagination: {type: cursor, cursor_path: next}\n",
+        "k8s",
+        [
+            "case.yaml:7:3: ingestion.pagination.cursor_from: reads a JSON body, and a jsonl body has none: use none, page_number, offset, link_header, or cursor with cursor_from header or last_record"
+        ],
+    ),
+    (
+        "csv-has-more",
+        BASE + "  response: {format: csv}\n  pagination: {type: link_header, has_more_path: more}\n",
+        "k8s",
+        ["case.yaml:7:50: ingestion.pagination.has_more_path: reads a JSON body, and a csv body has none"],
+    ),
+    (
+        "json-max-bytes",
+        BASE + "    max_response_bytes: 2000000000\n",
+        "k8s",
+        [
+            "case.yaml:6:25: ingestion.request.max_response_bytes: at most 1073741824 (1 GiB) for a body held in memory (json); only jsonl, csv and tsv rows with records.split stream, and take more"
+        ],
+    ),
+    (
+        "job-base-url",
+        JOB.replace("request: {auth_type", "request: {base_url: 'https://api.example.com', auth_type"),
+        "k8s",
+        [
+            "case.yaml:4:23: ingestion.request.base_url: not used with job: the calls are job.create.url and job.poll.url"
+        ],
+    ),
+    (
+        "job-pagination",
+        JOB + "  pagination: {type: page_number}\n",
+        "k8s",
+        [
+            "case.yaml:13:22: ingestion.pagination.type: a job's downloads are its pages: use pagination with no job"
+        ],
+    ),
+    (
+        "job-poll-timeout",
+        JOB.replace("timeout_seconds: 600", "timeout_seconds: 7200"),
+        "k8s",
+        [
+            "case.yaml:9:100: ingestion.job.poll.timeout_seconds: 7200 is longer than deadline_seconds (3600): the run would be stopped first; raise deadline_seconds"
+        ],
+    ),
+    (
+        "job-id-in-create",
+        JOB.replace('v3/exports", body', 'v3/exports/{job.id}", body'),
+        "k8s",
+        [
+            "case.yaml:7:19: ingestion.job.create.url: template '{job.id}': the job's id is known only in job.poll.url (it comes from the create call's answer)"
+        ],
+    ),
+    (
+        "job-secret-in-poll",
+        JOB.replace('{job.id}", every', '{job.id}?key={secret.k}", every').replace(
+            "  request:", "  secrets: {k: {secret_store: kubernetes, secret_key: k}}\n  request:"
+        ),
+        "k8s",
+        [
+            "case.yaml:10:17: ingestion.job.poll.url: template '{secret.k}': a secret cannot go into job.poll.url: the URL is shown in logs; send the secret in request.headers"
+        ],
+    ),
+    (
+        "job-done-failed",
+        JOB.replace("done: [ready]", "done: [ready]\n    failed: [ready]"),
+        "k8s",
+        ["case.yaml:12:13: ingestion.job.failed: 'ready' is in done and in failed"],
+    ),
+    (
+        "job-get-body",
+        JOB.replace("create: {url", "create: {method: GET, url"),
+        "k8s",
+        ["case.yaml:7:76: ingestion.job.create.body: a body needs method: POST"],
+    ),
+    (
+        "job-foreach",
+        JOB + "  iteration: {foreach: job, items: [{id: 1}]}\n",
+        "k8s",
+        [
+            "case.yaml:13:24: ingestion.iteration.foreach: 'job' names the job ({job.id} in job.poll.url); pick another name"
+        ],
+    ),
+    (
+        "job-unknown-var-poll",
+        JOB.replace('{job.id}"', '{job.name}"'),
+        "k8s",
+        ["case.yaml:9:17: ingestion.job.poll.url: template '{job.name}': job has the fields id"],
+    ),
+]
+INVALID += [
+    (
+        "job-create-url-relative",
+        JOB.replace('"https://api.example.com/v3/exports", body', '"/v3/exports", body'),
+        "k8s",
+        [
+            "case.yaml:7:19: ingestion.job.create.url: must be an absolute http(s) URL with a literal host, e.g."
+            " https://api.example.com/v1 (got '/v3/exports')"
+        ],
+    ),
+    (
+        "job-without-create",
+        JOB.replace('    create: {url: "https://api.example.com/v3/exports", body: {type: contacts}}\n', ""),
+        "k8s",
+        ["case.yaml:6:3: ingestion.job.create: 'create' is required"],
+    ),
+    (
+        "job-done-empty",
+        JOB.replace("done: [ready]", "done: []"),
+        "k8s",
+        [
+            "case.yaml:11:11: ingestion.job.done: must have at least 1 item after validation, not 0 (got a list)"
         ],
     ),
 ]

@@ -23,6 +23,7 @@ from pullctl.settings import Settings
 
 class _PullctlGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        output.use_log_format("auto")  # until the settings are read (an error in them is text)
         try:
             output.use_log_format(Settings.from_env().log_format)
             return super().invoke(ctx)

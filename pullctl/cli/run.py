@@ -115,6 +115,14 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Fetch and print documents as JSON lines; store nothing")
     ] = False,
+    allow_jobs: Annotated[
+        bool,
+        typer.Option(
+            "--allow-jobs",
+            help="With --dry-run: create report jobs (job:) too; by default a dry run creates none, since a"
+            " report can cost money or quota",
+        ),
+    ] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items (a preview)")] = None,
     out: OutputOption = OutputFormat.text,
     concurrency: Annotated[
@@ -141,6 +149,8 @@ def run(
         raise UsageError("--from and --to go together (a backfill of [from, to))")
     if step and from_ is None:
         raise UsageError("--step needs --from and --to")
+    if allow_jobs and not dry_run:
+        raise UsageError("--allow-jobs goes with --dry-run (a run creates its report jobs anyway)")
     if replay and from_:
         raise UsageError("--replay runs the replayed run's window; it cannot be combined with --from/--to")
     if advance_state and not from_:
@@ -154,6 +164,7 @@ def run(
         limit=limit,
         concurrency=concurrency,
         dry_run=dry_run,
+        allow_jobs=allow_jobs,
     )
     log_format = settings.log_format
     interactive = log_format == "text" or (log_format == "auto" and sys.stderr.isatty())

@@ -32,6 +32,8 @@ from pullctl.config.schedule import ScheduleError, parse_schedule, parse_span, p
 SOURCE_ID_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DEFAULT_RETRY_STATUS = [408, 425, 429, 500, 502, 503, 504]
+MAX_HELD_BYTES = 1024**3  # a body held in memory (JSON, XML, a page of rows kept whole)
+MAX_STREAMED_BYTES = 1024**4  # rows streamed into split records
 PATH_HELP = "a dotted path (data.items, items.-1.id) or a JSON Pointer (/@odata.nextLink)"
 
 
@@ -42,6 +44,17 @@ def check_path(value: str | None) -> str | None:
             parse_path(value)
         except PathError as exc:
             raise ValueError(str(exc)) from None
+    return value
+
+
+def check_url(value: str) -> str:
+    """An absolute http(s) URL whose host is literal (templates may follow it, never form it)."""
+    head = value.split("{", 1)[0]
+    if not re.match(r"^https?://[^/{}]+", value) or ("{" in head.split("://", 1)[-1].split("/", 1)[0]):
+        raise ValueError(
+            f"must be an absolute http(s) URL with a literal host, e.g. https://api.example.com/v1"
+            f" (got {value!r})"
+        )
     return value
 
 
@@ -79,18 +92,16 @@ class Request(_Strict):
         default_factory=dict, description="query parameters appended as written, not percent-encoded; static"
     )
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
-    max_response_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 10 * 1024 * 1024
+    max_response_bytes: Annotated[int, Field(ge=1024, le=MAX_STREAMED_BYTES)] = Field(
+        10 * 1024 * 1024,
+        description="the most a body may hold, counted decompressed; above 1 GiB only for streamed rows"
+        " (response.format jsonl, csv or tsv with records.split)",
+    )
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        head = v.split("{", 1)[0]
-        if not re.match(r"^https?://[^/{}]+", v) or ("{" in head.split("://", 1)[-1].split("/", 1)[0]):
-            raise ValueError(
-                f"must be an absolute http(s) URL with a literal host, e.g. https://api.example.com/v1"
-                f" (got {v!r})"
-            )
-        return v
+        return check_url(v)
 
     @model_validator(mode="after")
     def _auth(self) -> Request:
@@ -225,6 +236,8 @@ class PaginationRules:
 _INJECTED = ("inject", "body_path", "page_size_body_path")
 # {page.number}, {page.offset}, {page.cursor}: the paginator's values inside a parameter, header or body value
 PAGE_VARIABLE, PAGE_FIELDS = "page", ("number", "offset", "cursor")
+# {job.id}: the created job's id, in job.poll.url
+JOB_VARIABLE, JOB_FIELDS = "job", ("id",)
 PAGE_TEMPLATED = ("page_number", "offset", "cursor")  # where page numbers, offsets and cursors go
 PAGINATION_COMMON = frozenset(
     {"type", "stop_when_empty_path", "max_pages", "has_more_path", "done_path", "first_page_only"}
@@ -568,6 +581,117 @@ class Incremental(_Strict):
         return "cursor" if self.cursor_path else "token"
 
 
+# -- reports: non-JSON bodies and asynchronous jobs (SOURCES.md §8) ----------------------------------
+
+ResponseFormatName = Literal["json", "jsonl", "csv", "tsv", "xml"]
+ROW_FORMATS = ("jsonl", "csv", "tsv")  # the body is a list of records, parsed (and streamed) row by row
+# what the paginator reads of a body that has no JSON: the types and fields that work on rows
+ROW_PAGINATION = ("none", "page_number", "offset", "link_header", "cursor")
+JSON_PAGINATION_FIELDS = ("next_url_path", "has_more_path", "done_path", "total_path")
+
+
+class CsvOptions(_Strict):
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] | None = Field(
+        None, description="one character; default: , for csv, a tab for tsv"
+    )
+    header: bool = Field(
+        True,
+        description="the first line names the columns (rows become objects);"
+        " false: each row is a list of strings",
+    )
+    quote: Annotated[str, Field(max_length=1)] | None = Field(
+        None, description='the quote character; "" for none; default: " for csv, none for tsv (IANA TSV)'
+    )
+
+
+class ResponseFormat(_Strict):
+    format: ResponseFormatName = Field(
+        "json", description="what the body is: json, jsonl (a JSON value per line), csv, tsv or xml"
+    )
+    compression: Literal["auto", "gzip", "none"] = Field(
+        "auto",
+        description="the body's own compression (Content-Encoding is always decoded): auto = gzip when the"
+        " body starts with gzip's magic bytes",
+    )
+    csv: CsvOptions = Field(default_factory=CsvOptions, description="csv and tsv: how rows are written")
+
+
+JobStatus = str | int
+CallUrl = Annotated[str, Field(min_length=1), AfterValidator(check_url)]
+
+
+class JobCreate(_Strict):
+    method: Literal["GET", "POST"] = "POST"
+    url: CallUrl = Field(description="the call that creates the report; templates")
+    body: Any = Field(None, description="POST JSON body; templates inside string values")
+
+    @model_validator(mode="after")
+    def _body(self) -> JobCreate:
+        if self.method == "GET" and self.body is not None:
+            raise FieldProblem("body", "a body needs method: POST")
+        return self
+
+
+class JobPoll(_Strict):
+    url: CallUrl = Field(description="GET until done; {job.id} and templates")
+    every_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(30.0, description="wait between polls")
+    timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = Field(
+        3600.0, description="a job not done by then fails the item with its last status"
+    )
+
+
+class JobDownload(_Strict):
+    url_path: Annotated[str, Field(min_length=1), AfterValidator(check_path)] = Field(
+        description=f"where the finished job's download URL (or list of URLs) is: {PATH_HELP}"
+    )
+    credentials: bool = Field(
+        False,
+        description="send request auth and headers with the downloads (same origin only); false: presigned"
+        " URLs, fetched with no credentials",
+    )
+    timeout_seconds: Annotated[float, Field(gt=0, le=86400)] = Field(
+        3600.0, description="bounds each download, connect to last byte"
+    )
+
+
+class Job(_Strict):
+    """An asynchronous report: create it, poll it until done, download every URL it hands out."""
+
+    create: JobCreate
+    id_path: Annotated[str, Field(min_length=1), AfterValidator(check_path)] = Field(
+        description=f"where the created job's id is: {PATH_HELP}"
+    )
+    poll: JobPoll
+    status_path: Annotated[str, Field(min_length=1), AfterValidator(check_path)] = Field(
+        description=f"where the poll answer's status is: {PATH_HELP}"
+    )
+    done: Annotated[list[JobStatus], Field(min_length=1)] = Field(description="statuses that mean done")
+    failed: list[JobStatus] = Field(default_factory=list, description="statuses that mean failed")
+    message_path: Annotated[str, AfterValidator(check_path)] | None = Field(
+        None, description="where a failed job's own message is, for the item's error"
+    )
+    download: JobDownload
+
+    @model_validator(mode="after")
+    def _statuses(self) -> Job:
+        both = [s for s in self.done if s in self.failed]
+        if both:
+            raise FieldProblem("failed", f"{both[0]!r} is in done and in failed")
+        return self
+
+
+_STAND_IN_URL = "https://job.create.url.invalid"
+# What `request` may hold beside a job: the auth and headers of create and poll.
+_NOT_WITH_JOB = {
+    "base_url": "the calls are job.create.url and job.poll.url",
+    "method": "the create call's method is job.create.method",
+    "body": "the create call's body is job.create.body",
+    "parameters": "write the query into job.create.url",
+    "raw_parameters": "write the query into job.create.url",
+    "graphql": "a job is created by job.create",
+}
+
+
 class Ingestion(_Strict):
     mode: Literal["scheduled_pull", "blob_trigger"] = "scheduled_pull"
     schedule: str | None = Field(
@@ -596,6 +720,36 @@ class Ingestion(_Strict):
     incremental: Incremental | None = Field(
         None, description="a cursor or sync token kept between runs (needs records for cursor_path)"
     )
+    response: ResponseFormat | None = Field(None, description="what the body is (default json)")
+    job: Job | None = Field(None, description="an asynchronous report: create, poll, download")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _job_request(cls, data: Any) -> Any:
+        """With ``job``, ``request`` holds only auth and headers; its URL, method and body are the create
+        call's (so planning renders the create call per item like any request)."""
+        if not isinstance(data, dict) or not isinstance(data.get("job"), dict):
+            return data
+        request = data.get("request") or {}
+        if not isinstance(request, dict):
+            return data
+        for name, why in _NOT_WITH_JOB.items():
+            if name in request:
+                raise FieldProblem(f"request.{name}", f"not used with job: {why}")
+        create = data["job"].get("create")
+        create = create if isinstance(create, dict) else {}
+        url = create.get("url")
+        try:
+            check_url(url if isinstance(url, str) else "")
+        except ValueError:
+            url = _STAND_IN_URL  # job.create says what is wrong with it: one error, not a second at request
+        method = create.get("method", "POST")
+        filled = {**request, "base_url": url}
+        if method in ("GET", "POST"):
+            filled["method"] = method
+        if method == "POST" and create.get("body") is not None:
+            filled["body"] = create["body"]
+        return {**data, "request": filled}
 
     @field_validator("schedule")
     @classmethod
@@ -679,6 +833,55 @@ class Ingestion(_Strict):
             return False
         return inc.per_item if inc.per_item is not None else True
 
+    @model_validator(mode="after")
+    def _reports(self) -> Ingestion:
+        response, job = self.response, self.job
+        fmt = response.format if response is not None else "json"
+        if response is not None and "csv" in response.model_fields_set and fmt not in ("csv", "tsv"):
+            raise FieldProblem("response.csv", f"applies to format csv or tsv, not {fmt}")
+        streamed = fmt in ROW_FORMATS and self.records is not None and self.records.split
+        if self.request is not None and self.request.max_response_bytes > MAX_HELD_BYTES and not streamed:
+            raise FieldProblem(
+                "request.max_response_bytes",
+                f"at most {MAX_HELD_BYTES} (1 GiB) for a body held in memory ({fmt}); only jsonl, csv and"
+                " tsv rows with records.split stream, and take more",
+            )
+        if fmt in ROW_FORMATS:
+            if self.records is not None and self.records.path:
+                raise FieldProblem(
+                    "records.path", f"{fmt} rows are the records: records.path applies to json and xml"
+                )
+            self._rows_paginate(fmt)
+        if job is None:
+            return self
+        if self.pagination.type != "none":
+            raise FieldProblem(
+                "pagination.type", "a job's downloads are its pages: use pagination with no job"
+            )
+        if self.iteration is not None and self.iteration.foreach == JOB_VARIABLE:
+            raise FieldProblem(
+                "iteration.foreach",
+                f"'{JOB_VARIABLE}' names the job ({{job.id}} in job.poll.url); pick another name",
+            )
+        if job.poll.timeout_seconds > self.deadline_seconds:
+            raise FieldProblem(
+                "job.poll.timeout_seconds",
+                f"{job.poll.timeout_seconds:g} is longer than deadline_seconds ({self.deadline_seconds}):"
+                " the run would be stopped first; raise deadline_seconds",
+            )
+        return self
+
+    def _rows_paginate(self, fmt: str) -> None:
+        """Rows have no JSON to read a next cursor, URL or flag from."""
+        page = self.pagination
+        hint = "none, page_number, offset, link_header, or cursor with cursor_from header or last_record"
+        if page.type not in ROW_PAGINATION or (page.type == "cursor" and page.cursor_from == "body"):
+            where = "pagination.cursor_from" if page.type == "cursor" else "pagination.type"
+            raise FieldProblem(where, f"reads a JSON body, and a {fmt} body has none: use {hint}")
+        for name in JSON_PAGINATION_FIELDS:
+            if getattr(page, name):
+                raise FieldProblem(f"pagination.{name}", f"reads a JSON body, and a {fmt} body has none")
+
     @property
     def parent(self) -> str | None:
         """The source whose records are this source's items (``iteration.from_source``)."""
@@ -700,6 +903,13 @@ class Ingestion(_Strict):
             ("request.headers", self.request.headers),
             ("request.body", self.request.body),
         ]
+        if self.job is not None:  # request's URL and body are the create call's (``_job_request``)
+            places = [
+                ("job.create.url", self.job.create.url),
+                ("job.create.body", self.job.create.body),
+                ("request.headers", self.request.headers),
+                ("job.poll.url", self.job.poll.url),
+            ]
         if self.request.graphql is not None:
             places.append(("request.graphql.variables", self.request.graphql.variables))
         if self.iteration is not None and self.iteration.linkage:
@@ -720,15 +930,20 @@ class Ingestion(_Strict):
         if self.incremental is not None:
             known[templates.INCREMENTAL_VARIABLE] = templates.INCREMENTAL_FIELDS
         for where, value in self.template_places():
+            here = {**known, JOB_VARIABLE: JOB_FIELDS} if where == "job.poll.url" else known
             try:
                 fields = templates.template_fields(value)
             except templates.TemplateSyntaxError as exc:
                 return where, str(exc)
             for fld in fields:
-                if ancestors is None and fld.root not in known:
+                if ancestors is None and fld.root not in here:
                     continue
                 problem: str | None
-                if fld.root == PAGE_VARIABLE and where in ("request.base_url", "iteration.linkage"):
+                if fld.root == PAGE_VARIABLE and where in (
+                    "request.base_url",
+                    "iteration.linkage",
+                    *_JOB_URLS,
+                ):
                     problem = (
                         f"template '{{{fld.expression}}}': page templates go in request.parameters, headers"
                         " or body, where the paginator advances them"
@@ -742,8 +957,13 @@ class Ingestion(_Strict):
                         f"template '{{{fld.expression}}}' needs ingestion.incremental (cursor_path or"
                         " token_path): the state it starts from"
                     )
+                elif fld.root == JOB_VARIABLE and self.job is not None and fld.root not in here:
+                    problem = (
+                        f"template '{{{fld.expression}}}': the job's id is known only in job.poll.url (it"
+                        " comes from the create call's answer)"
+                    )
                 else:
-                    problem = _unknown_variable(fld, known)
+                    problem = _unknown_variable(fld, here)
                 if problem:
                     return where, problem
         return None
@@ -754,7 +974,10 @@ _NO_SECRETS = {
     "request.base_url": "the URL path is stored with every document and shown in logs; send the secret as a"
     " query parameter (request.parameters) or a header (request.headers), where it is masked",
     "iteration.linkage": "linkage is stored in plain text with every document",
+    "job.create.url": "the URL is shown in logs; send the secret in request.headers or job.create.body",
+    "job.poll.url": "the URL is shown in logs; send the secret in request.headers",
 }
+_JOB_URLS = ("job.create.url", "job.poll.url")
 
 
 def _secret_problem(fld: templates.Field, where: str, declared: list[str]) -> str | None:

@@ -7,6 +7,11 @@ whole (connect to last byte, so a trickling body cannot hang it) and ``max_respo
 (streamed, never read past the cap). Redirects are followed by hand, at most five, and credentials (the auth
 secret, and a request that carries a ``{secret.NAME}``) never go to another origin than the configured one
 (nor do next pages).
+
+A ``response.format`` other than JSON (``formats.py``) is parsed as the body arrives; with ``records.split``
+and no pagination the rows stream out as parts of one page (``Page.part``), so a report of any size is
+never held. A job's create, poll and download calls (``jobs.py``) go through the same attempts, each a
+``Call`` that says how it differs from a page of the source's own request.
 """
 
 from __future__ import annotations
@@ -18,19 +23,20 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
 from pullctl.config import templates
-from pullctl.config.models import PAGE_VARIABLE, SourceConfig
+from pullctl.config.models import PAGE_VARIABLE, ROW_FORMATS, ResponseFormat, SourceConfig
 from pullctl.config.paths import describe
 from pullctl.errors import FetchError, ItemSkippedError
 from pullctl.redact import Redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, call_with_retries, retry_after_seconds
+from pullctl.run.formats import BodyReader, FormatError
 from pullctl.run.pagination import PageRequest, PageView, PaginationError, paginator
 from pullctl.run.plan import FetchTask
 from pullctl.run.responses import Matched, match
@@ -60,6 +66,33 @@ class Page:
     final_url: str = ""  # the URL that answered (after redirects), not redacted: for relative next links
     records: list[Any] | None = None  # the page's records (records.path), None when it has no list
     headers: Mapping[str, str] = field(default_factory=dict)  # the response's (a cursor may be in one)
+    format: str = "json"  # what the body was (response.format), kept as the document's request.format
+    part: int = 0  # a streamed body's records come as parts 0, 1, ... of one page
+    stream: Streamed | None = None  # rows still to read (records.split, no pagination)
+
+
+@dataclass
+class Streamed:
+    """A body whose rows are read as they are consumed; ``aclose`` ends it (and its response) early."""
+
+    response: httpx.Response
+    rows: AsyncGenerator[list[Any], None]
+
+    async def aclose(self) -> None:
+        await self.rows.aclose()
+        await self.response.aclose()
+
+
+@dataclass(frozen=True)
+class Call:
+    """How one exchange differs from a plain JSON page (a job's poll is a GET; its download may go without
+    credentials, read another format and have its own timeout)."""
+
+    method: str | None = None  # None: the request's
+    credentials: bool = True  # False: no auth, no configured headers (presigned URLs)
+    response: ResponseFormat | None = None  # None: JSON, as a response with no response block
+    stream: bool = False  # rows of a split source with no pagination: read as they are consumed
+    timeout: float | None = None  # None: request.timeout_seconds
 
 
 class RateLimiter:
@@ -169,8 +202,10 @@ class Fetcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         concurrency: int = 1,
+        create_jobs: bool = True,
     ) -> None:
         assert config.ingestion.request is not None
+        self.create_jobs = create_jobs  # False: a dry run, which creates no report job (it can cost money)
         self.budget = config.ingestion.rate_limit
         self.concurrency = concurrency
         self.request = config.ingestion.request
@@ -193,6 +228,11 @@ class Fetcher:
             f.root == templates.SECRET_VARIABLE for f in templates.template_fields(list(carriers))
         )
         self._headers = self._merge_headers({})
+        response = config.ingestion.response
+        self.format = response.format if response is not None else "json"
+        self.job = config.ingestion.job
+        streams = self.format in ROW_FORMATS and self.split and self.pagination.type == "none"
+        self.page_call = Call(response=response, stream=streams)  # a page of the source's own request
 
     def _merge_headers(self, configured: dict[str, str]) -> httpx.Headers:
         """The defaults, then the configured headers, then the credential: a later one replaces an earlier one
@@ -226,17 +266,27 @@ class Fetcher:
     async def pages(self, task: FetchTask, observe: Observe | None = None) -> AsyncIterator[Page]:
         """Every page of ``task`` worth keeping; raises ``FetchError`` when the item fails. ``observe`` sees
         every response that continues or ends the item (incremental state reads it)."""
+        if self.job is not None:
+            from pullctl.run.jobs import job_pages
+
+            async for page in job_pages(self, self.job, task):
+                yield page
+            return
         pager = paginator(self.pagination, self.records_path, self.page_templated)
         request: PageRequest | None = pager.first(
             PageRequest(task.url, task.params, 1, task.headers, task.body)
         )
         while request is not None:
             try:
-                page = await self._fetch(request, task)
+                page = await self._fetch(request, task, self.page_call)
             except _Ended as ended:
                 if observe is not None:
                     with contextlib.suppress(ValueError):  # a body that is not JSON holds no token
                         observe(ended.status, json.loads(ended.body), None, False)
+                return
+            if page.stream is not None:  # no pagination: the rows are the item's
+                async for part in self.parts(page):
+                    yield part
                 return
             try:
                 step = pager.advance(
@@ -269,15 +319,35 @@ class Fetcher:
                     )
                     raise FetchError(self.redact(message), 1)
 
+    async def parts(self, page: Page) -> AsyncIterator[Page]:
+        """A streamed page's records as parts of it, read as they are consumed."""
+        assert page.stream is not None
+        part = 0
+        try:
+            async for rows in page.stream.rows:
+                yield replace(page, data=rows, records=rows, part=part, stream=None)
+                part += 1
+        finally:
+            await page.stream.aclose()
+
     # -- one page, with retries -----------------------------------------------------------------------
 
-    async def _fetch(self, request: PageRequest, task: FetchTask) -> Page:
+    async def call(self, request: PageRequest, task: FetchTask, call: Call) -> Page:
+        """One exchange with the retry policy (a job's create, poll or download); ``FetchError`` when it
+        fails."""
+        return await self._fetch(request, task, call)
+
+    @property
+    def sleep(self) -> Callable[[float], Awaitable[None]]:
+        return self._sleep
+
+    async def _fetch(self, request: PageRequest, task: FetchTask, call: Call) -> Page:
         def retried(_attempt: int, _delay: float, _outcome: Outcome) -> None:
             self.counts["retries"] += 1
 
         try:
             return await call_with_retries(
-                lambda: self._attempt(request, task),
+                lambda: self._attempt(request, task, call),
                 self.policy,
                 sleep=self._sleep,
                 rng=self._rng,
@@ -286,24 +356,27 @@ class Fetcher:
         except GaveUp as exc:
             raise FetchError(self.redact(exc.reason), exc.attempts, exc.outcome.status) from None
 
-    async def _attempt(self, request: PageRequest, task: FetchTask) -> Page:
+    async def _attempt(self, request: PageRequest, task: FetchTask, call: Call) -> Page:
         await self.limiter.acquire()
         self.counts["requests"] += 1
-        timeout = self.request.timeout_seconds
+        timeout = call.timeout or self.request.timeout_seconds
         try:
             async with asyncio.timeout(timeout):
-                return await self._exchange(request, task)
+                return await self._exchange(request, task, call)
         except TRANSPORT_ERRORS as exc:
             failure = transport_failure(exc, host_of(request.url), timeout)
             raise AttemptFailed(Outcome(self.redact(failure.reason), transport=failure.kind)) from None
 
-    async def _exchange(self, page_request: PageRequest, task: FetchTask) -> Page:
-        method = "POST" if self.request.graphql is not None else self.request.method
+    async def _exchange(self, page_request: PageRequest, task: FetchTask, call: Call) -> Page:
+        method = call.method or ("POST" if self.request.graphql is not None else self.request.method)
         page_request = page_request.filled()
         body = page_request.body
         params = page_request.params
         all_params = {**params, **self._auth_params} if params is not None else self._auth_params
         headers = self._merge_headers(dict(page_request.headers)) if page_request.headers else self._headers
+        if not call.credentials:  # a presigned URL: its query is its credential, and nothing is added
+            all_params, headers = {}, httpx.Headers(DEFAULT_HEADERS)
+        credentials = self._has_credentials and call.credentials
         target = with_query(page_request.url, all_params)
         if params is not None and self.request.raw_parameters:  # as written; a next URL has its own query
             raw = "&".join(f"{k}={v}" for k, v in self.request.raw_parameters.items())
@@ -311,30 +384,38 @@ class Fetcher:
         for _ in range(MAX_REDIRECTS + 1):
             request = httpx.Request(method, target, headers=headers, json=body)
             resp = await self.transport.handle_async_request(request)
+            page: Page | None = None
             try:
                 if resp.status_code in (301, 302, 303, 307, 308) and "location" in resp.headers:
                     target = str(request.url.join(resp.headers["location"]))
                     if resp.status_code == 303:
                         method, body = "GET", None
-                    if self._has_credentials and _origin(target) != _origin(task.url):
+                    if credentials and _origin(target) != _origin(task.url):
                         raise _final(
                             f"redirected to another origin ({_origin(target)[1]}); credentials not sent"
                         )
                     continue
-                return await self._page(resp, str(request.url), page_request.number)
+                page = await self._page(resp, str(request.url), page_request.number, call)
+                return page
             finally:
-                await resp.aclose()
+                if page is None or page.stream is None:  # a streamed body stays open for its reader
+                    await resp.aclose()
         raise _final(f"redirect loop: more than {MAX_REDIRECTS} redirects (last to {self.redact(target)})")
 
-    async def _page(self, resp: httpx.Response, url: str, number: int) -> Page:
+    async def _page(self, resp: httpx.Response, url: str, number: int, call: Call) -> Page:
         status = resp.status_code
         shown_url = self.redact(url)
         ok = 200 <= status < 300
         reset = self._spend(resp.headers)
         read: bytes | None = None
         if self.actions:  # checked before the retry policy: the body may say what the status does not
-            read = await self._read(resp, self.request.max_response_bytes, cap_is_error=ok)
-            matched = match(self.actions, status, resp.headers, read)
+            # a report's body is parsed as it arrives: only rules on the status and headers apply to it
+            heads = ok and call.response is not None
+            read = b"" if heads else await self._read(resp, self.request.max_response_bytes, cap_is_error=ok)
+            rules = (
+                [r for r in self.actions if not r.model_fields_set & _BODY_TESTS] if heads else self.actions
+            )
+            matched = match(rules, status, resp.headers, read)
             if matched is not None:
                 self._act(matched, resp, shown_url, read, reset)
         if not ok:
@@ -347,6 +428,8 @@ class Fetcher:
             )
             # a retried status waits for the later of Retry-After and the rate limit's reset
             raise AttemptFailed(Outcome(self.redact(reason), status=status, headers=resp.headers, wait=reset))
+        if call.response is not None:
+            return await self._formatted(resp, url, number, call)
         body = read if read is not None else await self._read(resp, self.request.max_response_bytes)
         content_type = resp.headers.get("content-type", "")
         if not body.strip():
@@ -364,6 +447,73 @@ class Fetcher:
         link = resp.links.get("next", {}).get("url") if self.pagination.type == "link_header" else None
         kind = content_type.split(";")[0].strip() or "application/json"
         return Page(shown_url, status, number, body, data, kind, link, url, headers=resp.headers)
+
+    async def _formatted(self, resp: httpx.Response, url: str, number: int, call: Call) -> Page:
+        """A body of ``call.response.format``: parsed into records as it arrives (``formats.py``), stored as
+        JSON. Rows of a streamed call are read later, as they are consumed (``Streamed``)."""
+        assert call.response is not None
+        shown_url = self.redact(url)
+        fmt = call.response.format
+        cap = self.request.max_response_bytes
+        declared = resp.headers.get("content-length", "")
+        encoding = resp.headers.get("content-encoding", "")
+        if declared.isdigit() and int(declared) > cap and not encoding:
+            raise _final(f"response of {int(declared)} bytes is larger than max_response_bytes={cap}")
+        link = resp.links.get("next", {}).get("url") if self.pagination.type == "link_header" else None
+        try:
+            reader = BodyReader(call.response, encoding, cap)
+        except FormatError as exc:
+            raise _final(self.redact(f"{fmt} body from {shown_url}: {exc}")) from None
+        page = Page(
+            shown_url,
+            resp.status_code,
+            number,
+            b"",
+            None,
+            "application/json",
+            link,
+            url,
+            None,
+            resp.headers,
+            fmt,
+        )
+        if call.stream and reader.rows:
+            timeout = call.timeout or self.request.timeout_seconds
+            rows = self._rows(resp, reader, shown_url, asyncio.get_running_loop().time() + timeout, timeout)
+            page.stream = Streamed(resp, rows)
+            return page
+        records: list[Any] = []
+        try:
+            async for chunk in resp.aiter_raw():
+                records.extend(reader.feed(chunk))
+            records.extend(reader.close())
+        except FormatError as exc:
+            raise _final(self.redact(f"{fmt} body from {shown_url}: {exc}")) from None
+        page.data = records if reader.rows else records[0]
+        page.body = json_bytes(page.data)
+        return page
+
+    async def _rows(
+        self, resp: httpx.Response, reader: BodyReader, shown_url: str, deadline: float, seconds: float
+    ) -> AsyncGenerator[list[Any], None]:
+        """The rows of a streamed body, a chunk at a time; the body must be read by ``deadline``. A failure
+        here fails the item (records already handed on stay: nothing is retried twice)."""
+        chunks = resp.aiter_raw()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(chunks, None)
+                except TRANSPORT_ERRORS as exc:
+                    failure = transport_failure(exc, host_of(str(resp.request.url)), seconds)
+                    raise FetchError(self.redact(f"reading {shown_url}: {failure.reason}"), 1) from None
+                rows = reader.feed(chunk) if chunk is not None else reader.close()
+                if rows:
+                    yield rows
+                if chunk is None:
+                    return
+        except FormatError as exc:
+            raise FetchError(self.redact(f"{reader.format} body from {shown_url}: {exc}"), 1) from None
 
     def _spend(self, headers: Mapping[str, str]) -> float | None:
         """Read the API's budget: seconds to its reset (None: not said). Spent: every worker waits for the
@@ -424,3 +574,12 @@ class Fetcher:
                 raise _final(f"response is larger than max_response_bytes={cap}")
             chunks.append(chunk)
         return b"".join(chunks)[: cap if not cap_is_error else None]
+
+
+# response_actions conditions that read the body
+_BODY_TESTS = frozenset({"body_path", "body_contains"})
+
+
+def json_bytes(value: Any) -> bytes:
+    """A value as the JSON bytes a document stores (compact, UTF-8)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()

@@ -11,6 +11,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from pullctl.config import templates
@@ -19,6 +20,7 @@ from pullctl.config.schedule import ScheduleError, parse_schedule, parse_span, p
 from pullctl.errors import UsageError
 
 SCALARS = (str, int, float, bool)
+_NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class FetchTask:
     keys: tuple[str, ...] = ()  # iteration.batch: the keys of the batch's items (for --replay)
     sent_state: bool = False  # {incremental.start} is a stored state (not initial_value)
     restart: FetchTask | None = None  # sent_state: the same request from initial_value (the state expired)
+    # the values the templates saw, kept with a job only (it renders job.poll.url once it has the id)
+    context: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def item_keys(self) -> tuple[str, ...]:
@@ -334,7 +338,8 @@ class Planner:
             self.skipped.append((label, str(exc)))
             return None
         self.planned += 1
-        return FetchTask(label, url, params, headers, body, linkage)
+        kept = context if self.config.ingestion.job is not None else _NO_CONTEXT  # 10,000 items: 3.6 MB
+        return FetchTask(label, url, params, headers, body, linkage, context=kept)
 
 
 def plan_items(planner: Planner, items: list[dict[str, Any]] | None) -> Plan:

@@ -36,7 +36,7 @@ from pullctl.pipeline.state import StateRecord
 from pullctl.pipeline.store import PullStore
 from pullctl.redact import Redactor
 from pullctl.run import incremental
-from pullctl.run.fetch import Fetcher, Page
+from pullctl.run.fetch import Fetcher, Page, json_bytes
 from pullctl.run.iteration import resolve_items
 from pullctl.run.plan import FetchTask, Plan, Planner, Shard, Window, plan_items, scheduled_window
 from pullctl.run.secrets import resolve_named_secrets, resolve_secret
@@ -59,6 +59,7 @@ class RunOptions:
     limit: int | None = None
     concurrency: int | None = None
     dry_run: bool = False
+    allow_jobs: bool = False  # a dry run creates report jobs too (job:); by default it creates none
     replay_items: list[str] | None = None  # run only these item keys (``run --replay``)
     run_id: str | None = None
     commit_state: bool = True  # advance the incremental state (a backfill: only with --advance-state)
@@ -231,7 +232,14 @@ async def _execute(
     http = transport
     try:
         fetcher = Fetcher(
-            config, http, secret, state.redact, record.counts, sleep=sleep, concurrency=concurrency
+            config,
+            http,
+            secret,
+            state.redact,
+            record.counts,
+            sleep=sleep,
+            concurrency=concurrency,
+            create_jobs=not options.dry_run or options.allow_jobs,
         )
         if ing.parent is not None:
             tasks = _child_tasks(state, settings, planner, window, http, sleep)
@@ -321,7 +329,7 @@ async def _pages(
 ) -> None:
     record = state.record
     async for page in fetcher.pages(task, mark.observe if mark is not None else None):
-        record.counts["pages"] += 1
+        record.counts["pages"] += not page.part  # a streamed page comes in parts
         for doc in _documents(state, task, page, window):
             await state.queue.put(doc)
 
@@ -538,13 +546,9 @@ def _documents(state: _Run, task: FetchTask, page: Page, window: Window) -> list
     assert page.records is not None  # the fetcher fails a split item whose page has no records list
     linkage = {**task.linkage, "page": page.number}
     return [
-        _document(state, task, record, _record_bytes(record), "application/json", linkage, page, window)
+        _document(state, task, record, json_bytes(record), "application/json", linkage, page, window)
         for record in page.records
     ]
-
-
-def _record_bytes(record: Any) -> bytes:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _document(
@@ -568,7 +572,7 @@ def _document(
         linkage=linkage,
         run_id=state.record.run_id,
         window=window.as_dict(),
-        request={"url": page.url, "status": page.status, "page": page.number},
+        request={"url": page.url, "status": page.status, "page": page.number, "format": page.format},
         fetched_at=utcnow(),
         event_status="none" if isinstance(state.sink, NoEvents) else "pending",
     )

@@ -83,6 +83,11 @@ Cursors in every place (over ``Upstream.records``, pages of ``page_size``/``limi
     until the window ends; ``rate_reset_ahead`` (seconds) makes the reset header say that instead.
 ``/pages/numbers?offset=&limit=`` -> ``{"data": [{"id": n}, ...]}`` for n in 1..``Upstream.numbers``,
     generated per page (nothing held): a parent of any size (limit default 1000, at most 5000).
+Reports (issue 17; ``Reports`` below, in its own block): ``POST /reports/jobs`` creates an export job (bearer
+    ``Upstream.bearer_token``), ``GET /reports/jobs/{id}`` polls it, and its download URLs point at the
+    ``Downloads`` server (another origin, which refuses any ``Authorization``); ``/reports/bodies/{name}``
+    serves fixed non-JSON bodies (``Reports.BODIES``) and ``/reports/bomb`` a gzip bomb streamed from a
+    compressor. See the block's docstring.
 ``/echo`` (GET, POST, PUT)
     ``{"method", "path", "query": {name: last value}, "headers": {lower-case name: value},
     "json": parsed body or null, "body": body text}``.
@@ -143,12 +148,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gzip
 import json
 import logging
 import math
 import random
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -360,6 +367,7 @@ class Upstream:
         self.basic_password = basic_password
         self.key_param = key_param
         self.feed = ChangeFeed()  # incremental (issue 16): records that change between runs
+        self.reports = Reports(self)
         self.rules: list[Rule] = []
         self.requests: list[RecordedRequest] = []
         self.hits: Counter[str | tuple[str, str]] = Counter()
@@ -549,6 +557,7 @@ class Upstream:
             Route("/pages/filtered", handled(self._filtered)),
             Route("/echo", handled(self._echo), methods=["GET", "POST", "PUT"]),
             *self.feed.routes(handled),  # incremental (issue 16)
+            *self.reports.routes(),
         ]
         return Starlette(routes=routes, lifespan=lifespan)
 
@@ -1203,6 +1212,217 @@ class _FaultMiddleware:
             filler -= len(piece)
             await send({"type": "http.response.body", "body": piece, "more_body": True})
         await send({"type": "http.response.body", "body": suffix, "more_body": False})
+
+
+# --- reports (issue 17) -------------------------------------------------------------------------------
+
+
+class Reports:
+    """Export jobs and non-JSON bodies, as SendGrid, Pinterest or Amazon hand them out.
+
+    ``POST /reports/jobs`` (``Authorization: Bearer <Upstream.bearer_token>``, else 401) with a JSON body
+    ``{"report": name, "outcome": "ready" | "failed" | "never", "files": n, "polls": k, "kind": "csv.gz" |
+    "tsv" | "jsonl"}`` (all optional) answers ``201 {"id": "job-N", "status": "queued"}``. ``GET
+    /reports/jobs/{id}`` (the same bearer) answers ``{"id", "status": "processing"}`` for the first ``polls``
+    polls (default 2), then ``{"id", "status": "ready", "urls": [...]}`` with ``files`` presigned URLs on
+    ``Downloads`` (``/files/{id}-{n}.{kind}?sig=...``); outcome ``failed`` answers ``{"status": "failed",
+    "error": "export quota exceeded"}`` instead, ``never`` stays ``processing``. ``jobs`` holds the
+    created jobs (their create bodies and poll counts).
+
+    ``GET /reports/bodies/{name}``: the fixed bodies of ``BODIES``, with their content types.
+    ``GET /reports/pages.csv?page=1&per_page=10``: ``Upstream.records`` as CSV pages; past the end a header
+    line only.
+    ``GET /reports/bomb?mb=100``: ``mb`` MB of zeros gzip-compressed as they are sent (about 100 KB on the
+    wire), ``Content-Type: application/gzip``: nothing of it is held, and a client that stops reading stops
+    the compressor.
+    """
+
+    BODIES: dict[str, tuple[str, bytes]] = {
+        "broken.jsonl": ("application/x-ndjson", b'{"id": 1}\n{"id": 2}\n{"id": 3, "name": \n{"id": 4}\n'),
+        "quoted.csv": (
+            "text/csv",
+            '\ufeffid,note\r\n1,"two\r\nlines, a comma and a ""quote"""\r\n2,plain\r\n'.encode(),
+        ),
+        "header-only.tsv": ("text/tab-separated-values", b"id\tname\tvalue\n"),
+        "laughs.xml": (
+            "application/xml",
+            b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
+            + b"".join(
+                f' <!ENTITY lol{n} "{f"&lol{n - 1};" * 10 if n > 1 else "&lol;" * 10}">\n'.encode()
+                for n in range(1, 10)
+            )
+            + b"]>\n<lolz>&lol9;</lolz>\n",
+        ),
+        "orders.xml": (
+            "application/xml",
+            b'<?xml version="1.0"?><orders count="2"><order id="1"><total>9.5</total></order>'
+            b'<order id="2"><total>3</total></order></orders>',
+        ),
+    }
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.download_url = ""  # the Downloads server's URL, set by its fixture
+        self.jobs: dict[str, dict[str, Any]] = {}
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/reports/jobs", self._create, methods=["POST"]),
+            Route("/reports/jobs/{job}", self._poll),
+            Route("/reports/bodies/{name}", self._body),
+            Route("/reports/bomb", self._bomb),
+            Route("/reports/pages.csv", self._csv_page),
+        ]
+
+    def _authorized(self, request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {self.upstream.bearer_token}"
+
+    async def _create(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error("missing or wrong bearer token", 401)
+        spec = json.loads(await request.body() or b"{}")
+        job_id = f"job-{len(self.jobs) + 1}"
+        self.jobs[job_id] = {"spec": spec, "polls": 0}
+        return JSONResponse({"id": job_id, "status": "queued"}, status_code=201)
+
+    async def _poll(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error("missing or wrong bearer token", 401)
+        job_id = request.path_params["job"]
+        job = self.jobs.get(job_id)
+        if job is None:
+            return _error(f"no job {job_id}", 404)
+        job["polls"] += 1
+        spec = job["spec"]
+        outcome = spec.get("outcome", "ready")
+        if outcome == "never" or job["polls"] <= int(spec.get("polls", 2)):
+            return JSONResponse({"id": job_id, "status": "processing"})
+        if outcome == "failed":
+            return JSONResponse({"id": job_id, "status": "failed", "error": "export quota exceeded"})
+        kind = spec.get("kind", "csv.gz")
+        urls = [
+            f"{self.download_url}/files/{job_id}-{n}.{kind}?sig={Downloads.signature(job_id, n)}"
+            for n in range(1, int(spec.get("files", 1)) + 1)
+        ]
+        return JSONResponse({"id": job_id, "status": "ready", "urls": urls})
+
+    async def _body(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in self.BODIES:
+            return _error(f"no body {name}", 404)
+        content_type, body = self.BODIES[name]
+        return Response(body, media_type=content_type)
+
+    async def _csv_page(self, request: Request) -> Response:
+        page = int(request.query_params.get("page", "1"))
+        size = int(request.query_params.get("per_page", "10"))
+        rows = self.upstream.records[(page - 1) * size : page * size]
+        lines = ["id,name,value", *(f"{r['id']},{r['name']},{r['value']}" for r in rows)]
+        return Response("\n".join(lines) + "\n", media_type="text/csv")
+
+    async def _bomb(self, request: Request) -> Response:
+        from starlette.responses import StreamingResponse
+
+        megabytes = _int_param(request, "mb", 100, 1, 10_000)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+            block = bytes(1024 * 1024)
+            for _ in range(megabytes):
+                piece = compressor.compress(block)
+                if piece:
+                    yield piece
+            yield compressor.flush()
+
+        return StreamingResponse(chunks(), media_type="application/gzip")
+
+
+class Downloads:
+    """The other origin of a report: presigned files, like S3's. Any request with an ``Authorization``
+    header is refused (400, as S3 refuses two auth mechanisms), and so is a wrong ``sig`` (403).
+
+    ``GET /files/{job}-{n}.csv.gz?sig=``: file n of the job's ``files`` as gzip CSV (``id,name,value,report``, the report of the create body; file
+    n holds the records of ``Upstream.records`` whose position % files is n - 1, see ``rows``); ``.tsv`` as
+    plain TSV, ``.jsonl`` as JSON lines. ``requests`` records every request, headers included.
+    """
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.requests: list[RecordedRequest] = []
+        self._server: BackgroundServer | None = None
+
+    @staticmethod
+    def signature(job_id: str, number: int) -> str:
+        return f"s{sum(map(ord, job_id)) * 31 + number:x}"
+
+    def rows(self, job_id: str, number: int) -> list[dict[str, Any]]:
+        """File ``number`` of a job: the records whose position % files is number - 1."""
+        files = int(self.upstream.reports.jobs[job_id]["spec"].get("files", 1))
+        return [r for i, r in enumerate(self.upstream.records) if i % files == number - 1]
+
+    def start(self) -> Downloads:
+        self._server = BackgroundServer(Starlette(routes=[Route("/files/{name}", self._file)])).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return self._server.url
+
+    async def _file(self, request: Request) -> Response:
+        self.requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.url.path,
+                query=dict(request.query_params),
+                query_string=request.url.query,
+                headers={k.lower(): v for k, v in request.headers.items()},
+            )
+        )
+        if "authorization" in request.headers:
+            return Response(
+                b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>",
+                status_code=400,
+                media_type="application/xml",
+            )
+        name = request.path_params["name"]
+        stem, _, kind = name.partition(".")
+        job_id, _, number = stem.rpartition("-")
+        if job_id not in self.upstream.reports.jobs or not number.isdigit():
+            return _error(f"no file {name}", 404)
+        if request.query_params.get("sig") != self.signature(job_id, int(number)):
+            return _error("signature does not match", 403)
+        report = str(self.upstream.reports.jobs[job_id]["spec"].get("report", ""))
+        rows = [{**r, "report": report} for r in self.rows(job_id, int(number))]
+        if kind == "jsonl":
+            return Response(
+                b"".join(json.dumps(r).encode() + b"\n" for r in rows), media_type="application/x-ndjson"
+            )
+        delimiter = "\t" if kind == "tsv" else ","
+        text = "".join(delimiter.join(str(v) for v in row.values()) + "\n" for row in rows)
+        body = (delimiter.join(["id", "name", "value", "report"]) + "\n" + text).encode()
+        if kind == "csv.gz":
+            return Response(gzip.compress(body), media_type="application/gzip")
+        return Response(body, media_type="text/tab-separated-values")
+
+
+@pytest.fixture
+def downloads(upstream: Upstream) -> Iterator[Downloads]:
+    """The report files' own origin, started beside ``upstream`` (whose jobs point at it)."""
+    server = Downloads(upstream).start()
+    upstream.reports.download_url = server.url
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --- end of reports (issue 17) ------------------------------------------------------------------------
 
 
 @pytest.fixture
