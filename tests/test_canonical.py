@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime
 
-from pullctl.canonical import canonical_hash, canonical_json
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pullctl.canonical import canonical_hash, canonical_json, stdlib_canonical_json
 from pullctl.config.models import config_hash
 from pullctl.pipeline.documents import content_hash
 from pullctl.schedulers.kubernetes.render import rendering_hash
@@ -62,3 +65,95 @@ def test_a_response_with_nan_hashes_instead_of_crashing() -> None:
 def test_ignore_fields_take_json_pointers_for_keys_with_dots() -> None:
     page = {"@odata.context": "changes", "value": [{"id": 1, "etag": "x"}]}
     assert content_hash(page, ["/@odata.context", "value.etag"]) == content_hash({"value": [{"id": 1}]}, [])
+
+
+# -- the fast encoder (orjson) gives the standard library's bytes ----------------------------------------
+
+# Values where orjson's own output differs from the standard library's: each must still come out as the
+# standard library writes it (canonical.py falls back for them).
+TRICKY = [
+    1e16,
+    1e22,
+    5e-324,
+    -0.0,
+    0.1,
+    0.0001,
+    1e-05,
+    1e-07,
+    -2.5e-10,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    2**63 - 1,
+    -(2**63),
+    2**64,
+    -(2**64) - 1,
+    10**30,
+    "Zürich \u2603 \U0001f600",
+    '\x00\x1f\x7f\u2028\u2029"\\/',
+    {"": {}, "a": [], "b": [{}], "c": [[]]},
+    {"null": "0.0000", "e-": "nullable"},  # the fallback's signs, in strings: written the same either way
+    {2: "a", 1: "b"},
+    {"when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)},
+    datetime.date(2024, 1, 1),
+    {"t": datetime.time(6, 30)},
+    True,
+    None,
+    (1, 2),
+]
+
+
+def test_tricky_values_are_written_as_the_standard_library_writes_them() -> None:
+    for value in TRICKY:
+        assert canonical_json(value) == stdlib_canonical_json(value), value
+    golden = canonical_json(TRICKY)
+    assert golden == (
+        b"[1e+16,1e+22,5e-324,-0.0,0.1,0.0001,1e-05,1e-07,-2.5e-10,NaN,Infinity,-Infinity,"
+        b"9223372036854775807,-9223372036854775808,18446744073709551616,-18446744073709551617,"
+        b"1000000000000000000000000000000,"
+        + '"Zürich \u2603 \U0001f600",'.encode()
+        + b'"\\u0000\\u001f\x7f\xe2\x80\xa8\xe2\x80\xa9\\"\\\\/",'
+        b'{"":{},"a":[],"b":[{}],"c":[[]]},{"e-":"nullable","null":"0.0000"},{"1":"b","2":"a"},'
+        b'{"when":"2026-01-02 03:04:05+00:00"},"2024-01-01",{"t":"06:30:00"},true,null,[1,2]]'
+    )
+
+
+class _Sub(str):
+    pass
+
+
+def test_subclasses_of_json_types_are_written_as_the_standard_library_writes_them() -> None:
+    value = {_Sub("k"): _Sub("v"), "n": True}
+    assert canonical_json(value) == stdlib_canonical_json(value) == b'{"k":"v","n":true}'
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()  # NaN, infinities, subnormals, -0.0 included
+    | st.floats(min_value=-1e-3, max_value=1e-3)
+    | st.floats(min_value=1e14, max_value=1e24)
+    | st.text()
+    | st.sampled_from(["null", "0.0000", "e-", "e-05"])
+    | st.datetimes()
+    | st.dates()
+)
+_json_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_json_values)
+def test_both_encoders_give_the_same_bytes(value: object) -> None:
+    assert canonical_json(value) == stdlib_canonical_json(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats())
+def test_every_float_is_written_as_the_standard_library_writes_it(value: float) -> None:
+    assert canonical_json([value, {"x": value}]) == stdlib_canonical_json([value, {"x": value}])
