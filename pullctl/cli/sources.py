@@ -22,7 +22,7 @@ def list_sources(config: ConfigOption = None, out: TableOutputOption = TableOrJs
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config)
-    result = open_config_source(settings.config, settings.mongodb_database).all("dapr")
+    result = open_config_source(settings.config, settings.mongodb_database).all("dapr", require=True)
     result.raise_for_errors()
     now = datetime.now(UTC)
     rows = [source_summary(s, now) for s in result.sources]

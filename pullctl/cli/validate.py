@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from pullctl.cli import output
+from pullctl.cli.options import ConfigOption
 from pullctl.errors import Issue
 
 
@@ -44,6 +45,7 @@ def validate(
     fmt: Annotated[
         Format, typer.Option("--format", "-f", help="text, json, or github annotations")
     ] = Format.text,
+    config: ConfigOption = None,
 ) -> None:
     """Check source configs; print every problem as file:line:col: field: message. Exit 0 clean, 2 on errors.
 
@@ -54,9 +56,9 @@ def validate(
     from pullctl.pipeline.config_store import open_config_source
     from pullctl.settings import Settings
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(config=config)
     configs = open_config_source(paths or [settings.config], settings.mongodb_database)
-    result = configs.all(target.value, strict=strict)
+    result = configs.all(target.value, strict=strict, require=True)
     if fmt is Format.json:
         output.print_json(
             {

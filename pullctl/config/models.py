@@ -530,33 +530,88 @@ class Ingestion(_Strict):
 
         ``ancestors``: the ``foreach`` names of the parent chain, which a child's templates may use too;
         None when not known yet (any other root passes; the loader checks it across sources)."""
-        known = dict(templates.BUILTIN_VARIABLES)
-        if self.iteration is not None:
-            known[self.iteration.foreach] = ()
-        known.update({name: () for name in ancestors or ()})
-        if self.pagination.type in PAGE_TEMPLATED:
-            known[PAGE_VARIABLE] = PAGE_FIELDS
+        foreach = self.iteration.foreach if self.iteration is not None else None
+        known = _known_variables(foreach, ancestors or (), self.pagination.type)
         for where, value in self.template_places():
-            try:
-                fields = templates.template_fields(value)
-            except templates.TemplateSyntaxError as exc:
-                return where, str(exc)
-            for fld in fields:
-                if ancestors is None and fld.root not in known:
-                    continue
-                problem: str | None
-                if fld.root == PAGE_VARIABLE and where in ("request.base_url", "iteration.linkage"):
-                    problem = (
-                        f"template '{{{fld.expression}}}': page templates go in request.parameters, headers"
-                        " or body, where the paginator advances them"
-                    )
-                elif fld.root == templates.SECRET_VARIABLE:
-                    problem = _secret_problem(fld, where, list(self.secrets))
-                else:
-                    problem = _unknown_variable(fld, known)
-                if problem:
-                    return where, problem
+            problem = _place_problem(where, value, known, ancestors is not None, list(self.secrets))
+            if problem:
+                return where, problem
         return None
+
+
+def raw_template_problems(ingestion: Any) -> list[tuple[str, str]]:
+    """(field, message) of each template field of a raw ``ingestion`` mapping that is malformed or names an
+    unknown variable, for a config that failed validation elsewhere: the loader reports these together with
+    the schema's errors ("every problem of every file in one pass"). Values of the wrong type are skipped
+    (the schema names them)."""
+    if not isinstance(ingestion, dict):
+        return []
+
+    def part(name: str) -> dict[str, Any]:
+        value = ingestion.get(name)
+        return value if isinstance(value, dict) else {}
+
+    request, iteration, pagination = part("request"), part("iteration"), part("pagination")
+    foreach = iteration.get("foreach") if isinstance(iteration.get("foreach"), str) else None
+    known = _known_variables(foreach, (), pagination.get("type"))
+    child = iteration.get("from_source") is not None  # an ancestor's names are checked across sources
+    secrets = list(part("secrets"))
+    places: list[tuple[str, Any]] = [
+        (f"request.{name}", request[name])
+        for name in ("base_url", "parameters", "headers", "body")
+        if name in request
+    ]
+    graphql = request.get("graphql")
+    if isinstance(graphql, dict) and "variables" in graphql:
+        places.append(("request.graphql.variables", graphql["variables"]))
+    if iteration.get("linkage"):
+        places.append(("iteration.linkage", iteration["linkage"]))
+    out = []
+    for where, value in places:
+        if not isinstance(value, str | dict | list):
+            continue
+        problem = _place_problem(where, value, known, not child, secrets)
+        if problem:
+            out.append((where, problem))
+    return out
+
+
+def _known_variables(
+    foreach: str | None, ancestors: Sequence[str], pagination_type: Any
+) -> dict[str, tuple[str, ...]]:
+    known = dict(templates.BUILTIN_VARIABLES)
+    if foreach is not None:
+        known[foreach] = ()
+    known.update({name: () for name in ancestors})
+    if pagination_type in PAGE_TEMPLATED:
+        known[PAGE_VARIABLE] = PAGE_FIELDS
+    return known
+
+
+def _place_problem(
+    where: str, value: Any, known: dict[str, tuple[str, ...]], all_known: bool, secrets: list[str]
+) -> str | None:
+    """What is wrong with the templates of one field; ``all_known`` False lets unknown roots pass."""
+    try:
+        fields = templates.template_fields(value)
+    except templates.TemplateSyntaxError as exc:
+        return str(exc)
+    for fld in fields:
+        if not all_known and fld.root not in known:
+            continue
+        problem: str | None
+        if fld.root == PAGE_VARIABLE and where in ("request.base_url", "iteration.linkage"):
+            problem = (
+                f"template '{{{fld.expression}}}': page templates go in request.parameters, headers"
+                " or body, where the paginator advances them"
+            )
+        elif fld.root == templates.SECRET_VARIABLE:
+            problem = _secret_problem(fld, where, secrets)
+        else:
+            problem = _unknown_variable(fld, known)
+        if problem:
+            return problem
+    return None
 
 
 # Where a secret may not go, and why.

@@ -1,0 +1,121 @@
+"""Issue 18: what a new user hits, each with its exact message and exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+
+GOOD = """\
+source_id: weather-api
+ingestion:
+  schedule: "0 6 * * *"
+  request:
+    base_url: https://api.example.com/v1/forecast
+"""
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working folder with no configs and no store in it (and no PULLCTL_* variables)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("PULLCTL_CONFIG", "PULLCTL_STORE", "PULLCTL_LOG_FORMAT"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+# -- fix 1: a folder without configs is no green check ----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["validate", "list"])
+def test_a_folder_without_yaml_is_a_usage_error(cli: Cli, here: Path, command: str) -> None:
+    (here / "docs").mkdir()
+    (here / "docs" / "notes.md").write_text("# not a config\n")
+    args = [command, "docs"] if command == "validate" else [command, "--config", "docs"]
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert result.stderr == "error: no source configs in docs: 0 YAML files\n"
+    assert result.stdout == ""
+
+
+def test_validate_takes_config_like_the_other_commands(cli: Cli, here: Path) -> None:
+    (here / "cfg").mkdir()
+    (here / "cfg" / "weather-api.yaml").write_text(GOOD)
+    result = cli("validate", "--config", "cfg")
+    assert result.exit_code == 0
+    assert result.stderr == "✓ 1 file: 1 source, 0 errors, 0 warnings\n"
+
+
+# -- fix 2: `run SOURCE` shows the errors of SOURCE's own file ------------------------------------------
+
+
+def test_run_of_a_source_whose_file_does_not_parse_shows_its_errors(cli: Cli, here: Path) -> None:
+    (here / "cfg").mkdir()
+    (here / "cfg" / "weather-api.yaml").write_text(GOOD.replace("forecast", "forecast\n  iteration: {"))
+    result = cli("run", "weather-api", "--config", "cfg")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: 1 config error:\n"
+        "cfg/weather-api.yaml:7:1: YAML syntax error: while parsing a flow node did not find expected node"
+        " content\n"
+    )
+
+
+def test_run_of_an_unknown_source_names_the_files_that_did_not_load(cli: Cli, here: Path) -> None:
+    (here / "cfg").mkdir()
+    (here / "cfg" / "weather.yaml").write_text("source_id: [\n")
+    result = cli("run", "weather-api", "--config", "cfg")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: no source 'weather-api' in the configs (known: none); it may be in a file that has errors:\n"
+        "cfg/weather.yaml:2:1: YAML syntax error: while parsing a flow node did not find expected node"
+        " content\n"
+    )
+
+
+# -- fix 7: template errors come with the schema's errors ------------------------------------------------
+
+
+def test_template_errors_are_reported_with_schema_errors(cli: Cli, here: Path) -> None:
+    (here / "cfg").mkdir()
+    (here / "cfg" / "weather-api.yaml").write_text(
+        GOOD.replace("/v1/forecast", "/v1/{regoin.id}")
+        + "    methd: GET\n  iteration: {foreach: region, items: [{id: 1}], concurrency: 300}\n"
+    )
+    result = cli("validate", "cfg")
+    assert result.exit_code == 2
+    assert result.stdout == (
+        "cfg/weather-api.yaml:5:15: ingestion.request.base_url: template '{regoin.id}' names unknown variable"
+        " 'regoin' (known: region, run, secret, source, window); did you mean '{region.id}'?\n"
+        "cfg/weather-api.yaml:6:5: ingestion.request.methd: unknown field 'methd'; did you mean 'method'?\n"
+        "cfg/weather-api.yaml:7:63: ingestion.iteration.concurrency: must be less than or equal to 256"
+        " (got 300)\n"
+    )
+    assert result.stderr == "✗ 1 file: 0 sources, 3 errors, 0 warnings\n"
+
+
+def test_a_field_with_a_schema_error_gets_no_second_template_error(cli: Cli, here: Path) -> None:
+    (here / "cfg").mkdir()
+    (here / "cfg" / "weather-api.yaml").write_text(GOOD + "    parameters: {q: '{nope}'}\n    timeout_seconds: -1\n")
+    result = cli("validate", "cfg", "--format", "json")
+    assert result.exit_code == 2
+    paths = [e["path"] for e in __import__("json").loads(result.stdout)["errors"]]
+    assert paths == ["ingestion.request.parameters", "ingestion.request.timeout_seconds"]
+
+
+# -- fix 8: the default config folder, when it is not there ------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["list"], ["validate"], ["run", "weather-api"]])
+def test_a_missing_default_config_folder_says_where_it_looked(
+    cli: Cli, here: Path, command: list[str]
+) -> None:
+    result = cli(*command)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: config/source-configs: no such file or folder (looked for {here}/config/source-configs);"
+        " point pullctl to the source configs with --config PATH or PULLCTL_CONFIG=PATH\n"
+    )
+    assert list(here.iterdir()) == []
