@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Cli
+from tests.runkit import Runner, write_source
+from tests.servers.upstream import Upstream
 
 GOOD = """\
 source_id: weather-api
@@ -98,10 +101,12 @@ def test_template_errors_are_reported_with_schema_errors(cli: Cli, here: Path) -
 
 def test_a_field_with_a_schema_error_gets_no_second_template_error(cli: Cli, here: Path) -> None:
     (here / "cfg").mkdir()
-    (here / "cfg" / "weather-api.yaml").write_text(GOOD + "    parameters: {q: '{nope}'}\n    timeout_seconds: -1\n")
+    (here / "cfg" / "weather-api.yaml").write_text(
+        GOOD + "    parameters: {q: '{nope}'}\n    timeout_seconds: -1\n"
+    )
     result = cli("validate", "cfg", "--format", "json")
     assert result.exit_code == 2
-    paths = [e["path"] for e in __import__("json").loads(result.stdout)["errors"]]
+    paths = [e["path"] for e in json.loads(result.stdout)["errors"]]
     assert paths == ["ingestion.request.parameters", "ingestion.request.timeout_seconds"]
 
 
@@ -119,3 +124,59 @@ def test_a_missing_default_config_folder_says_where_it_looked(
         " point pullctl to the source configs with --config PATH or PULLCTL_CONFIG=PATH\n"
     )
     assert list(here.iterdir()) == []
+
+
+# -- fix 3: a run with nothing to fetch ----------------------------------------------------------------------
+
+
+def _static(upstream_url: str, items: list[dict[str, object]], **extra: object) -> dict[str, object]:
+    return {
+        "request": {
+            "base_url": f"{upstream_url}/v1/forecast",
+            "parameters": {"latitude": "{region.lat}", "longitude": "{region.lon}"},
+        },
+        "iteration": {"foreach": "region", "items": items, "key": "id", **extra},
+    }
+
+
+REGIONS = [{"id": f"r{n}", "lat": n, "lon": n} for n in range(1, 8)]
+
+
+def _last_line(stderr: str) -> dict[str, object]:
+    line: dict[str, object] = json.loads(stderr.splitlines()[-1])
+    return line
+
+
+@pytest.mark.parametrize(
+    ("only", "message"),
+    [
+        (
+            ["id=r9"],
+            "--only id=r9 matches none of the 7 items; id has: r1, r2, r3, r4, r5, … (7 values)",
+        ),
+        (["regoin=r1"], "--only regoin=…: no item has the field 'regoin' (fields: id, lat, lon)"),
+        (["id=r1", "lat=2"], "--only id=r1 --only lat=2: no item matches all of them (7 items)"),
+    ],
+)
+def test_only_that_matches_no_item_is_a_usage_error(
+    cli: Cli, tmp_path: Path, upstream: Upstream, only: list[str], message: str
+) -> None:
+    runner = Runner(cli, tmp_path)
+    write_source(runner.config, **_static(upstream.url, REGIONS))
+    args = [a for o in only for a in ("--only", o)]
+    code, records, stderr = runner.run_json("weather-api", *args)
+    assert code == 2 and records == []
+    assert _last_line(stderr)["message"] == message
+    [stored] = json.loads(runner("runs", "--output", "json").stdout)
+    assert stored["status"] == "failed" and stored["message"] == message
+
+
+def test_a_run_with_no_items_fails_and_says_why(cli: Cli, tmp_path: Path, upstream: Upstream) -> None:
+    runner = Runner(cli, tmp_path)
+    write_source(runner.config, **_static(upstream.url, [{"id": "r1", "lat": 1, "lon": 1}], shards=4))
+    results = [runner.run_json("weather-api", "--shard", f"{i}/4") for i in range(4)]
+    empty = [(code, records[0]) for code, records, _ in results if records[0]["counts"]["fetched"] == 0]
+    assert len(empty) == 3
+    for code, record in empty:
+        assert code == 1 and record["status"] == "failed"
+        assert record["message"] == f"nothing to fetch: shard {record['shard']} got none of the 1 items"
