@@ -180,3 +180,76 @@ def test_a_run_with_no_items_fails_and_says_why(cli: Cli, tmp_path: Path, upstre
     for code, record in empty:
         assert code == 1 and record["status"] == "failed"
         assert record["message"] == f"nothing to fetch: shard {record['shard']} got none of the 1 items"
+
+
+# -- fix 5: malformed input anywhere is one line, never a traceback ------------------------------------------
+
+KUBECONFIGS = {
+    "yaml": "a: [\n",
+    "empty": "",
+    "list": "[1, 2]\n",
+    "no-current-context": "apiVersion: v1\n",
+    "contexts-not-a-list": "current-context: x\ncontexts: 7\n",
+    "cluster-not-a-mapping": (
+        "current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+        "clusters: [{name: c, cluster: 5}]\nusers: [{name: u, user: {}}]\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KUBECONFIGS))
+def test_a_malformed_kubeconfig_is_one_line_naming_the_file(cli: Cli, here: Path, name: str) -> None:
+    (here / "kc").write_text(KUBECONFIGS[name])
+    (here / "cfg").mkdir()
+    (here / "cfg" / "weather-api.yaml").write_text(GOOD)
+    result = cli("sync", "--config", "cfg", "--kubeconfig", "kc", "--dry-run")
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: cannot use the kubeconfig kc: ")
+    if name == "yaml":
+        assert line == (
+            "error: cannot use the kubeconfig kc: YAML syntax error at line 2, column 1: expected the node"
+            " content, but found '<stream end>'"
+        )
+
+
+MALFORMED: dict[str, tuple[list[str], dict[str, str]]] = {
+    "validate a file that is no YAML": (["validate", "cfg/bad.yaml"], {}),
+    "list bad configs": (["list", "--config", "cfg"], {}),
+    "run bad configs": (["run", "weather-api", "--config", "cfg"], {}),
+    "render bad configs": (["render", "--config", "cfg"], {}),
+    "sync a bad kubeconfig": (["sync", "--config", "good", "--kubeconfig", "kc", "--dry-run"], {}),
+    "sync bad configs": (["sync", "--config", "cfg", "--kubeconfig", "kc", "--dry-run"], {}),
+    "jobs sync bad configs": (["jobs", "sync", "--config", "cfg", "--dry-run"], {}),
+    "config push bad configs": (["config", "push", "cfg", "--to", "mongodb://127.0.0.1:1"], {}),
+    "config get from a file store": (["config", "get", "weather-api", "--to", "cfg"], {}),
+    "runs from an unknown store": (["runs", "--store", "postgres://db"], {}),
+    "runs from a sqlite url without a path": (["runs", "--store", "sqlite://"], {}),
+    "run into a folder as store": (["run", "weather-api", "--config", "good", "--store", "sqlite:///good"], {}),
+    "status of bad configs": (["status", "--config", "cfg"], {}),
+    "status from an unknown store": (["status", "--config", "good", "--store", "redis://x"], {}),
+    "status with a bad --fail-on": (["status", "--config", "good", "--fail-on", "stale=x"], {}),
+    "run with a bad log format": (["run", "weather-api", "--config", "cfg"], {"PULLCTL_LOG_FORMAT": "json"}),
+    "jobs delete without a sidecar": (
+        ["jobs", "delete", "weather-api", "--store", "sqlite:///s.db"],
+        {"DAPR_HTTP_ENDPOINT": "http://127.0.0.1:1"},
+    ),
+    "run with a malformed --only": (["run", "--only", "x", "weather-api", "--config", "good"], {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_input_never_shows_a_traceback(cli: Cli, here: Path, case: str) -> None:
+    (here / "kc").write_text(KUBECONFIGS["yaml"])
+    for folder, text in (("cfg", "source_id: [\n"), ("good", GOOD)):
+        (here / folder).mkdir()
+        (here / folder / ("bad.yaml" if folder == "cfg" else "weather-api.yaml")).write_text(text)
+    args, env = MALFORMED[case]
+    result = cli(*args, env=env)  # an exception that is not a PullctlError propagates here and fails
+    assert result.exit_code in (1, 2), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    first = result.stderr.splitlines()[0]
+    if first.startswith("{"):  # PULLCTL_LOG_FORMAT=json
+        assert json.loads(first)["level"] == "error"
+    else:  # validate prints the issues on stdout and its verdict on stderr
+        assert first.startswith(("error: ", "✗ ")), result.stderr
