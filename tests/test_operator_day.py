@@ -225,7 +225,10 @@ MALFORMED: dict[str, tuple[list[str], dict[str, str]]] = {
     "config get from a file store": (["config", "get", "weather-api", "--to", "cfg"], {}),
     "runs from an unknown store": (["runs", "--store", "postgres://db"], {}),
     "runs from a sqlite url without a path": (["runs", "--store", "sqlite://"], {}),
-    "run into a folder as store": (["run", "weather-api", "--config", "good", "--store", "sqlite:///good"], {}),
+    "run into a folder as store": (
+        ["run", "weather-api", "--config", "good", "--store", "sqlite:///good"],
+        {},
+    ),
     "status of bad configs": (["status", "--config", "cfg"], {}),
     "status from an unknown store": (["status", "--config", "good", "--store", "redis://x"], {}),
     "status with a bad --fail-on": (["status", "--config", "good", "--fail-on", "stale=x"], {}),
@@ -253,3 +256,20 @@ def test_malformed_input_never_shows_a_traceback(cli: Cli, here: Path, case: str
         assert json.loads(first)["level"] == "error"
     else:  # validate prints the issues on stdout and its verdict on stderr
         assert first.startswith(("error: ", "✗ ")), result.stderr
+
+
+# -- fix 8: reading commands create nothing ------------------------------------------------------------------
+
+
+def test_reading_commands_create_no_database_file_or_folder(cli: Cli, here: Path) -> None:
+    (here / "cfg").mkdir()
+    (here / "cfg" / "weather-api.yaml").write_text(GOOD)
+    for args in (
+        ["runs"],
+        ["runs", "weather-api", "--output", "json"],
+        ["list", "-c", "cfg"],
+        ["status", "-c", "cfg"],
+    ):
+        result = cli(*args)
+        assert result.exit_code == 0, (args, result.stderr)
+    assert sorted(p.name for p in here.iterdir()) == ["cfg"]

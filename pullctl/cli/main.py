@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from pullctl import __version__
-from pullctl.cli import configs, jobs, k8s, output, run, serve, sources, validate
+from pullctl.cli import configs, jobs, k8s, output, run, serve, sources, status, validate
 from pullctl.cli.demo import demo
 from pullctl.errors import PullctlError
 from pullctl.settings import Settings
@@ -73,6 +73,7 @@ app.command("list")(sources.list_sources)
 app.command("schema")(sources.schema)
 app.command("run")(run.run)
 app.command("runs")(run.runs)
+app.command("status")(status.status)
 app.command("render")(k8s.render)
 app.command("sync")(k8s.sync)
 app.command("demo")(demo)

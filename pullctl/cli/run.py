@@ -179,6 +179,20 @@ def run(
     raise typer.Exit(exit_code(records))
 
 
+RUNS_COLUMNS = (
+    output.Column("RUN", whole=True),
+    output.Column("SOURCE", whole=True),
+    output.Column("TRIGGER", drop=3),
+    output.Column("STATUS"),
+    output.Column("STARTED (UTC)", drop=5),
+    output.Column("SECONDS", drop=2),
+    output.Column("ITEMS", drop=4),
+    output.Column("FAILED"),
+    output.Column("STORED", drop=6),
+    output.Column("DUP", drop=1),
+)
+
+
 def runs(
     source: Annotated[str | None, typer.Argument(help="Only runs of this source")] = None,
     store: StoreOption = None,
@@ -195,7 +209,7 @@ def runs(
     settings = Settings.from_env(store=store)
 
     async def fetch() -> list[Any]:
-        backend = open_store(settings.store, settings.mongodb_database)
+        backend = open_store(settings.store, settings.mongodb_database, read_only=True)
         await backend.open()
         try:
             return await backend.list_runs(source, limit)
@@ -206,34 +220,19 @@ def runs(
     if out is TableOrJson.json:
         output.print_json([r.to_dict() for r in records])
         return
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in (
-        "RUN",
-        "SOURCE",
-        "TRIGGER",
-        "STATUS",
-        "STARTED (UTC)",
-        "SECONDS",
-        "ITEMS",
-        "FAILED",
-        "STORED",
-        "DUP",
-    ):
-        table.add_column(col)
-    for r in records:
-        c = r.counts
-        table.add_row(
+    rows = [
+        [
             r.run_id,
             r.source_id,
             r.trigger,
             r.status,
             r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
             f"{r.duration_seconds:.1f}" if r.duration_seconds is not None else "-",
-            str(c["items"]),
-            str(c["failed"]),
-            str(c["stored"]),
-            str(c["duplicates"]),
-        )
-    output.stdout.print(table)
+            str(r.counts["items"]),
+            str(r.counts["failed"]),
+            str(r.counts["stored"]),
+            str(r.counts["duplicates"]),
+        ]
+        for r in records
+    ]
+    output.print_table(RUNS_COLUMNS, rows)

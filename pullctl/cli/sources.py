@@ -29,24 +29,36 @@ def list_sources(config: ConfigOption = None, out: TableOutputOption = TableOrJs
     if out is TableOrJson.json:
         output.print_json(rows)
         return
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("SOURCE", "MODE", "SCHEDULE", "TZ", "NEXT RUN (UTC)", "ITERATION", "AUTH", "ENABLED"):
-        table.add_column(col, overflow="fold")
+    table = []
     for r in rows:
         nxt = r["next_runs"][0][:16].replace("T", " ") if r["next_runs"] else "-"
-        table.add_row(
-            r["source_id"],
-            r["mode"].replace("scheduled_pull", "pull"),
-            r["schedule"] or "-",
-            r["timezone"],
-            nxt,
-            r["iteration"],
-            r["auth_type"] or "-",
-            "yes" if r["enabled"] else "no",
+        mode = r["mode"].replace("scheduled_pull", "pull")
+        enabled = "yes" if r["enabled"] else "no"
+        table.append(
+            [
+                r["source_id"],
+                mode,
+                r["schedule"] or "-",
+                r["timezone"],
+                nxt,
+                r["iteration"],
+                r["auth_type"] or "-",
+                enabled,
+            ]
         )
-    output.stdout.print(table)
+    output.print_table(LIST_COLUMNS, table)
+
+
+LIST_COLUMNS = (
+    output.Column("SOURCE", whole=True),
+    output.Column("MODE", drop=3),
+    output.Column("SCHEDULE"),
+    output.Column("TZ", drop=4),
+    output.Column("NEXT RUN (UTC)", drop=5),
+    output.Column("ITERATION", drop=1),
+    output.Column("AUTH", drop=2),
+    output.Column("ENABLED"),
+)
 
 
 def schema(

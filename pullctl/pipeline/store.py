@@ -50,7 +50,7 @@ class Store(Protocol):
     async def mark_events(self, document_ids: list[str], status: str) -> None: ...
 
     async def count_pending_events(self, source_id: str) -> int:
-        """How many documents of ``source_id`` wait for their event (``pending_events`` without loading them)."""
+        """How many documents of ``source_id`` wait for their event (``pending_events``, not loaded)."""
         ...
 
     async def find_documents(self, source_id: str, limit: int = 100) -> list[dict[str, Any]]:
