@@ -10,6 +10,9 @@ import pytest
 from tests.conftest import Cli
 from tests.runkit import Runner, write_source
 from tests.servers.upstream import Upstream
+from tests.stores import mongo_database, mongo_uri
+
+__all__ = ["mongo_database", "mongo_uri"]  # fixtures
 
 GOOD = """\
 source_id: weather-api
@@ -273,3 +276,138 @@ def test_reading_commands_create_no_database_file_or_folder(cli: Cli, here: Path
         result = cli(*args)
         assert result.exit_code == 0, (args, result.stderr)
     assert sorted(p.name for p in here.iterdir()) == ["cfg"]
+
+
+# -- fix 10: one CLI -----------------------------------------------------------------------------------------
+
+
+def test_output_is_one_option_and_the_old_spellings_still_work(cli: Cli, here: Path) -> None:
+    (here / "cfg").mkdir()
+    (here / "cfg" / "weather-api.yaml").write_text(GOOD)
+    new = cli("validate", "cfg", "--output", "json")
+    assert new.exit_code == 0 and json.loads(new.stdout)["sources"] == ["weather-api"]
+    for old in (["--format", "json"], ["-f", "json"], ["-o", "json"]):
+        assert cli("validate", "cfg", *old).stdout == new.stdout
+    github = cli("validate", "cfg/weather-api.yaml", "--output", "github")
+    assert github.exit_code == 0 and github.stdout == ""
+    assert cli("schema", "--output", "markdown").stdout == cli("schema", "--format", "markdown").stdout
+    assert cli("schema", "--format", "yaml").stderr == "error: --format 'yaml': use json or markdown\n"
+    assert cli("schema", "--output", "yaml").stderr == "error: --output 'yaml': use json or markdown\n"
+    # text and table are one value: every command takes both
+    listed = cli("list", "-c", "cfg", "--output", "table").stdout
+    assert cli("list", "-c", "cfg", "--output", "text").stdout == listed and "weather-api" in listed
+    assert cli("runs", "--output", "text").exit_code == 0
+    assert cli("status", "-c", "cfg", "-o", "table").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run"], "error: Missing argument 'SOURCE' (see: pullctl run --help)\n"),
+        (["bogus"], "error: No such command 'bogus' (see: pullctl --help)\n"),
+        (["--bogus"], "error: No such option: --bogus (see: pullctl --help)\n"),
+        (
+            ["runs", "--limit", "0"],
+            "error: Invalid value for '--limit': Input should be greater than or equal to 1"
+            " (see: pullctl runs --help)\n",
+        ),
+        (
+            ["--show-completion", "tcsh"],
+            "error: --show-completion 'tcsh': use one of bash, zsh, fish, powershell, pwsh (see: pullctl --help)\n",
+        ),
+    ],
+)
+def test_usage_errors_are_one_error_line(cli: Cli, args: list[str], message: str) -> None:
+    result = cli(*args)
+    assert (result.exit_code, result.stderr, result.stdout) == (2, message, "")
+
+
+def test_help_shows_no_python_types(cli: Cli) -> None:
+    from tests.test_docs import _commands
+
+    for name, _ in _commands():
+        text = cli(*name.split(), "--help", env={"COLUMNS": "200"}).stdout
+        for python in ("<str>", "<int", "<list", "<float", "<bool>", "<path>"):
+            assert python not in text, f"pullctl {name} --help shows {python}"
+
+
+def test_version_and_completion_scripts(cli: Cli) -> None:
+    from pullctl import __version__
+
+    assert cli("-V").stdout == cli("--version").stdout == f"pullctl {__version__}\n"
+    zsh = cli("--show-completion", "zsh")
+    assert zsh.exit_code == 0 and zsh.stdout.startswith("#compdef pullctl")
+    assert cli("--show-completion", "bash").stdout.startswith("_pullctl_completion()")
+
+
+def test_source_ids_complete_in_the_shell(here: Path) -> None:
+    import subprocess
+    import sys
+
+    (here / "cfg").mkdir()
+    (here / "cfg" / "weather-api.yaml").write_text(GOOD)
+    (here / "cfg" / "soil.yaml").write_text(GOOD.replace("weather-api", "wind-api"))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PULLCTL_CONFIG": "cfg",
+        "_PULLCTL_COMPLETE": "complete_bash",
+        "COMP_WORDS": "pullctl run w",
+        "COMP_CWORD": "2",
+    }
+    pullctl = Path(sys.executable).with_name("pullctl")
+    done = subprocess.run([str(pullctl)], env=env, capture_output=True, text=True, cwd=here, timeout=60)
+    assert sorted(done.stdout.split()) == ["weather-api", "wind-api"]
+
+
+def test_a_backfill_ends_with_one_summary_and_a_dry_run_prints_its_record(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    runner = Runner(cli, tmp_path)
+    write_source(runner.config, **_static(upstream.url, REGIONS[:2]))
+    code, records, stderr = runner.run_json(
+        "weather-api", "--from", "2026-01-01", "--to", "2026-01-04", "--step", "1d"
+    )
+    assert code == 0 and len(records) == 3
+    summary = _last_line(stderr)
+    assert summary["event"] == "backfill_finished"
+    stored = sum(r["counts"]["stored"] for r in records)
+    duplicates = sum(r["counts"]["duplicates"] for r in records)
+    assert summary["message"] == (
+        "backfill 2026-01-01T00:00:00+00:00 → 2026-01-04T00:00:00+00:00: 3 windows, 3 succeeded;"
+        f" {stored} stored, {duplicates} duplicates"
+    )
+    dry = runner("run", "weather-api", "--dry-run", "--output", "json")
+    *documents, record = [json.loads(line) for line in dry.stdout.splitlines()]
+    assert len(documents) == 2 and all("content_hash" in d for d in documents)
+    assert record["status"] == "succeeded" and record["counts"]["fetched"] == 2
+
+
+def test_an_unreachable_mcp_server_through_dapr_names_the_direct_variable(
+    cli: Cli, tmp_path: Path, upstream: Upstream
+) -> None:
+    from tests.runkit import weather
+
+    runner = Runner(cli, tmp_path, {"DAPR_HTTP_ENDPOINT": "http://127.0.0.1:9"})
+    write_source(runner.config, **weather(upstream.url))
+    code, [record], _ = runner.run_json("weather-api")
+    assert code == 1
+    assert record["message"].endswith(
+        "; check that the DAPR sidecar (http://127.0.0.1:9) runs and that 'plantation-mcp' is the server's"
+        " app-id, or set PULLCTL_MCP_URL_PLANTATION_MCP to the server's URL"
+    )
+
+
+def test_config_push_warns_about_dapr_jobs_only_where_dapr_is_in_use(
+    cli: Cli, here: Path, mongo_uri: str, mongo_database: str
+) -> None:
+    (here / "cfg").mkdir()
+    (here / "cfg" / "weather-api.yaml").write_text(GOOD)
+    env = {"PULLCTL_CONFIG": mongo_uri, "PULLCTL_MONGODB_DATABASE": mongo_database}
+    pushed = cli("config", "push", "cfg", env=env)
+    assert (pushed.exit_code, pushed.stdout, pushed.stderr) == (0, "created    weather-api\n", "")
+    deleted = cli("config", "delete", "weather-api", env=env)
+    assert (deleted.exit_code, deleted.stderr) == (0, "")
+    assert list(here.iterdir()) == [here / "cfg"]  # no store was created to look for DAPR Jobs
+    with_dapr = cli("config", "push", "cfg", env={**env, "DAPR_HTTP_ENDPOINT": "http://127.0.0.1:9"})
+    assert with_dapr.exit_code == 0
+    assert with_dapr.stderr.startswith("warning: the DAPR Jobs did not follow the config change (")

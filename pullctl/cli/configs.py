@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pullctl.cli import output
+from pullctl.cli.options import SourceArgument
 
 if TYPE_CHECKING:
     from pullctl.config.loader import LoadedSource
@@ -30,15 +31,28 @@ def _settings(to: str | None) -> Settings:
     return Settings.from_env(config=to)
 
 
+DAPR_VARIABLES = ("DAPR_HTTP_ENDPOINT", "DAPR_HTTP_PORT", "DAPR_API_TOKEN")  # set where a sidecar runs
+
+
 def _follow(settings: Settings, changed: list[LoadedSource], deleted: list[str]) -> None:
-    """Re-register the DAPR Jobs of what changed, when a sidecar is there (DESIGN §3)."""
+    """Re-register the DAPR Jobs of what changed (DESIGN §3), where DAPR is in use: a sidecar's variables
+    are set, or ``jobs sync`` registered jobs in this store. Elsewhere (CronJobs) there is nothing to say."""
+    from pullctl.errors import PullctlError
     from pullctl.pipeline.store import open_store
     from pullctl.schedulers.dapr_jobs import follow_config_change
 
+    sidecar = any(settings.environ.get(name) for name in DAPR_VARIABLES)
+
     async def follow() -> str | None:
-        store = open_store(settings.store, settings.mongodb_database)
+        store = open_store(settings.store, settings.mongodb_database, read_only=not sidecar)
         await store.open()
         try:
+            if not sidecar:
+                try:
+                    if not await store.list_jobs():
+                        return None
+                except PullctlError:
+                    return None
             return await follow_config_change(settings, store, changed, deleted)
         finally:
             await store.close()
@@ -74,7 +88,7 @@ def push(
 
 
 @app.command("get")
-def get(source: Annotated[str, typer.Argument(help="The source_id")], to: ToOption = None) -> None:
+def get(source: SourceArgument, to: ToOption = None) -> None:
     """Print one config from the store as YAML.
 
     Example: pullctl config get weather-api > weather-api.yaml
@@ -89,7 +103,7 @@ def get(source: Annotated[str, typer.Argument(help="The source_id")], to: ToOpti
 
 
 @app.command("delete")
-def delete(source: Annotated[str, typer.Argument(help="The source_id")], to: ToOption = None) -> None:
+def delete(source: SourceArgument, to: ToOption = None) -> None:
     """Delete one config from the store (and its DAPR Job, when a sidecar is there).
 
     Example: pullctl config delete weather-api

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from pullctl.cli import output
-from pullctl.cli.options import ConfigOption, OutputOption, StoreOption, TableOutputOption
+from pullctl.cli.options import (
+    ConfigOption,
+    OutputOption,
+    StoreOption,
+    TableOutputOption,
+    complete_source,
+)
 from pullctl.cli.output import OutputFormat, TableOrJson
 
 if TYPE_CHECKING:
@@ -155,7 +161,12 @@ def list_jobs(store: StoreOption = None, fmt: TableOutputOption = TableOrJson.ta
 
 @app.command("delete")
 def delete(
-    source: Annotated[str, typer.Argument(help="The source_id whose job pull-<source_id> to delete")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="The source_id whose job pull-<source_id> to delete", autocompletion=complete_source
+        ),
+    ],
     store: StoreOption = None,
 ) -> None:
     """Delete one source's job from the sidecar and the registry (`jobs sync` registers it again if the

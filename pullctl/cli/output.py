@@ -21,14 +21,15 @@ stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatt
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class OutputFormat(StrEnum):
+class Output(StrEnum):
+    """``--output`` of every command: ``text`` and ``table`` (the same, for people), ``json`` (programs)."""
+
     text = "text"
-    json = "json"
-
-
-class TableOrJson(StrEnum):
     table = "table"
     json = "json"
+
+
+OutputFormat = TableOrJson = Output  # the names commands were written with
 
 
 def print_json(data: Any) -> None:

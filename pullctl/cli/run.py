@@ -9,7 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from pullctl.cli import output
-from pullctl.cli.options import ConfigOption, OutputOption, StoreOption, TableOutputOption
+from pullctl.cli.options import (
+    ConfigOption,
+    OutputOption,
+    SourceArgument,
+    StoreOption,
+    TableOutputOption,
+    complete_source,
+)
 from pullctl.cli.output import OutputFormat, TableOrJson
 
 
@@ -98,13 +105,15 @@ def _summary(record: Any) -> None:
 
 
 def run(
-    source: Annotated[str, typer.Argument(help="The source_id to run")],
+    source: SourceArgument,
     config: ConfigOption = None,
     store: StoreOption = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="Backfill start (ISO date/time, inclusive)")
     ] = None,
-    to: Annotated[str | None, typer.Option("--to", help="Backfill end (ISO date/time, exclusive)")] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", metavar="WHEN", help="Backfill end (ISO date/time, exclusive)")
+    ] = None,
     step: Annotated[str | None, typer.Option(help="Backfill window length, e.g. 1d, 6h")] = None,
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Only items whose FIELD=VALUE (repeatable)")
@@ -172,11 +181,28 @@ def run(
     if not records:
         output.note(f"run {replay} has no failed items: nothing to replay", event="nothing_to_replay")
     for record in records:
-        if out is OutputFormat.json and not dry_run:  # a dry run's stdout carries the documents only
+        if out is OutputFormat.json:  # after a dry run's documents: the last line is the record
             output.print_json_line(record.to_dict())
         elif interactive:
             _summary(record)
+    if len(records) > 1:
+        output.note(_backfill_summary(records), event="backfill_finished")
     raise typer.Exit(exit_code(records))
+
+
+def _backfill_summary(records: list[Any]) -> str:
+    """One line over every window of a backfill."""
+    statuses = [r.status for r in records]
+    outcome = ", ".join(
+        f"{statuses.count(s)} {s}" for s in ("succeeded", "partial", "failed") if s in statuses
+    )
+    stored = sum(r.counts["stored"] for r in records)
+    duplicates = sum(r.counts["duplicates"] for r in records)
+    span = f"{records[0].window['start']} → {records[-1].window['end']}"
+    return (
+        f"backfill {span}: {output.plural(len(records), 'window')}, {outcome};"
+        f" {stored} stored, {duplicates} duplicates"
+    )
 
 
 RUNS_COLUMNS = (
@@ -194,7 +220,9 @@ RUNS_COLUMNS = (
 
 
 def runs(
-    source: Annotated[str | None, typer.Argument(help="Only runs of this source")] = None,
+    source: Annotated[
+        str | None, typer.Argument(help="Only runs of this source", autocompletion=complete_source)
+    ] = None,
     store: StoreOption = None,
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first")] = 20,
     out: TableOutputOption = TableOrJson.table,

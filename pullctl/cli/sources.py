@@ -63,13 +63,19 @@ LIST_COLUMNS = (
 
 def schema(
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="json (JSON Schema) or markdown (the reference)")
-    ] = "json",
+        str | None,
+        typer.Option(
+            "--output", "-o", metavar="json|markdown", help="json (JSON Schema) or markdown (the reference)"
+        ),
+    ] = None,
+    old_fmt: Annotated[str | None, typer.Option("--format", "-f", hidden=True)] = None,
 ) -> None:
     """Print the JSON Schema of a source config, for editors (yaml-language-server) and CI.
 
     Example: pullctl schema > config/source-config.schema.json
     """
+    option = "--format" if fmt is None and old_fmt is not None else "--output"  # --format: the old spelling
+    fmt = fmt or old_fmt or "json"
     if fmt == "markdown":
         from pullctl.config.reference import render_reference
 
@@ -78,7 +84,7 @@ def schema(
     if fmt != "json":
         from pullctl.errors import UsageError
 
-        raise UsageError(f"--format '{fmt}': use json or markdown")
+        raise UsageError(f"{option} '{fmt}': use json or markdown")
     from pullctl.config.models import json_schema
 
     output.print_json(json_schema())
