@@ -98,8 +98,15 @@ def _dashboard_queries() -> Iterator[tuple[str, str]]:
             yield f"dashboard variable '{variable['name']}'", query["query"]
 
 
+def _embedded(file: str, key: str) -> Any:
+    """The file a ConfigMap of manifests/monitoring/ holds under ``key``, parsed."""
+    config_map = yaml.safe_load((MONITORING / file).read_text())
+    assert config_map["kind"] == "ConfigMap"
+    return yaml.safe_load(config_map["data"][key])
+
+
 def _rules() -> list[dict[str, Any]]:
-    rules = yaml.safe_load((MONITORING / "prometheus-rules.yaml").read_text())
+    rules = _embedded("prometheus-rules.yaml", "pullctl.rules.yaml")
     return [rule for group in rules["groups"] for rule in group["rules"]]
 
 
@@ -156,7 +163,7 @@ def test_alert_annotations_name_only_labels_the_rule_keeps() -> None:
 
 
 def test_the_collector_turns_otlp_into_prometheus_metrics() -> None:
-    config = yaml.safe_load((MONITORING / "otel-collector.yaml").read_text())
+    config = _embedded("otel-collector.yaml", "config.yaml")
     protocols = config["receivers"]["otlp"]["protocols"]
     assert protocols["http"]["endpoint"].endswith(":4318") and protocols["grpc"]["endpoint"].endswith(":4317")
     prometheus = config["exporters"]["prometheus"]
