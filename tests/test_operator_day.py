@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.config_cases import BASE
 from tests.conftest import Cli
 from tests.runkit import Runner, write_source
 from tests.servers.upstream import Upstream
@@ -14,13 +15,7 @@ from tests.stores import mongo_database, mongo_uri
 
 __all__ = ["mongo_database", "mongo_uri"]  # fixtures
 
-GOOD = """\
-source_id: weather-api
-ingestion:
-  schedule: "0 6 * * *"
-  request:
-    base_url: https://api.example.com/v1/forecast
-"""
+GOOD = BASE  # a valid weather-api source
 
 
 @pytest.fixture
