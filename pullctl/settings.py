@@ -2,8 +2,9 @@
 
 ``Settings`` holds every variable pullctl reads, typed and checked: a value outside its allowed set is a
 ``UsageError`` naming the variable and the allowed values (``PULLCTL_LOG_FORMAT=jsno`` is not silently
-JSON). Nothing else in pullctl reads ``os.environ``; the standard variables of the libraries pullctl hands
-work to (``OTEL_EXPORTER_OTLP_*`` beyond the endpoint, ``SSL_CERT_FILE``) stay theirs.
+JSON). Nothing else in pullctl reads ``os.environ`` (but the CLI's ``COLUMNS``, the terminal's width); the
+standard variables of the libraries pullctl hands work to (``OTEL_EXPORTER_OTLP_*`` beyond the endpoint,
+``SSL_CERT_FILE``) stay theirs.
 
 ``Settings`` is frozen and cheap: each command builds its own with ``Settings.from_env(**its flags)``, and the
 CLI's entry point builds one more for ``PULLCTL_LOG_FORMAT`` before any command runs. ``from_env`` reads
@@ -27,6 +28,7 @@ from pullctl.errors import UsageError
 DEFAULT_CONFIG = "config/source-configs"
 DEFAULT_STORE = "sqlite:///.pullctl/pullctl.db"
 DEFAULT_DAPR_ENDPOINT = "http://127.0.0.1:3500"
+DAPR_VARIABLES = ("DAPR_HTTP_ENDPOINT", "DAPR_HTTP_PORT", "DAPR_API_TOKEN")  # set where a sidecar runs
 LOG_FORMATS = ("auto", "json", "text")
 TRIGGERS = ("schedule", "dapr", "manual", "backfill")
 SECRET_PREFIX = "PULLCTL_SECRET_"
@@ -46,6 +48,9 @@ class Settings:
     mongodb_database: str = "pullctl"  # PULLCTL_MONGODB_DATABASE
     dapr_endpoint: str = DEFAULT_DAPR_ENDPOINT  # DAPR_HTTP_ENDPOINT, else DAPR_HTTP_PORT on 127.0.0.1
     dapr_api_token: str | None = field(default=None, repr=False)  # DAPR_API_TOKEN
+    dapr_configured: bool = (
+        False  # one of DAPR_HTTP_ENDPOINT, DAPR_HTTP_PORT, DAPR_API_TOKEN is set: a sidecar
+    )
     events: str = "none"  # PULLCTL_EVENTS
     log_format: str = "auto"  # PULLCTL_LOG_FORMAT: auto | json | text
     trigger: str = "manual"  # PULLCTL_TRIGGER (the rendered CronJob sets schedule)
@@ -80,6 +85,7 @@ class Settings:
             mongodb_database=env.get("PULLCTL_MONGODB_DATABASE") or "pullctl",
             dapr_endpoint=endpoint.rstrip("/"),
             dapr_api_token=env.get("DAPR_API_TOKEN") or None,
+            dapr_configured=any(env.get(name) for name in DAPR_VARIABLES),
             events=env.get("PULLCTL_EVENTS") or "none",
             log_format=(env.get("PULLCTL_LOG_FORMAT") or "auto").lower(),
             trigger=env.get("PULLCTL_TRIGGER") or "manual",

@@ -709,6 +709,7 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         ITER.replace("foreach: region", "foreach: incremental"),
         "k8s",
         [
+            "case.yaml:6:5: ingestion.request.parameters: template '{region.latitude}' names unknown variable 'region' (known: incremental, run, secret, source, window)",
             "case.yaml:9:14: ingestion.iteration.foreach: 'incremental' is the incremental state's variable ({incremental.start}); pick another name"
         ],
     ),

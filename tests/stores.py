@@ -3,10 +3,10 @@
 Import the fixtures into a test module (``from tests.stores import anyio_backend, store, stores, ...``) and
 mark its tests ``@pytest.mark.anyio``.
 
-MongoDB is the nx-27017 wire-protocol server that ``.ci/run`` starts, found through
-``PULLCTL_TEST_MONGODB_URI``. When that variable is unset, ``mongodb://127.0.0.1:27017`` is tried and the
-MongoDB tests are skipped only if nothing answers there; when it is set, a server that does not answer fails
-them (CI must never pass by skipping). Each test gets its own database, dropped afterwards.
+MongoDB is the nx-27017 wire-protocol server (``.venv/bin/nx-27017``, installed with the dev extras). With
+``PULLCTL_TEST_MONGODB_URI`` set, the tests use the server there, and one that does not answer fails them.
+Unset, the session starts its own on a free loopback port (in-memory, stopped at the end), so ``make test``
+runs every test on a fresh clone and none is skipped. Each test gets its own database, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -14,9 +14,15 @@ from __future__ import annotations
 import gc
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +34,8 @@ from pullctl.pipeline.store import Store, store_at
 from pullctl.redact import mask_url
 
 MONGODB_URI_VAR = "PULLCTL_TEST_MONGODB_URI"
-DEFAULT_MONGODB_URI = "mongodb://127.0.0.1:27017"
-START_HINT = ".venv/bin/nx-27017 -d --db memory --host 127.0.0.1 -p 27017"
+SERVER_BINARY = Path(sys.executable).with_name("nx-27017")
+START_SECONDS = 30.0  # a loaded CI machine: the server's first answer can take a few seconds
 
 
 @pytest.fixture(scope="module")
@@ -73,21 +79,51 @@ def mongo_database(mongo_uri: str) -> Iterator[str]:
         client.close()
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def mongodb_test_server(workdir: Path) -> Iterator[str]:
+    """An nx-27017 server, in memory, on a free loopback port; its URI. Stopped (by its pid) on exit."""
+    if not SERVER_BINARY.exists():
+        pytest.fail(f"{SERVER_BINARY} is missing: run `make install` (the dev extras install it)")
+    port = _free_port()
+    pid_file, log_file = workdir / "nx-27017.pid", workdir / "nx-27017.log"
+    command = [str(SERVER_BINARY), "-d", "--db", "memory", "--host", "127.0.0.1", "-p", str(port)]
+    command += ["--pid-file", str(pid_file), "--log-file", str(log_file)]
+    subprocess.run(command, check=True, capture_output=True, timeout=START_SECONDS)
+    uri = f"mongodb://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while (reason := _ping(uri, 500)) is not None:
+            if time.monotonic() > deadline:
+                log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
+                pytest.fail(f"nx-27017 on port {port} did not answer: {reason}\n{log}", pytrace=False)
+            time.sleep(0.1)
+        yield uri
+    finally:
+        if pid_file.exists():
+            pid = int(pid_file.read_text().strip())
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
 @pytest.fixture(scope="session")
-def mongo_uri() -> str:
-    """The MongoDB test server's URI (skip when none is configured and none runs on the default port)."""
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The MongoDB test server's URI: ``PULLCTL_TEST_MONGODB_URI``, else a server of this session's own."""
     uri = os.environ.get(MONGODB_URI_VAR)
     if uri:
         reason = _ping(uri, 5000)
         if reason:
             pytest.fail(f"{MONGODB_URI_VAR}={mask_url(uri)} does not answer: {reason}", pytrace=False)
-        return uri
-    if _ping(DEFAULT_MONGODB_URI, 500):
-        pytest.skip(
-            f"MongoDB test server not reachable: set {MONGODB_URI_VAR} (nothing answers at "
-            f"{DEFAULT_MONGODB_URI}; start one with `{START_HINT}`)"
-        )
-    return DEFAULT_MONGODB_URI
+        yield uri
+        return
+    with mongodb_test_server(tmp_path_factory.mktemp("mongodb")) as started:
+        yield started
 
 
 @dataclass

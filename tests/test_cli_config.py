@@ -91,10 +91,14 @@ def test_target_dapr_accepts_every(cli: Cli, tmp_path: Path, monkeypatch: pytest
     assert cli("validate", "a.yaml", "--target", "dapr").exit_code == 0
 
 
-def test_missing_path(cli: Cli) -> None:
+def test_missing_path(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     result = cli("validate", "does/not/exist")
     assert result.exit_code == 2
-    assert result.stderr == "error: does/not/exist: no such file or folder\n"
+    assert result.stderr == (
+        f"error: does/not/exist: no such file or folder (looked for {tmp_path}/does/not/exist); point"
+        " pullctl to the source configs with --config PATH or PULLCTL_CONFIG=PATH\n"
+    )
 
 
 def test_list_json(cli: Cli) -> None:

@@ -3,11 +3,16 @@ reference is the models' own output."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
 from typer.main import get_command
 
 from pullctl.cli.main import app
 from pullctl.config.reference import render_reference
 from tests.conftest import ROOT, Cli
+from tests.servers.upstream import Upstream
 
 
 def _commands() -> list[tuple[str, str]]:
@@ -82,3 +87,94 @@ def test_every_source_config_example_in_the_docs_validates() -> None:
         assert not result.errors, "\n".join(str(e) for e in result.errors)
         checked += 1
     assert checked >= 3
+
+
+# -- the commands in the README and the operations walk, run as written ---------------------------------------
+
+OFFLINE = ("validate", "list", "schema", "runs", "status", "render", "--show-completion", "-V")
+
+
+def _readme_commands() -> list[tuple[str, list[str], int]]:
+    """(line, argv, expected exit) of each README ```sh line that runs pullctl offline on a fresh clone: no
+    environment prefix, nothing that needs a server. A pipe or a redirect is cut off; ``# exit N`` in the
+    comment says which exit code the line promises (0 otherwise)."""
+    import re
+    import shlex
+
+    out = []
+    text = (ROOT / "README.md").read_text()
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            command, _, comment = line.partition("  #")
+            words = shlex.split(command.split("|")[0].split(">")[0])
+            if len(words) < 2 or words[0] != "pullctl" or words[1] not in OFFLINE:
+                continue
+            expected = re.search(r"exit (\d)", comment)
+            out.append((line, words[1:], int(expected.group(1)) if expected else 0))
+    return out
+
+
+def test_readme_commands_work_on_a_fresh_clone(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the repository's root, with no store yet and the default config folder."""
+    monkeypatch.chdir(ROOT)
+    commands = _readme_commands()
+    assert len(commands) >= 10
+    env = {"PULLCTL_STORE": f"sqlite:///{tmp_path / 'fresh' / 'pullctl.db'}", "PULLCTL_CONFIG": ""}
+    for line, argv, expected in commands:
+        result = cli(*argv, env=env)
+        assert result.exit_code == expected, f"{line}\n{result.stderr}"
+    assert not (tmp_path / "fresh").exists()  # reading commands created no store
+
+
+def test_the_operations_walk_runs_as_written(cli: Cli, tmp_path: Path, upstream: Upstream) -> None:
+    """docs/operations.md's walk, in bash, against a source whose last run left one item failed."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.runkit import Runner, write_source
+
+    runner = Runner(cli, tmp_path)
+    regions = [{"id": f"r{n}", "lat": n, "lon": n} for n in range(1, 4)]
+    write_source(
+        runner.config,
+        request={
+            "base_url": f"{upstream.url}/v1/forecast",
+            "parameters": {"latitude": "{region.lat}", "longitude": "{region.lon}"},
+        },
+        iteration={"foreach": "region", "items": regions, "key": "id"},
+        retry={"max_attempts": 1},
+    )
+    upstream.fail("/v1/forecast", "status", status=500, query={"latitude": "2"})
+    code, [partial], _ = runner.run_json("weather-api")
+    assert (code, partial["status"], partial["failed_items"]) == (3, "partial", ["r2"])
+    upstream.reset()
+
+    [walk] = [
+        b
+        for b in re.findall(r"```sh\n(.*?)```", (ROOT / "docs" / "operations.md").read_text(), re.S)
+        if "--replay" in b
+    ]
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "PULLCTL_CONFIG": str(runner.config),
+        "PULLCTL_STORE": f"sqlite:///{runner.db}",
+        "PULLCTL_LOG_FORMAT": "json",
+        "COLUMNS": "200",
+    }
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", walk],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert partial["run_id"] in done.stdout  # runs showed it, and its record
+    assert '"failed_items": [\n    "r2"\n  ]' in done.stdout
+    assert "weather-api: stale: never succeeded" in done.stderr  # the first --fail-on, before the replay
+    listed = json.loads(runner("runs", "--output", "json").stdout)
+    assert [(r["status"], r["counts"]["fetched"]) for r in listed] == [("succeeded", 1), ("partial", 2)]

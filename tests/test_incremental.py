@@ -330,8 +330,8 @@ def test_list_still_lists_when_the_states_cannot_be_read(
 ) -> None:
     runner = Runner(cli, tmp_path)
     cursor_source(runner, upstream)
-    (tmp_path / "a-file").write_text("")  # a store under a file cannot be opened
-    result = runner("list", "--output", "json", "--store", f"sqlite:///{tmp_path}/a-file/x.db")
+    (tmp_path / "x.db").write_text("not a database")  # a store that cannot be read
+    result = runner("list", "--output", "json", "--store", f"sqlite:///{tmp_path}/x.db")
     assert result.exit_code == 0
     assert json.loads(result.stdout)[0]["state"] is None
     assert "the states are not shown: " in result.stderr

@@ -321,7 +321,9 @@ def test_shards_partition_the_items(runner: Runner, upstream: Upstream) -> None:
     seen = []
     for i in range(3):
         result = runner("run", "weather-api", "--shard", f"{i}/3", "--dry-run", "--output", "json")
-        assert all("content_hash" in json.loads(line) for line in result.stdout.splitlines())
+        *documents, record = result.stdout.splitlines()  # the record comes last
+        assert all("content_hash" in json.loads(line) for line in documents)
+        assert json.loads(record)["shard"] == f"{i}/3"
         finished = json.loads(result.stderr.splitlines()[-1])
         assert finished["event"] == "run_finished"
         seen.append(finished["counts"]["fetched"])

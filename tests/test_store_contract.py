@@ -11,6 +11,7 @@ import re
 import time
 import warnings
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +22,17 @@ from pullctl.errors import StoreError, UsageError
 from pullctl.pipeline.documents import Document, RunRecord, document_id
 from pullctl.pipeline.mongo import MongoStore
 from pullctl.pipeline.state import AuthState, StateRecord
-from pullctl.pipeline.store import ConfigStore, Store, config_store_at, open_config_store
-from tests.stores import Stores, anyio_backend, mongo_database, mongo_uri, store, store_target, stores
+from pullctl.pipeline.store import ConfigStore, Store, config_store_at, open_config_store, store_at
+from tests.stores import (
+    Stores,
+    StoreTarget,
+    anyio_backend,
+    mongo_database,
+    mongo_uri,
+    store,
+    store_target,
+    stores,
+)
 
 # The fixtures, imported for pytest.
 __all__ = ["anyio_backend", "mongo_database", "mongo_uri", "store", "store_target", "stores"]
@@ -300,6 +310,68 @@ async def test_list_runs_is_newest_first_filtered_and_limited(store: Store) -> N
     assert [r.run_id for r in await store.list_runs("weather-api", limit=2)] == ["run-3", "run-2"]
     assert [r.run_id for r in await store.list_runs(limit=1)] == ["run-4"]
     assert await store.list_runs("nobody") == []
+
+
+async def test_list_runs_filters_by_status(store: Store) -> None:
+    for i, status in enumerate(["succeeded", "failed", "succeeded", "partial"]):
+        await store.save_run(run(f"run-{i}", started_at=T0 + timedelta(hours=i), status=status))
+    await store.save_run(run("soil", "soil-api", T0 + timedelta(hours=9), status="succeeded"))
+
+    assert [r.run_id for r in await store.list_runs("weather-api", 1, status="succeeded")] == ["run-2"]
+    assert [r.run_id for r in await store.list_runs(status="succeeded")] == ["soil", "run-2", "run-0"]
+    assert await store.list_runs("weather-api", status="running") == []
+
+
+async def test_count_pending_events_counts_the_outbox_of_one_source(store: Store) -> None:
+    quiet = doc("q")
+    quiet.event_status = "none"
+    await store.insert_documents([doc("a"), doc("b"), quiet, doc("x", "soil-api")])
+    await store.mark_events([doc("a").id], "sent")
+    assert await store.count_pending_events("weather-api") == 1
+    assert await store.count_pending_events("soil-api") == 1
+    assert await store.count_pending_events("nobody") == 0
+
+
+async def test_a_read_only_store_where_there_is_none_reads_empty_and_creates_nothing(
+    store_target: StoreTarget, tmp_path: Path
+) -> None:
+    if store_target.kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'not' / 'yet' / 'pullctl.db'}"
+    else:
+        url = store_target.url
+    reader = store_at(url, store_target.database, read_only=True)
+    await reader.open()
+    try:
+        assert await reader.list_runs() == []
+        assert await reader.get_run("run-1") is None
+        assert await reader.count_pending_events("weather-api") == 0
+    finally:
+        await reader.close()
+    if store_target.kind == "sqlite":
+        assert not (tmp_path / "not").exists()
+    else:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(store_target.url)
+        try:
+            # open() made no collection and no index. (nx-27017 creates a database and a collection that a
+            # read names, as MongoDB does not; those hold nothing and no index.)
+            database = client[store_target.database]
+            names = await database.list_collection_names()
+            assert not {"source_configs", "dapr_jobs"} & set(names)
+            for name in names:
+                assert list(await database[name].index_information()) == ["_id_"]
+        finally:
+            await client.close()
+
+
+async def test_a_read_only_store_reads_what_a_writer_stored(stores: Stores) -> None:
+    writer = await stores.open()
+    await writer.save_run(run("run-1", status="succeeded"))
+    reader = store_at(stores.target.url, stores.target.database, read_only=True)
+    await reader.open()
+    try:
+        assert [r.run_id for r in await reader.list_runs()] == ["run-1"]
+    finally:
+        await reader.close()
 
 
 async def test_close_stale_runs_closes_only_older_running_records_of_the_source(store: Store) -> None:

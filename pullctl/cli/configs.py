@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pullctl.cli import output
+from pullctl.cli.options import SourceArgument
 
 if TYPE_CHECKING:
     from pullctl.config.loader import LoadedSource
@@ -31,12 +32,22 @@ def _settings(to: str | None) -> Settings:
 
 
 def _follow(settings: Settings, changed: list[LoadedSource], deleted: list[str]) -> None:
-    """Re-register the DAPR Jobs of what changed, when a sidecar is there (DESIGN §3)."""
+    """Re-register the DAPR Jobs of what changed (DESIGN §3), where DAPR is in use: a sidecar's variables
+    are set, or ``jobs sync`` registered jobs in this store. Elsewhere (CronJobs) there is nothing to say."""
+    from pullctl.errors import PullctlError
     from pullctl.pipeline.store import open_store
     from pullctl.schedulers.dapr_jobs import follow_config_change
 
+    sidecar = settings.dapr_configured
+
     async def follow() -> str | None:
-        async with open_store(settings) as store:
+        async with open_store(settings, read_only=not sidecar) as store:
+            if not sidecar:
+                try:
+                    if not await store.list_jobs():
+                        return None
+                except PullctlError:
+                    return None
             return await follow_config_change(settings, store, changed, deleted)
 
     warning = asyncio.run(follow())
@@ -70,7 +81,7 @@ def push(
 
 
 @app.command("get")
-def get(source: Annotated[str, typer.Argument(help="The source_id")], to: ToOption = None) -> None:
+def get(source: SourceArgument, to: ToOption = None) -> None:
     """Print one config from the store as YAML.
 
     Example: pullctl config get weather-api > weather-api.yaml
@@ -85,7 +96,7 @@ def get(source: Annotated[str, typer.Argument(help="The source_id")], to: ToOpti
 
 
 @app.command("delete")
-def delete(source: Annotated[str, typer.Argument(help="The source_id")], to: ToOption = None) -> None:
+def delete(source: SourceArgument, to: ToOption = None) -> None:
     """Delete one config from the store (and its DAPR Job, when a sidecar is there).
 
     Example: pullctl config delete weather-api

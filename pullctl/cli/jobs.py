@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from pullctl.cli import output
-from pullctl.cli.options import ConfigOption, OutputOption, StoreOption, TableOutputOption
+from pullctl.cli.options import (
+    ConfigOption,
+    OutputOption,
+    StoreOption,
+    TableOutputOption,
+    complete_source,
+)
 from pullctl.cli.output import OutputFormat, TableOrJson
 
 if TYPE_CHECKING:
@@ -104,6 +110,16 @@ def _print_outcome(plan: JobsPlan) -> None:
     )
 
 
+JOBS_COLUMNS = (
+    output.Column("JOB", whole=True),
+    output.Column("SOURCE", whole=True),
+    output.Column("SCHEDULE", drop=2),
+    output.Column("STATUS"),
+    output.Column("CONFIG HASH", drop=1),
+    output.Column("REGISTERED (UTC)", drop=3),
+)
+
+
 @app.command("list")
 def list_jobs(store: StoreOption = None, fmt: TableOutputOption = TableOrJson.table) -> None:
     """List the registered jobs with what the sidecar holds for each (active, missing, error).
@@ -118,22 +134,20 @@ def list_jobs(store: StoreOption = None, fmt: TableOutputOption = TableOrJson.ta
     if fmt is TableOrJson.json:
         output.print_json(rows)
         return
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("JOB", "SOURCE", "SCHEDULE", "STATUS", "CONFIG HASH", "REGISTERED (UTC)"):
-        table.add_column(col)
-    for job, r in zip(jobs, rows, strict=True):
-        registered = job.registered_at
-        table.add_row(
+    table = [
+        [
             r["name"],
             r["source_id"],
             r["schedule"] or "-",
             r["status"],
             r["config_hash"][:12],
-            registered.strftime("%Y-%m-%d %H:%M:%S") if isinstance(registered, datetime) else registered,
-        )
-    output.stdout.print(table)
+            j.registered_at.strftime("%Y-%m-%d %H:%M:%S")
+            if isinstance(j.registered_at, datetime)
+            else str(j.registered_at),
+        ]
+        for j, r in zip(jobs, rows, strict=True)
+    ]
+    output.print_table(JOBS_COLUMNS, table)
     for job in jobs:
         if job.error:
             output.warning(f"job/{job.name}: {job.error}")
@@ -145,7 +159,12 @@ def list_jobs(store: StoreOption = None, fmt: TableOutputOption = TableOrJson.ta
 
 @app.command("delete")
 def delete(
-    source: Annotated[str, typer.Argument(help="The source_id whose job pull-<source_id> to delete")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="The source_id whose job pull-<source_id> to delete", autocompletion=complete_source
+        ),
+    ],
     store: StoreOption = None,
 ) -> None:
     """Delete one source's job from the sidecar and the registry (`jobs sync` registers it again if the

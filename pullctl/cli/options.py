@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from pullctl.cli.output import OutputFormat, TableOrJson
+from pullctl.cli.output import Output
 
 ConfigOption = Annotated[
     str | None,
@@ -26,9 +26,25 @@ StoreOption = Annotated[
         show_default=False,
     ),
 ]
-OutputOption = Annotated[
-    OutputFormat, typer.Option("--output", "-o", help="text for people, json for programs")
-]
-TableOutputOption = Annotated[
-    TableOrJson, typer.Option("--output", "-o", help="table for people, json for programs")
+OUTPUT_HELP = "text or table for people (the same), json for programs"
+OutputOption = Annotated[Output, typer.Option("--output", "-o", help=OUTPUT_HELP)]
+TableOutputOption = OutputOption  # one option, one name, one set of values across commands
+
+
+def complete_source(incomplete: str) -> list[str]:
+    """Shell completion: the source ids where ``PULLCTL_CONFIG`` points that start with ``incomplete``."""
+    from pullctl.errors import PullctlError
+    from pullctl.pipeline.config_store import open_config_source
+    from pullctl.settings import Settings
+
+    settings = Settings.from_env()
+    try:
+        sources = open_config_source(settings.config, settings.mongodb_database).all("dapr").sources
+    except PullctlError:
+        return []
+    return [s.source_id for s in sources if s.source_id.startswith(incomplete)]
+
+
+SourceArgument = Annotated[
+    str, typer.Argument(help="The source_id", metavar="SOURCE", autocompletion=complete_source)
 ]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -12,18 +16,20 @@ from rich.console import Console
 from pullctl import logs
 
 # Piped output keeps whole rows (a table is as wide as it needs, up to 240 columns), like kubectl.
-stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+PIPED_WIDTH = 240
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else PIPED_WIDTH)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-class OutputFormat(StrEnum):
+class Output(StrEnum):
+    """``--output`` of every command: ``text`` and ``table`` (the same, for people), ``json`` (programs)."""
+
     text = "text"
-    json = "json"
-
-
-class TableOrJson(StrEnum):
     table = "table"
     json = "json"
+
+
+OutputFormat = TableOrJson = Output  # the names commands were written with
 
 
 def print_json(data: Any) -> None:
@@ -90,3 +96,74 @@ def plan_outcome(summary: str, *, keep: int, failed: int, total: int, seconds: f
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def terminal_width() -> int:
+    """Columns a table may take: ``COLUMNS`` when set, else the terminal's, else ``PIPED_WIDTH`` (a pipe)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return PIPED_WIDTH
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column. ``drop``: the order in which columns go on a narrow terminal (1 goes first; 0 never
+    goes). ``whole``: an id that people copy (a source id, a run id): never truncated, never split."""
+
+    header: str
+    drop: int = 0
+    whole: bool = False
+
+
+GAP = "  "
+ELLIPSIS = "…"
+
+
+def fit(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int) -> list[str]:
+    """The table's lines within ``width`` columns: droppable columns go first (lowest ``drop`` first), then
+    text that is not ``whole`` is shortened with an ellipsis; a whole id is never cut, even if the line
+    must then run over. One line per row: nothing wraps."""
+    keep = list(range(len(columns)))
+
+    def widths(indexes: list[int]) -> dict[int, int]:
+        return {i: max([len(columns[i].header), *(len(r[i]) for r in rows)]) for i in indexes}
+
+    def total(w: dict[int, int]) -> int:
+        return sum(w.values()) + len(GAP) * (len(w) - 1)
+
+    sized = widths(keep)
+    for i in sorted((i for i in keep if columns[i].drop), key=lambda i: columns[i].drop):
+        if total(sized) <= width:
+            break
+        keep.remove(i)
+        sized = widths(keep)
+    over = total(sized) - width
+    for i in sorted((i for i in keep if not columns[i].whole), key=lambda i: -sized[i]):
+        if over <= 0:
+            break
+        floor = max(len(columns[i].header), 3)
+        cut = min(over, sized[i] - floor)
+        if cut > 0:
+            sized[i] -= cut
+            over -= cut
+
+    def cell(i: int, text: str) -> str:
+        if len(text) > sized[i]:
+            text = text[: sized[i] - 1] + ELLIPSIS
+        return text.ljust(sized[i])
+
+    def line(values: Sequence[str]) -> str:
+        return GAP.join(cell(i, values[i]) for i in keep).rstrip()
+
+    return [line([c.header for c in columns]), *(line(r) for r in rows)]
+
+
+def print_table(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> None:
+    """A table on stdout that fits the terminal (``fit``), its header bold where the terminal shows it."""
+    header, *body = fit(columns, rows, terminal_width())
+    stdout.print(header, style="bold", markup=False, highlight=False, soft_wrap=True)
+    for text in body:
+        stdout.print(text, markup=False, highlight=False, soft_wrap=True)

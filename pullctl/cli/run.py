@@ -9,7 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from pullctl.cli import output
-from pullctl.cli.options import ConfigOption, OutputOption, StoreOption, TableOutputOption
+from pullctl.cli.options import (
+    ConfigOption,
+    OutputOption,
+    SourceArgument,
+    StoreOption,
+    TableOutputOption,
+    complete_source,
+)
 from pullctl.cli.output import OutputFormat, TableOrJson
 
 
@@ -98,13 +105,15 @@ def _summary(record: Any) -> None:
 
 
 def run(
-    source: Annotated[str, typer.Argument(help="The source_id to run")],
+    source: SourceArgument,
     config: ConfigOption = None,
     store: StoreOption = None,
     from_: Annotated[
         str | None, typer.Option("--from", help="Backfill start (ISO date/time, inclusive)")
     ] = None,
-    to: Annotated[str | None, typer.Option("--to", help="Backfill end (ISO date/time, exclusive)")] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", metavar="WHEN", help="Backfill end (ISO date/time, exclusive)")
+    ] = None,
     step: Annotated[str | None, typer.Option(help="Backfill window length, e.g. 1d, 6h")] = None,
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Only items whose FIELD=VALUE (repeatable)")
@@ -198,15 +207,49 @@ def run(
     elif not records:  # window.since: last_success, and the last succeeded window reaches the tick
         output.note(f"{source} is up to date: nothing to fetch yet", event="up_to_date")
     for record in records:
-        if out is OutputFormat.json and not dry_run:  # a dry run's stdout carries the documents only
+        if out is OutputFormat.json:  # after a dry run's documents: the last line is the record
             output.print_json_line(record.to_dict())
         elif interactive:
             _summary(record)
+    if len(records) > 1:
+        output.note(_backfill_summary(records), event="backfill_finished")
     raise typer.Exit(exit_code(records))
 
 
+def _backfill_summary(records: list[Any]) -> str:
+    """One line over every window of a backfill."""
+    statuses = [r.status for r in records]
+    outcome = ", ".join(
+        f"{statuses.count(s)} {s}" for s in ("succeeded", "partial", "failed") if s in statuses
+    )
+    stored = sum(r.counts["stored"] for r in records)
+    duplicates = sum(r.counts["duplicates"] for r in records)
+    span = f"{records[0].window['start']} → {records[-1].window['end']}"
+    return (
+        f"backfill {span}: {output.plural(len(records), 'window')}, {outcome};"
+        f" {stored} stored, {duplicates} duplicates"
+    )
+
+
+RUNS_COLUMNS = (
+    output.Column("RUN", whole=True),
+    output.Column("SOURCE", whole=True),
+    output.Column("TRIGGER", drop=3),
+    output.Column("STATUS"),
+    output.Column("STARTED (UTC)", drop=5),
+    output.Column("SECONDS", drop=2),
+    output.Column("ITEMS", drop=4),
+    output.Column("FAILED"),
+    output.Column("STORED", drop=6),
+    output.Column("DUP", drop=1),
+    output.Column("STATE", drop=7),
+)
+
+
 def runs(
-    source: Annotated[str | None, typer.Argument(help="Only runs of this source")] = None,
+    source: Annotated[
+        str | None, typer.Argument(help="Only runs of this source", autocompletion=complete_source)
+    ] = None,
     store: StoreOption = None,
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first")] = 20,
     out: TableOutputOption = TableOrJson.table,
@@ -223,43 +266,27 @@ def runs(
     from pullctl.run.incremental import describe_summary, summaries
 
     async def fetch() -> tuple[list[Any], dict[str, Any]]:
-        async with open_store(settings) as backend:
+        async with open_store(settings, read_only=True) as backend:
             return await backend.list_runs(source, limit), await summaries(backend)
 
     records, states = asyncio.run(fetch())
     if out is TableOrJson.json:  # each run with its source's state now (incremental, SOURCES §7)
         output.print_json([{**r.to_dict(), "source_state": states.get(r.source_id)} for r in records])
         return
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in (
-        "RUN",
-        "SOURCE",
-        "TRIGGER",
-        "STATUS",
-        "STARTED (UTC)",
-        "SECONDS",
-        "ITEMS",
-        "FAILED",
-        "STORED",
-        "DUP",
-        "STATE",
-    ):
-        table.add_column(col)
-    for r in records:
-        c = r.counts
-        table.add_row(
+    rows = [
+        [
             r.run_id,
             r.source_id,
             r.trigger,
             r.status,
             r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
             f"{r.duration_seconds:.1f}" if r.duration_seconds is not None else "-",
-            str(c["items"]),
-            str(c["failed"]),
-            str(c["stored"]),
-            str(c["duplicates"]),
+            str(r.counts["items"]),
+            str(r.counts["failed"]),
+            str(r.counts["stored"]),
+            str(r.counts["duplicates"]),
             describe_summary(states.get(r.source_id)),
-        )
-    output.stdout.print(table)
+        ]
+        for r in records
+    ]
+    output.print_table(RUNS_COLUMNS, rows)

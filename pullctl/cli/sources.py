@@ -25,7 +25,7 @@ def list_sources(
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config, store=store)
-    result = open_config_source(settings.config, settings.mongodb_database).all("dapr")
+    result = open_config_source(settings.config, settings.mongodb_database).all("dapr", require=True)
     result.raise_for_errors()
     now = datetime.now(UTC)
     states = source_states(settings, [s.config for s in result.sources], now)
@@ -33,46 +33,55 @@ def list_sources(
     if out is TableOrJson.json:
         output.print_json(rows)
         return
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in (
-        "SOURCE",
-        "MODE",
-        "SCHEDULE",
-        "TZ",
-        "NEXT RUN (UTC)",
-        "ITERATION",
-        "AUTH",
-        "ENABLED",
-        "STATE",
-    ):
-        table.add_column(col, overflow="fold")
+    table = []
     for r in rows:
         nxt = r["next_runs"][0][:16].replace("T", " ") if r["next_runs"] else "-"
-        table.add_row(
-            r["source_id"],
-            r["mode"].replace("scheduled_pull", "pull"),
-            r["schedule"] or "-",
-            r["timezone"],
-            nxt,
-            r["iteration"],
-            r["auth_type"] or "-",
-            "yes" if r["enabled"] else "no",
-            describe_summary(r["state"]),
+        mode = r["mode"].replace("scheduled_pull", "pull")
+        enabled = "yes" if r["enabled"] else "no"
+        table.append(
+            [
+                r["source_id"],
+                mode,
+                r["schedule"] or "-",
+                r["timezone"],
+                nxt,
+                r["iteration"],
+                r["auth_type"] or "-",
+                enabled,
+                describe_summary(r["state"]),
+            ]
         )
-    output.stdout.print(table)
+    output.print_table(LIST_COLUMNS, table)
+
+
+LIST_COLUMNS = (
+    output.Column("SOURCE", whole=True),
+    output.Column("MODE", drop=3),
+    output.Column("SCHEDULE"),
+    output.Column("TZ", drop=4),
+    output.Column("NEXT RUN (UTC)", drop=5),
+    output.Column("ITERATION", drop=1),
+    output.Column("AUTH", drop=2),
+    output.Column("ENABLED"),
+    output.Column("STATE", drop=6),
+)
 
 
 def schema(
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="json (JSON Schema) or markdown (the reference)")
-    ] = "json",
+        str | None,
+        typer.Option(
+            "--output", "-o", metavar="json|markdown", help="json (JSON Schema) or markdown (the reference)"
+        ),
+    ] = None,
+    old_fmt: Annotated[str | None, typer.Option("--format", "-f", hidden=True)] = None,
 ) -> None:
     """Print the JSON Schema of a source config, for editors (yaml-language-server) and CI.
 
     Example: pullctl schema > config/source-config.schema.json
     """
+    option = "--format" if fmt is None and old_fmt is not None else "--output"  # --format: the old spelling
+    fmt = fmt or old_fmt or "json"
     if fmt == "markdown":
         from pullctl.config.reference import render_reference
 
@@ -81,7 +90,7 @@ def schema(
     if fmt != "json":
         from pullctl.errors import UsageError
 
-        raise UsageError(f"--format '{fmt}': use json or markdown")
+        raise UsageError(f"{option} '{fmt}': use json or markdown")
     from pullctl.config.models import json_schema
 
     output.print_json(json_schema())

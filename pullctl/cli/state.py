@@ -10,11 +10,21 @@ import typer
 
 from pullctl.cli import output
 from pullctl.cli.options import StoreOption, TableOutputOption
-from pullctl.cli.output import TableOrJson
+from pullctl.cli.output import Output, TableOrJson
 
 app = typer.Typer(
     help="State kept between runs: incremental marks and the key that encrypts stored credentials.",
     no_args_is_help=True,
+)
+
+STATE_COLUMNS = (
+    output.Column("SOURCE", whole=True),
+    output.Column("ITEM", whole=True),  # what --item takes
+    output.Column("VALUE"),
+    output.Column("UPDATED (UTC)", drop=3),
+    output.Column("BEHIND"),
+    output.Column("RUN", whole=True, drop=2),
+    output.Column("VERSION", drop=1),
 )
 
 ItemOption = Annotated[
@@ -25,31 +35,27 @@ ItemOption = Annotated[
 ]
 
 
-def _in_store(store: str | None, work: Any) -> Any:
+def _in_store(store: str | None, work: Any, *, read_only: bool = False) -> Any:
+    """One library call on the store; a reading one (``read_only``) creates no database where none is."""
     from pullctl.pipeline.store import open_store
     from pullctl.settings import Settings
 
     async def main() -> Any:
-        async with open_store(Settings.from_env(store=store)) as backend:
+        async with open_store(Settings.from_env(store=store), read_only=read_only) as backend:
             return await work(backend)
 
     return asyncio.run(main())
 
 
-def _show(records: list[Any], out: TableOrJson) -> None:
+def _show(records: list[Any], out: Output) -> None:
     if out is TableOrJson.json:
         output.print_json([r.to_dict() for r in records])
         return
-    from rich.table import Table
-
     from pullctl.config.templates import format_text
     from pullctl.run.incremental import behind_seconds, format_behind
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("SOURCE", "ITEM", "VALUE", "UPDATED (UTC)", "BEHIND", "RUN", "VERSION"):
-        table.add_column(col, overflow="fold")
-    for r in records:
-        table.add_row(
+    rows = [
+        [
             r.source_id,
             r.item or "-",
             format_text(r.value),
@@ -57,11 +63,13 @@ def _show(records: list[Any], out: TableOrJson) -> None:
             format_behind(behind_seconds(r)),
             r.run_id or "(set by hand)",
             str(r.version),
-        )
-    output.stdout.print(table)
+        ]
+        for r in records
+    ]
+    output.print_table(STATE_COLUMNS, rows)
 
 
-def _show_one(record: Any, out: TableOrJson) -> None:
+def _show_one(record: Any, out: Output) -> None:
     if out is TableOrJson.json:
         output.print_json(record.to_dict())
         return
@@ -78,7 +86,7 @@ def list_states(
 
     Example: pullctl state list crm-contacts --output json
     """
-    _show(_in_store(store, lambda s: s.list_states(source)), out)
+    _show(_in_store(store, lambda s: s.list_states(source), read_only=True), out)
 
 
 @app.command("get")
@@ -94,7 +102,7 @@ def get_state(
     """
     from pullctl.errors import UsageError
 
-    record = _in_store(store, lambda s: s.get_state(source, item))
+    record = _in_store(store, lambda s: s.get_state(source, item), read_only=True)
     if record is None:
         what = f"item '{item}' of source '{source}'" if item else f"source '{source}'"
         raise UsageError(f"no state for {what} (see: pullctl state list {source})")

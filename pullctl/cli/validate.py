@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from pullctl.cli import output
+from pullctl.cli.options import ConfigOption
 from pullctl.errors import Issue
 
 
@@ -42,21 +43,25 @@ def validate(
         TargetChoice, typer.Option(help="Schedule dialect: k8s CronJobs or dapr Jobs")
     ] = TargetChoice.k8s,
     fmt: Annotated[
-        Format, typer.Option("--format", "-f", help="text, json, or github annotations")
-    ] = Format.text,
+        Format | None,
+        typer.Option("--output", "-o", help="text, json, or github annotations [default: text]"),
+    ] = None,
+    config: ConfigOption = None,
+    old_fmt: Annotated[Format | None, typer.Option("--format", "-f", hidden=True)] = None,
 ) -> None:
     """Check source configs; print every problem as file:line:col: field: message. Exit 0 clean, 2 on errors.
 
-    Example: pullctl validate config/source-configs --strict --format github
+    Example: pullctl validate config/source-configs --strict --output github
 
     Example: PULLCTL_CONFIG=mongodb://localhost:27017 pullctl validate
     """
     from pullctl.pipeline.config_store import open_config_source
     from pullctl.settings import Settings
 
-    settings = Settings.from_env()
+    fmt = fmt or old_fmt or Format.text  # --format: the old spelling, kept
+    settings = Settings.from_env(config=config)
     configs = open_config_source(paths or [settings.config], settings.mongodb_database)
-    result = configs.all(target.value, strict=strict)
+    result = configs.all(target.value, strict=strict, require=True)
     if fmt is Format.json:
         output.print_json(
             {

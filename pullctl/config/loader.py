@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pullctl.config.models import KNOWN_TOP_LEVEL, SourceConfig, config_hash
+from pullctl.config.models import KNOWN_TOP_LEVEL, SourceConfig, config_hash, raw_template_problems
 from pullctl.config.schedule import Target
 from pullctl.errors import ConfigError, Issue
 
@@ -81,10 +81,24 @@ class LoadResult:
                 return s
         if source_id in self.invalid:
             self._raise_for(self.invalid[source_id])
+        own = [f for f in self._broken_files() if Path(f).stem == source_id]
+        if own:  # weather-api.yaml that does not parse: its errors, not "no source 'weather-api'"
+            self._raise_for(own[0])
         known = [s.source_id for s in self.sources]
         hint = get_close_matches(source_id, known, n=1)
         suggestion = f"; did you mean '{hint[0]}'?" if hint else f" (known: {', '.join(known) or 'none'})"
-        raise ConfigError(f"no source '{source_id}' in the configs{suggestion}")
+        message = f"no source '{source_id}' in the configs{suggestion}"
+        broken = [i for i in self.errors if i.file in self._broken_files()]
+        if broken:
+            files = sorted({i.file for i in broken})
+            which = "a file that has" if len(files) == 1 else f"{len(files)} files that have"
+            message += f"; it may be in {which} errors:\n" + "\n".join(str(i) for i in broken)
+        raise ConfigError(message, broken)
+
+    def _broken_files(self) -> list[str]:
+        """Files with errors that gave no source (a YAML syntax error, a source_id that is not one)."""
+        loaded = {s.file for s in self.sources} | set(self.invalid.values())
+        return sorted({i.file for i in self.errors} - loaded)
 
     def one(self, source_id: str) -> LoadedSource:
         """``get``, refused when the source's own file has errors (errors in other files do not block it)."""
@@ -460,6 +474,22 @@ def _sub_positions(pos: _Positions, prefix: Loc) -> _Positions:
     return sub
 
 
+def _template_issues(
+    raw: dict[str, Any], pos: _Positions, file: str, prefix: Loc, reported: set[str]
+) -> list[Issue]:
+    """The template errors of a config the schema refused (the model checks them only once the rest is
+    valid), for fields the schema's errors do not already point at."""
+    issues = []
+    for where, message in raw_template_problems(raw.get("ingestion")):
+        loc: Loc = ("ingestion", *where.split("."))
+        path = format_loc(prefix + loc)
+        if any(r == path or r.startswith(path + ".") or r.startswith(path + "[") for r in reported):
+            continue
+        line, col = pos.of_value(loc)
+        issues.append(Issue(file, line, col, path, message))
+    return issues
+
+
 def load_text(text: str, file: str, *, target: Target = "k8s", strict: bool = False) -> LoadResult:
     """Parse and validate one file's text. Pure: no I/O."""
     result = LoadResult(files=1)
@@ -486,7 +516,9 @@ def load_text(text: str, file: str, *, target: Target = "k8s", strict: bool = Fa
             try:
                 config = SourceConfig.model_validate(raw, context={"target": target})
             except ValidationError as exc:
-                result.issues.extend(_validation_issues(exc, raw, pos, file, prefix))
+                found = _validation_issues(exc, raw, pos, file, prefix)
+                result.issues.extend(found)
+                result.issues.extend(_template_issues(raw, pos, file, prefix, {i.path for i in found}))
                 if isinstance(raw.get("source_id"), str):
                     result.invalid[raw["source_id"]] = file
                 continue
@@ -524,7 +556,10 @@ def iter_config_files(paths: Sequence[str | Path]) -> Iterable[Path]:
         elif path.exists():
             yield path
         else:
-            raise ConfigError(f"{path}: no such file or folder")
+            raise ConfigError(
+                f"{p}: no such file or folder (looked for {path.absolute()}); point pullctl to the source"
+                " configs with --config PATH or PULLCTL_CONFIG=PATH"
+            )
 
 
 @dataclass(frozen=True)

@@ -921,52 +921,122 @@ class Ingestion(_Strict):
 
         ``ancestors``: the ``foreach`` names of the parent chain, which a child's templates may use too;
         None when not known yet (any other root passes; the loader checks it across sources)."""
-        known = dict(templates.BUILTIN_VARIABLES)
-        if self.iteration is not None:
-            known[self.iteration.foreach] = ()
-        known.update({name: () for name in ancestors or ()})
-        if self.pagination.type in PAGE_TEMPLATED:
-            known[PAGE_VARIABLE] = PAGE_FIELDS
-        if self.incremental is not None:
-            known[templates.INCREMENTAL_VARIABLE] = templates.INCREMENTAL_FIELDS
+        foreach = self.iteration.foreach if self.iteration is not None else None
+        incremental, job = self.incremental is not None, self.job is not None
+        known = _known_variables(foreach, ancestors or (), self.pagination.type, incremental)
         for where, value in self.template_places():
-            here = {**known, JOB_VARIABLE: JOB_FIELDS} if where == "job.poll.url" else known
-            try:
-                fields = templates.template_fields(value)
-            except templates.TemplateSyntaxError as exc:
-                return where, str(exc)
-            for fld in fields:
-                if ancestors is None and fld.root not in here:
-                    continue
-                problem: str | None
-                if fld.root == PAGE_VARIABLE and where in (
-                    "request.base_url",
-                    "iteration.linkage",
-                    *_JOB_URLS,
-                ):
-                    problem = (
-                        f"template '{{{fld.expression}}}': page templates go in request.parameters, headers"
-                        " or body, where the paginator advances them"
-                    )
-                elif fld.root == templates.SECRET_VARIABLE:
-                    problem = _secret_problem(fld, where, list(self.secrets))
-                elif fld.root == templates.INCREMENTAL_VARIABLE and self.incremental is not None:
-                    problem = _incremental_problem(fld, where) or _unknown_variable(fld, known)
-                elif fld.root == templates.INCREMENTAL_VARIABLE:
-                    problem = (
-                        f"template '{{{fld.expression}}}' needs ingestion.incremental (cursor_path or"
-                        " token_path): the state it starts from"
-                    )
-                elif fld.root == JOB_VARIABLE and self.job is not None and fld.root not in here:
-                    problem = (
-                        f"template '{{{fld.expression}}}': the job's id is known only in job.poll.url (it"
-                        " comes from the create call's answer)"
-                    )
-                else:
-                    problem = _unknown_variable(fld, here)
-                if problem:
-                    return where, problem
+            problem = _place_problem(
+                where,
+                value,
+                known,
+                ancestors is not None,
+                list(self.secrets),
+                incremental=incremental,
+                job=job,
+            )
+            if problem:
+                return where, problem
         return None
+
+
+def raw_template_problems(ingestion: Any) -> list[tuple[str, str]]:
+    """(field, message) of each template field of a raw ``ingestion`` mapping that is malformed or names an
+    unknown variable, for a config that failed validation elsewhere: the loader reports these together with
+    the schema's errors ("every problem of every file in one pass"). Values of the wrong type are skipped
+    (the schema names them)."""
+    if not isinstance(ingestion, dict):
+        return []
+
+    def part(name: str) -> dict[str, Any]:
+        value = ingestion.get(name)
+        return value if isinstance(value, dict) else {}
+
+    request, iteration, pagination = part("request"), part("iteration"), part("pagination")
+    foreach = iteration.get("foreach") if isinstance(iteration.get("foreach"), str) else None
+    incremental = isinstance(ingestion.get("incremental"), dict)
+    known = _known_variables(foreach, (), pagination.get("type"), incremental)
+    child = iteration.get("from_source") is not None  # an ancestor's names are checked across sources
+    secrets = list(part("secrets"))
+    places: list[tuple[str, Any]] = [
+        (f"request.{name}", request[name])
+        for name in ("base_url", "parameters", "headers", "body")
+        if name in request
+    ]
+    graphql = request.get("graphql")
+    if isinstance(graphql, dict) and "variables" in graphql:
+        places.append(("request.graphql.variables", graphql["variables"]))
+    if iteration.get("linkage"):
+        places.append(("iteration.linkage", iteration["linkage"]))
+    out = []
+    for where, value in places:
+        if not isinstance(value, str | dict | list):
+            continue
+        problem = _place_problem(
+            where, value, known, not child, secrets, incremental=incremental, job="job" in ingestion
+        )
+        if problem:
+            out.append((where, problem))
+    return out
+
+
+def _known_variables(
+    foreach: str | None, ancestors: Sequence[str], pagination_type: Any, incremental: bool = False
+) -> dict[str, tuple[str, ...]]:
+    known = dict(templates.BUILTIN_VARIABLES)
+    if foreach is not None:
+        known[foreach] = ()
+    known.update({name: () for name in ancestors})
+    if pagination_type in PAGE_TEMPLATED:
+        known[PAGE_VARIABLE] = PAGE_FIELDS
+    if incremental:
+        known[templates.INCREMENTAL_VARIABLE] = templates.INCREMENTAL_FIELDS
+    return known
+
+
+def _place_problem(
+    where: str,
+    value: Any,
+    known: dict[str, tuple[str, ...]],
+    all_known: bool,
+    secrets: list[str],
+    *,
+    incremental: bool = False,
+    job: bool = False,
+) -> str | None:
+    """What is wrong with the templates of one field; ``all_known`` False lets unknown roots pass."""
+    here = {**known, JOB_VARIABLE: JOB_FIELDS} if where == "job.poll.url" else known
+    try:
+        fields = templates.template_fields(value)
+    except templates.TemplateSyntaxError as exc:
+        return str(exc)
+    for fld in fields:
+        if not all_known and fld.root not in here:
+            continue
+        problem: str | None
+        if fld.root == PAGE_VARIABLE and where in ("request.base_url", "iteration.linkage", *_JOB_URLS):
+            problem = (
+                f"template '{{{fld.expression}}}': page templates go in request.parameters, headers"
+                " or body, where the paginator advances them"
+            )
+        elif fld.root == templates.SECRET_VARIABLE:
+            problem = _secret_problem(fld, where, secrets)
+        elif fld.root == templates.INCREMENTAL_VARIABLE and incremental:
+            problem = _incremental_problem(fld, where) or _unknown_variable(fld, known)
+        elif fld.root == templates.INCREMENTAL_VARIABLE:
+            problem = (
+                f"template '{{{fld.expression}}}' needs ingestion.incremental (cursor_path or"
+                " token_path): the state it starts from"
+            )
+        elif fld.root == JOB_VARIABLE and job and fld.root not in here:
+            problem = (
+                f"template '{{{fld.expression}}}': the job's id is known only in job.poll.url (it"
+                " comes from the create call's answer)"
+            )
+        else:
+            problem = _unknown_variable(fld, here)
+        if problem:
+            return problem
+    return None
 
 
 # Where a secret may not go, and why.

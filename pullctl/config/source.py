@@ -70,6 +70,10 @@ class ConfigReader(Protocol):
 
     def entries(self) -> Iterable[ConfigEntry]: ...
 
+    def where(self) -> str:
+        """The location for people, to say that it holds nothing: ``docs/: 0 YAML files``."""
+        ...
+
 
 class FilesReader:
     """YAML files and folders (folders walked for ``*.yaml`` / ``*.yml``, sorted, hidden entries skipped)."""
@@ -86,6 +90,9 @@ class FilesReader:
     def entries(self) -> Iterable[ConfigEntry]:
         return read_files(self.paths)
 
+    def where(self) -> str:
+        return f"{', '.join(str(p) for p in self.paths)}: 0 YAML files"
+
 
 class ConfigSource:
     """The configs at ``location``: a folder or file (or a list of them), or whatever ``reader`` reads."""
@@ -96,9 +103,15 @@ class ConfigSource:
             reader = FilesReader([location] if isinstance(location, str | Path) else list(location))
         self.reader = reader
 
-    def all(self, target: Target = "k8s", *, strict: bool = False) -> LoadResult:
-        """Every source and every issue; duplicate source ids are errors naming both places."""
-        return load_entries(self.reader.entries(), target=target, strict=strict)
+    def all(self, target: Target = "k8s", *, strict: bool = False, require: bool = False) -> LoadResult:
+        """Every source and every issue; duplicate source ids are errors naming both places.
+
+        ``require``: a location that holds no config at all (an empty folder, a folder of other files) is a
+        ``UsageError``, so that a check over it cannot pass by checking nothing."""
+        result = load_entries(self.reader.entries(), target=target, strict=strict)
+        if require and result.files == 0:
+            raise UsageError(f"no source configs in {self.reader.where()}")
+        return result
 
     def one(self, source_id: str, target: Target = "k8s") -> LoadedSource:
         """The source ``source_id``. Errors in other files or documents do not block it, errors in its own do;

@@ -39,6 +39,9 @@ class MongoConfigReader:
     def entries(self) -> list[ConfigEntry]:
         return [_entry(doc) for doc in self._documents()]
 
+    def where(self) -> str:
+        return f"{mask_url(self.url)} (database {self.database}): 0 documents in {COLLECTION}"
+
     def _documents(self) -> list[dict[str, Any]]:
         from pymongo import MongoClient
         from pymongo.errors import PyMongoError

@@ -6,7 +6,8 @@ an export takes at most ``EXPORT_TIMEOUT_SECONDS`` in all, retries included. The
 timeout (backoff 1 s, 2 s, 4 s, ... while the next wait still fits) and its default, 10 s, made an unreachable
 collector cost every run about 7 s. Its own log records ("Transient error ..., retrying") reach the root
 logger's handler, so with ``PULLCTL_LOG_FORMAT=json`` they are JSON lines too (``pullctl.logs``).
-Metrics, each with the attributes ``source_id``, ``trigger`` and ``status`` of the run:
+Metrics, each with the attributes ``source_id``, ``trigger`` and ``status`` of the run, exported with delta
+temporality (one run's counts per export; ``manifests/monitoring/`` turns them into Prometheus counters):
 
     pullctl.runs                    runs finished
     pullctl.run.duration            seconds (histogram)
@@ -30,12 +31,21 @@ def export_run_metrics(record: RunRecord, endpoint: str | None) -> str | None:
         return None
     try:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
+        from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+        from opentelemetry.sdk.metrics.export import (
+            AggregationTemporality,
+            InMemoryMetricReader,
+            MetricExportResult,
+        )
         from opentelemetry.sdk.resources import Resource
     except ImportError:
         return "OTEL_EXPORTER_OTLP_ENDPOINT is set but the otel extra is missing: pip install 'pullctl[otel]'"
-    reader = InMemoryMetricReader()  # collected once, exported once: a run is one batch
+    # Collected once, exported once: a run is one batch. Delta temporality: each run's export is what that run
+    # added, so a collector's deltatocumulative processor sums the runs of every process into one counter
+    # (manifests/monitoring/otel-collector.yaml); cumulative points from a new process each would look like
+    # a counter reset to Prometheus.
+    delta = AggregationTemporality.DELTA
+    reader = InMemoryMetricReader(preferred_temporality={Counter: delta, Histogram: delta})
     provider = MeterProvider(resource=Resource.create({"service.name": "pullctl"}), metric_readers=[reader])
     meter = provider.get_meter("pullctl")
     base = {"source_id": record.source_id, "trigger": record.trigger, "status": record.status}

@@ -95,8 +95,11 @@ class MongoStore:
     replica-set election during a run delays writes instead of failing them.
     """
 
-    def __init__(self, url: str, database: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, url: str, database: str, *, timeout: float = DEFAULT_TIMEOUT, read_only: bool = False
+    ) -> None:
         self.url = url
+        self.read_only = read_only  # open() creates no collection or index (reading commands)
         self.database = database
         self.timeout = timeout
         self._client: AsyncMongoClient[Mongo] | None = None
@@ -152,6 +155,9 @@ class MongoStore:
             self._client = AsyncMongoClient(self.url, tz_aware=True, tzinfo=UTC, appname="pullctl")
         try:
             with pymongo.timeout(self.timeout):
+                if self.read_only:  # not through the database: some servers create it on any command
+                    await self._client.admin.command("ping")
+                    return
                 await self._db.command("ping")
             # Not under the short timeout: building a new index on a large collection may take a while.
             for collection, keys, unique in INDEXES:
@@ -216,6 +222,11 @@ class MongoStore:
         return [Document.from_stored(d) async for d in cursor]
 
     @_translate_errors
+    async def count_pending_events(self, source_id: str) -> int:
+        query = {"source_id": source_id, "event_status": "pending"}
+        return await self._collection("raw_documents").count_documents(query)
+
+    @_translate_errors
     async def mark_events(self, document_ids: list[str], status: str) -> None:
         if document_ids:
             await self._collection("raw_documents").update_many(
@@ -253,10 +264,12 @@ class MongoStore:
         return _run(doc) if doc else None
 
     @_translate_errors
-    async def list_runs(self, source_id: str | None = None, limit: int = 20) -> list[RunRecord]:
+    async def list_runs(
+        self, source_id: str | None = None, limit: int = 20, *, status: str | None = None
+    ) -> list[RunRecord]:
         if limit == 0:
             return []
-        query = {"source_id": source_id} if source_id else {}
+        query = {name: value for name, value in (("source_id", source_id), ("status", status)) if value}
         cursor = self._collection("pull_runs").find(query).sort("started_at", DESCENDING).limit(max(limit, 0))
         return [_run(d) async for d in cursor]
 

@@ -81,18 +81,19 @@ _STATE_COLUMNS = "source_id, item, value, run_id, updated_at, version"
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only  # no file yet: read an empty in-memory store instead of creating one
         self._conn: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pullctl-sqlite")
 
     @classmethod
-    def from_url(cls, url: str) -> SqliteStore:
+    def from_url(cls, url: str, *, read_only: bool = False) -> SqliteStore:
         path = url.removeprefix("sqlite://")
         path = path[1:] if path.startswith("/") else path  # sqlite:///rel/path and sqlite:////abs/path
         if not path:
             raise StoreError(f"'{url}' names no file: use sqlite:///path/to/file.db")
-        return cls(path)
+        return cls(path, read_only=read_only)
 
     @property
     def location(self) -> str:
@@ -116,6 +117,11 @@ class SqliteStore:
 
         def connect() -> None:
             conn: sqlite3.Connection | None = None
+            if self.read_only and not self.path.exists():
+                conn = sqlite3.connect(":memory:", isolation_level=None)
+                conn.executescript(SCHEMA)
+                self._conn = conn
+                return
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -211,18 +217,13 @@ class SqliteStore:
         )
         return RunRecord.from_dict(json.loads(row[0])) if row else None
 
-    async def list_runs(self, source_id: str | None = None, limit: int = 20) -> list[RunRecord]:
-        args: tuple[Any, ...]
-        if source_id:
-            sql, args = (
-                "SELECT record FROM pull_runs WHERE source_id = ? ORDER BY started_at DESC LIMIT ?",
-                (
-                    source_id,
-                    limit,
-                ),
-            )
-        else:
-            sql, args = "SELECT record FROM pull_runs ORDER BY started_at DESC LIMIT ?", (limit,)
+    async def list_runs(
+        self, source_id: str | None = None, limit: int = 20, *, status: str | None = None
+    ) -> list[RunRecord]:
+        where = [(name, value) for name, value in (("source_id", source_id), ("status", status)) if value]
+        clause = f"WHERE {' AND '.join(f'{name} = ?' for name, _ in where)} " if where else ""
+        sql = f"SELECT record FROM pull_runs {clause}ORDER BY started_at DESC LIMIT ?"
+        args = (*(value for _, value in where), limit)
         rows = await self._call(lambda c: c.execute(sql, args).fetchall())
         return [RunRecord.from_dict(json.loads(r[0])) for r in rows]
 
@@ -251,6 +252,11 @@ class SqliteStore:
         )
         rows = await self._call(lambda c: c.execute(sql, (source_id, limit)).fetchall())
         return [Document.from_stored(_document_dict(r)) for r in rows]
+
+    async def count_pending_events(self, source_id: str) -> int:
+        sql = "SELECT COUNT(*) FROM raw_documents WHERE source_id = ? AND event_status = 'pending'"
+        row = await self._call(lambda c: c.execute(sql, (source_id,)).fetchone())
+        return int(row[0])
 
     async def mark_events(self, document_ids: list[str], status: str) -> None:
         def mark(conn: sqlite3.Connection) -> None:

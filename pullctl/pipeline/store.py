@@ -41,6 +41,10 @@ class DocumentStore(Protocol):
 
     async def mark_events(self, document_ids: list[str], status: str) -> None: ...
 
+    async def count_pending_events(self, source_id: str) -> int:
+        """How many documents of ``source_id`` wait for their event (``pending_events``, not loaded)."""
+        ...
+
     async def find_documents(self, source_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """Stored documents of a source, newest first, as plain dicts (content as bytes)."""
         ...
@@ -54,7 +58,11 @@ class RunStore(Protocol):
 
     async def get_run(self, run_id: str) -> RunRecord | None: ...
 
-    async def list_runs(self, source_id: str | None = None, limit: int = 20) -> list[RunRecord]: ...
+    async def list_runs(
+        self, source_id: str | None = None, limit: int = 20, *, status: str | None = None
+    ) -> list[RunRecord]:
+        """Newest first; ``status``: only runs that ended so (the last success of a source)."""
+        ...
 
     async def close_stale_runs(self, source_id: str, started_before: datetime, message: str) -> int:
         """Mark ``running`` records of ``source_id`` started before the cut-off as failed; return how many."""
@@ -105,7 +113,9 @@ class Store(PullStore, JobRegistry, Protocol):
         ...
 
     async def open(self) -> None:
-        """Connect and create tables/indexes idempotently; fail fast when unreachable."""
+        """Connect and create tables/indexes idempotently; fail fast when unreachable. A store opened
+        ``read_only`` (``runs``, ``status``, ``state list``) creates nothing: where no store is yet, it reads
+        as empty."""
 
     async def close(self) -> None: ...
 
@@ -134,23 +144,24 @@ class ConfigStore(Protocol):
     async def delete_config(self, source_id: str) -> bool: ...
 
 
-def store_at(url: str, database: str = "pullctl") -> Store:
-    """The backend for ``url`` (not yet opened)."""
+def store_at(url: str, database: str = "pullctl", *, read_only: bool = False) -> Store:
+    """The backend for ``url`` (not yet opened). ``read_only``: for commands that only read (``runs``,
+    ``status``): opening creates no file, folder, collection or index."""
     if url.startswith("sqlite://"):
         from pullctl.pipeline.sqlite import SqliteStore
 
-        return SqliteStore.from_url(url)
+        return SqliteStore.from_url(url, read_only=read_only)
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from pullctl.pipeline.mongo import MongoStore
 
-        return MongoStore(url, database)
+        return MongoStore(url, database, read_only=read_only)
     raise UsageError(f"unknown store '{mask_url(url)}': use sqlite:///path/to/file.db or mongodb://host/")
 
 
 @asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[Store]:
+async def open_store(settings: Settings, *, read_only: bool = False) -> AsyncIterator[Store]:
     """The store of ``settings`` (``PULLCTL_STORE``, ``PULLCTL_MONGODB_DATABASE``), open for the block."""
-    store = store_at(settings.store, settings.mongodb_database)
+    store = store_at(settings.store, settings.mongodb_database, read_only=read_only)
     await store.open()
     try:
         yield store

@@ -305,7 +305,7 @@ def source_states(
     from pullctl.pipeline.store import open_store
 
     async def read() -> dict[str, dict[str, Any]]:
-        async with open_store(settings) as store:
+        async with open_store(settings, read_only=True) as store:
             return await summaries(store, now)
 
     try:

@@ -169,7 +169,7 @@ async def call_mcp_tool(
         raise IterationError(
             f"{legacy}; over SSE: no answer within {deadline:g} s; {SSE_BRIDGE_HINT}"
             if over_sse
-            else f"{where}: no answer within {deadline:g} s"
+            else f"{where}: no answer within {deadline:g} s{_reach_hint(iteration, settings, via_dapr)}"
         ) from None
     except IterationError:
         raise
@@ -178,12 +178,23 @@ async def call_mcp_tool(
         raise IterationError(
             f"{legacy}, and the SSE fallback failed too: {cause}; {SSE_BRIDGE_HINT}"
             if over_sse
-            else f"{where}: {cause}"
+            else f"{where}: {cause}{_reach_hint(iteration, settings, via_dapr)}"
         ) from None
     texts = [c.text for c in result.content if isinstance(c, TextContent)]
     if result.is_error:
         raise IterationError(f"{where} failed: {' '.join(texts)[:500] or 'no message'}")
     return extract_items(result.structured_content, texts, iteration.items_path, where)
+
+
+def _reach_hint(iteration: Iteration, settings: Settings, via_dapr: bool) -> str:
+    """How to point a run at an MCP server it could not reach through the DAPR sidecar."""
+    if not via_dapr or not iteration.source_mcp:
+        return ""
+    app = env_name("PULLCTL_MCP_URL", iteration.source_mcp)
+    return (
+        f"; check that the DAPR sidecar ({mask_url(settings.dapr_endpoint)}) runs and that"
+        f" '{iteration.source_mcp}' is the server's app-id, or set {app} to the server's URL"
+    )
 
 
 async def _call_streamable(

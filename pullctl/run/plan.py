@@ -361,6 +361,39 @@ def plan_items(planner: Planner, items: list[dict[str, Any]] | None) -> Plan:
     return plan
 
 
+def no_task_reason(planner: Planner, items: list[dict[str, Any]] | None, plan: Plan) -> tuple[str, bool]:
+    """Why ``plan`` has no task, and whether the caller's options are to blame (``--only``: a usage error).
+
+    A run with nothing to fetch says why and does not succeed."""
+    if items is None:
+        reason = plan.skipped[0][1] if plan.skipped else "no request"
+        return f"nothing to fetch: {reason}", False
+    total = len(items)
+    if not total:
+        return "nothing to fetch: the iteration list is empty", False
+    if len(plan.skipped) == total:
+        return f"nothing to fetch: all {total} items were skipped (see the errors)", False
+    for name, wanted in (planner.only or {}).items():
+        values = sorted({str(i[name]) for i in items if name in i})
+        if not values:
+            fields = sorted({str(k) for i in items for k in i})
+            return f"--only {name}=…: no item has the field '{name}' (fields: {', '.join(fields)})", True
+        if not set(wanted) & set(values):
+            shown = ", ".join(values[:5]) + (f", … ({len(values)} values)" if len(values) > 5 else "")
+            return f"--only {name}={wanted[0]} matches none of the {total} items; {name} has: {shown}", True
+    if planner.only:
+        given = " ".join(f"--only {k}={v}" for k, vals in planner.only.items() for v in vals)
+        return f"{given}: no item matches all of them ({total} items)", True
+    if planner.replay is not None:
+        return (
+            f"nothing to fetch: none of the {len(planner.replay)} failed items of the replayed run is in"
+            f" the item list now ({total} items)"
+        ), False
+    if planner.shard is not None:
+        return f"nothing to fetch: shard {planner.shard} got none of the {total} items", False
+    return f"nothing to fetch: none of the {total} items became a request", False
+
+
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

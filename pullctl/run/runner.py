@@ -22,7 +22,7 @@ import httpx
 from pullctl.config.loader import LoadedSource
 from pullctl.config.models import Request
 from pullctl.config.paths import describe
-from pullctl.errors import FetchError, ItemSkippedError, IterationError, PullctlError
+from pullctl.errors import FetchError, ItemSkippedError, IterationError, PullctlError, UsageError
 from pullctl.pipeline.documents import (
     Document,
     RunRecord,
@@ -38,7 +38,16 @@ from pullctl.redact import Redactor
 from pullctl.run import incremental
 from pullctl.run.fetch import Fetcher, Page, json_bytes
 from pullctl.run.iteration import resolve_items
-from pullctl.run.plan import FetchTask, Plan, Planner, Shard, Window, plan_items, scheduled_window
+from pullctl.run.plan import (
+    FetchTask,
+    Plan,
+    Planner,
+    Shard,
+    Window,
+    no_task_reason,
+    plan_items,
+    scheduled_window,
+)
 from pullctl.run.secrets import resolve_named_secrets, resolve_secret
 from pullctl.run.transport import env_proxy, make_transport, proxy_userinfo
 from pullctl.settings import Settings
@@ -149,6 +158,7 @@ async def run_source(
     sink = sink or NoEvents()
     state = _Run(loaded, record, store, sink, observer, Redactor())
     fatal = False
+    usage: UsageError | None = None
     try:
         if store is not None:
             deadline = timedelta(seconds=config.ingestion.deadline_seconds)
@@ -162,6 +172,7 @@ async def run_source(
         fatal = True
         record.message = state.redact(exc.message)
         record.add_error(None, record.message)
+        usage = exc if isinstance(exc, UsageError) else None
     except (asyncio.CancelledError, KeyboardInterrupt):
         fatal = True
         record.message = "interrupted before the run finished"
@@ -176,6 +187,8 @@ async def run_source(
             ):  # the store may be what failed; the record is returned anyway
                 await store.save_run(record)
         observer.finished(record)
+    if usage is not None:  # recorded as failed, and the caller's to fix: exit 2
+        raise usage
     return record
 
 
@@ -211,12 +224,14 @@ async def _execute(
     )
     tasks: Iterable[FetchTask] | AsyncIterator[FetchTask]
     if ing.parent is None:
-        plan = plan_items(planner, await resolve_items(ing.iteration, settings))
+        items = await resolve_items(ing.iteration, settings)
+        plan = plan_items(planner, items)
         record.counts["items"] = plan.items
         _skipped(record, plan.skipped)
         state.observer.started(record, plan)
-        if not plan.tasks:
-            return
+        if not plan.tasks:  # not a success: say why (an --only that matches nothing is a usage error)
+            reason, usage = no_task_reason(planner, items, plan)
+            raise UsageError(reason) if usage else IterationError(reason)
         concurrency = min(concurrency, len(plan.tasks))
         tasks = plan.tasks
     else:
@@ -244,6 +259,8 @@ async def _execute(
         if ing.parent is not None:
             tasks = _child_tasks(state, settings, planner, window, http, sleep)
         await _fan_out(state, fetcher, tasks, concurrency, window)
+        if ing.parent is not None and not planner.planned and not record.counts["failed"]:
+            raise IterationError(f"nothing to fetch: {ing.parent} gave no records to iterate over")
         await _commit_states(state, options)  # after every document is stored, before the run record
     finally:
         if own_transport:

@@ -266,6 +266,7 @@ def connect(
     import os
 
     import kubernetes
+    import yaml
 
     settings = settings or Settings()
     path = kubeconfig or settings.kubeconfig or str(Path("~/.kube/config").expanduser())
@@ -298,5 +299,15 @@ def connect(
         )
     except (kubernetes.config.ConfigException, OSError) as exc:
         raise ClusterError(f"cannot use the kubeconfig {path}: {exc}") from None
+    except yaml.YAMLError as exc:  # the client's own YAML parse: one line, located
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ClusterError(f"cannot use the kubeconfig {path}: YAML syntax error{where}: {problem}") from None
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:  # valid YAML, not a kubeconfig's shape
+        raise ClusterError(
+            f"cannot use the kubeconfig {path}: not a kubeconfig ({type(exc).__name__}: {exc});"
+            " check it with: kubectl config view"
+        ) from None
     ns = namespace or (chosen.get("context") or {}).get("namespace") or "default"
     return KubeCluster(api_client, ns, str(chosen["name"]))
