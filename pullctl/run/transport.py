@@ -8,11 +8,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import ipaddress
+import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
 # What a send or a body read may raise when the wire fails (aiohttp's errors that httpx-aiohttp does not map
 # escape as they are, e.g. ClientResponseError for a malformed status line).
@@ -24,7 +27,7 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def make_transport(concurrency: int, proxy: httpx.Proxy | None = None) -> httpx.AsyncBaseTransport:
+def make_transport(concurrency: int, proxy: httpx.Proxy | None = None) -> Pool:
     """The run's one connection pool: an httpx transport over aiohttp's pool (see bench/run_bench.py).
 
     The fetcher sends straight through it, not through an ``httpx.AsyncClient``: pullctl does its own
@@ -32,11 +35,69 @@ def make_transport(concurrency: int, proxy: httpx.Proxy | None = None) -> httpx.
     Measured on 2 cores, 5,000 GETs at concurrency 50 over this pool: 1,300 requests/s through
     ``AsyncClient.stream``, 2,400 through the transport. ``proxy`` (from ``env_proxy``) carries every request.
     """
-    from httpx_aiohttp import AiohttpTransport
-
-    return AiohttpTransport(
+    return Pool(
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency), proxy=proxy
     )
+
+
+_NO_TIMEOUT = aiohttp.ClientTimeout()  # the fetcher bounds each exchange itself (asyncio.timeout)
+
+
+class Pool(AiohttpTransport):
+    """httpx-aiohttp's transport, which also sends a GET without building an ``httpx.Request`` (``get``).
+
+    The fetcher's GETs (nearly all of a run's requests) go through ``get``: the same call into aiohttp
+    that ``handle_async_request`` makes, the same errors, the same ``httpx.Response`` back, minus the
+    request object (its URL parse and header merge were about 7 % of a run's CPU, py-spy over
+    bench/run_bench.py). Everything else (a body, another transport in tests) takes the httpx route."""
+
+    async def get(self, url: str, headers: httpx.Headers) -> httpx.Response:
+        """GET ``url`` (as ``str(httpx.URL(url))`` gives it: see ``plain_url``) with ``headers``."""
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        proxy = self.proxy
+        with map_aiohttp_exceptions():
+            response = await self.client.request(
+                "GET",
+                url,
+                headers=headers,
+                allow_redirects=False,
+                auto_decompress=False,
+                compress=False,
+                timeout=_NO_TIMEOUT,
+                proxy=str(proxy.url) if proxy else None,
+                proxy_auth=aiohttp.BasicAuth(*proxy.auth) if proxy and proxy.auth else None,
+                proxy_headers=proxy.headers if proxy else None,
+            ).__aenter__()
+        extensions = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=AiohttpResponseStream(response),
+            extensions=extensions,
+        )
+
+
+_PLAIN = re.compile(
+    r"(?P<scheme>https?)://[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
+    r"(?::(?P<port>[1-9][0-9]{0,4}))?(?P<rest>/[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*)?"
+)
+_DOT_SEGMENT = re.compile(r"/\.\.?(?:[/?]|$)")
+
+
+def plain_url(url: str) -> bool:
+    """Whether ``str(httpx.URL(url)) == url`` without parsing it (13 us): an http(s) URL with a lower-case
+    host, no default or zero-led port, no dot segments, no fragment and only characters httpx leaves as
+    they are (tests/test_transport.py checks it against httpx over generated URLs)."""
+    m = _PLAIN.fullmatch(url)
+    if m is None:
+        return False
+    port = m.group("port")
+    if port and (int(port) > 65535 or port == ("80" if m.group("scheme") == "http" else "443")):
+        return False
+    return _DOT_SEGMENT.search((m.group("rest") or "").partition("?")[0]) is None
 
 
 # -- the environment's proxy ---------------------------------------------------------------------------
