@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -78,7 +78,7 @@ class Plan:
     source_id: str
     run_id: str
     window: Window
-    tasks: list[FetchTask] = field(default_factory=list)
+    tasks: Collection[FetchTask] = field(default_factory=list)  # a list, or LazyTasks (stream_items)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
     streaming: bool = False  # the items are another source's records, planned as they arrive (no total)
 
@@ -184,6 +184,18 @@ class Planner:
         take them as is. ``states``: the stored incremental states by item key (None: the source's own),
         for ``{incremental.start}``; an item without one starts from ``initial_value``, else the value is
         absent and what holds only it is left out of the request."""
+        self.again: Callable[[], Planner] = lambda: Planner(  # a fresh planner over the same arguments
+            config,
+            window,
+            run_id,
+            shard=shard,
+            only=only,
+            overrides=overrides,
+            limit=limit,
+            replay=replay,
+            secrets=secrets,
+            states=states,
+        )
         ing = config.ingestion
         assert ing.request is not None, "only scheduled_pull sources are planned"
         self.config, self.request, self.iteration = config, ing.request, ing.iteration
@@ -345,20 +357,54 @@ class Planner:
 def plan_items(planner: Planner, items: list[dict[str, Any]] | None) -> Plan:
     """``planner``'s tasks for a whole list of items at once (None: a source without iteration)."""
     config = planner.config
-    plan = Plan(config.source_id, planner.run_id, planner.window)
-    if config.ingestion.iteration is None or items is None:
-        task = planner.single()
-        plan.tasks.extend([task] if task is not None else [])
-    else:
-        for index, item in enumerate(items):
-            task = planner.item(item, index)
-            if task is not None:
-                plan.tasks.append(task)
-        last = planner.flush()
-        if last is not None:
-            plan.tasks.append(last)
+    plan = Plan(config.source_id, planner.run_id, planner.window, list(_tasks(planner, items)))
     plan.skipped = planner.skipped
     return plan
+
+
+def stream_items(planner: Planner, items: list[dict[str, Any]] | None) -> Plan:
+    """``plan_items`` without holding the tasks: ``planner`` renders every task once and drops it, so the plan
+    knows how many there are and which items are skipped, and a fresh planner renders them again as they
+    are taken (``LazyTasks``). Memory stays that of the configured items (a held task was ~650 B, 6.5 MB for
+    10,000 items) at ~7 us an item more."""
+    count = sum(1 for _ in _tasks(planner, items))
+    plan = Plan(planner.config.source_id, planner.run_id, planner.window)
+    plan.tasks = LazyTasks(planner.again, items, count)
+    plan.skipped = planner.skipped
+    return plan
+
+
+class LazyTasks(Collection[FetchTask]):
+    """A plan's tasks, rendered as they are iterated (each iteration by a fresh planner); ``len`` is known."""
+
+    def __init__(
+        self, planner: Callable[[], Planner], items: list[dict[str, Any]] | None, count: int
+    ) -> None:
+        self._planner, self._items, self._count = planner, items, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[FetchTask]:
+        return _tasks(self._planner(), self._items)
+
+    def __contains__(self, task: object) -> bool:
+        return any(t == task for t in self)
+
+
+def _tasks(planner: Planner, items: list[dict[str, Any]] | None) -> Iterator[FetchTask]:
+    if planner.config.ingestion.iteration is None or items is None:
+        task = planner.single()
+        if task is not None:
+            yield task
+        return
+    for index, item in enumerate(items):
+        task = planner.item(item, index)
+        if task is not None:
+            yield task
+    last = planner.flush()
+    if last is not None:
+        yield last
 
 
 def no_task_reason(planner: Planner, items: list[dict[str, Any]] | None, plan: Plan) -> tuple[str, bool]:

@@ -45,8 +45,8 @@ from pullctl.run.plan import (
     Shard,
     Window,
     no_task_reason,
-    plan_items,
     scheduled_window,
+    stream_items,
 )
 from pullctl.run.secrets import resolve_named_secrets, resolve_secret
 from pullctl.run.transport import env_proxy, make_transport, proxy_userinfo
@@ -225,7 +225,7 @@ async def _execute(
     tasks: Iterable[FetchTask] | AsyncIterator[FetchTask]
     if ing.parent is None:
         items = await resolve_items(ing.iteration, settings)
-        plan = plan_items(planner, items)
+        plan = stream_items(planner, items)  # the tasks are rendered as the workers take them
         record.counts["items"] = plan.items
         _skipped(record, plan.skipped)
         state.observer.started(record, plan)
