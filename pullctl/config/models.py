@@ -79,9 +79,6 @@ class Jwt(_Strict):
     lifetime_seconds: Annotated[int, Field(ge=60, le=86400)] = Field(3600, description="exp - iat")
 
 
-OAUTH2_GRANTS = ("client_credentials", "refresh_token", "jwt_bearer")
-
-
 class OAuth2(_Strict):
     """``auth_type: oauth2``: a token from ``token_url``, sent as ``Authorization: Bearer`` (SOURCES §6)."""
 
@@ -135,7 +132,7 @@ class OAuth2(_Strict):
             missing = "client_id" if self.client_id is None else "client_secret"
             raise FieldProblem(missing, "required with client_auth: basic")
         for name in ("client_id", "client_secret", "refresh_token"):
-            if name in self.extra_params or (name == "client_id" and "client_secret" in self.extra_params):
+            if name in self.extra_params:
                 raise FieldProblem("extra_params", f"{name} has its own field: set oauth2.{name}")
         for name in ("grant_type", "scope", "assertion"):
             if name in self.extra_params:
@@ -181,11 +178,10 @@ class Session(_Strict):
 
     @model_validator(mode="after")
     def _where(self) -> Session:
-        if (self.header is None) == (self.param is None):
-            field = "param" if self.header is not None else "header"
-            raise FieldProblem(
-                field, "set one of header (e.g. X-Session-Token) or param: where the token goes"
-            )
+        if self.header is not None and self.param is not None:
+            raise FieldProblem("param", "set header or param, not both: the token goes in one place")
+        if self.header is None and self.param is None:
+            raise FieldProblem("header", "set header (e.g. X-Session-Token) or param: where the token goes")
         return self
 
 

@@ -140,7 +140,11 @@ def token_at(data: Any, path: str, field_name: str) -> str:
 
 def _shape(data: Any) -> Any:
     """``data`` with its values left out, for a message (an answer's values may be credentials)."""
-    return dict.fromkeys(data, "") if isinstance(data, dict) else ([] if isinstance(data, list) else "")
+    return (
+        dict.fromkeys(data, "")
+        if isinstance(data, dict)
+        else ([""] * len(data) if isinstance(data, list) else "")
+    )
 
 
 def lifetime_at(data: Any, path: str | None) -> float | None:
