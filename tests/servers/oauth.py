@@ -16,7 +16,8 @@ that client credentials never reached the API and the access token never reached
     ``invalid_grant``. The verified claims are kept in ``assertions``.
     The answer: ``{token_field: token, "token_type": "Bearer", expires_field: lifetime}`` (no lifetime key when
     ``lifetime`` is None), ``scope`` echoed. ``token_failures`` (a list of ``(status, body, content_type)``)
-    is answered first, one per request. ``token_calls`` counts requests.
+    is answered first, one per request (with ``echo_on_token_error``, ``ECHO`` in a body becomes the client
+    secret and the request's form). ``token_calls`` counts requests.
 ``POST /login`` (JSON ``{"username", "password"}`` = ``users``): ``{"session": {"id": token}}``; 401 otherwise.
     A session lasts ``session_ttl`` seconds (server side). ``login_calls`` counts requests.
 ``GET /api/items?item=X`` (the API origin): the token in ``Authorization: Bearer``, ``X-Session-Token`` or the
@@ -24,7 +25,8 @@ that client credentials never reached the API and the access token never reached
     ``{"item": X, "token_number": n}`` (n: which token it was, 1 for the first issued). The first ``hold``
     requests wait until ``hold_until`` seconds after the first token was issued (so a run outlives its first
     token: the token expiring mid-run). ``revoke_after``: the request with that number revokes every token
-    issued so far, first (a valid-looking token refused). ``refuse_all``: every request is 401.
+    issued so far, first (a valid-looking token refused). ``refuse_all``: every request is 401;
+    ``echo_on_401``: a 401's message repeats the Authorization header and the query it got.
 ``GET /api/pages?page=N``: ``{"data": [N], "next": next_url or null}``; page 1's ``next`` is ``next_url``
     (a test points it at another origin).
 ``GET /api/away``: 302 to ``auth_url/echo`` (another origin).
@@ -76,6 +78,7 @@ class OAuthServer:
         self.client_secret = "client-s3cret/with+odd=chars"
         self.refresh_tokens: set[str] = {"rt-0"}
         self.rotate = False
+        self.rotation_suffix = ""  # appended to rotated refresh tokens (rt-1<suffix>)
         self.lifetime: float | None = 3600
         self.token_field, self.expires_field = "access_token", "expires_in"
         self.token_failures: list[tuple[int, str, str]] = []
@@ -87,6 +90,8 @@ class OAuthServer:
         self.hold, self.hold_until = 0, 0.0
         self.revoke_after: int | None = None
         self.refuse_all = False
+        self.echo_on_401 = False  # a 401's body repeats the credential it got (a careless API)
+        self.echo_on_token_error = False  # token_failures' bodies carry the client secret too
         self.next_url: str | None = None
         self.calls: list[Call] = []
         self.token_calls = self.login_calls = self.api_calls = 0
@@ -205,6 +210,8 @@ class OAuthServer:
         self.token_calls += 1
         if self.token_failures:
             status, body, content_type = self.token_failures.pop(0)
+            if self.echo_on_token_error:
+                body = body.replace("ECHO", f"{self.client_secret} {call.body}")
             return Response(body, status_code=status, media_type=content_type)
         form = dict(parse_qsl(call.body))
         grant = form.get("grant_type")
@@ -221,7 +228,7 @@ class OAuthServer:
                     return _oauth_error("invalid_grant", 400, "the refresh token is invalid or was used")
                 if self.rotate:
                     self.refresh_tokens.discard(used)
-                    new = f"rt-{next(self._rotations)}"
+                    new = f"rt-{next(self._rotations)}{self.rotation_suffix}"
                     self.refresh_tokens.add(new)
                     extra["refresh_token"] = new
         elif grant == JWT_GRANT:
@@ -289,7 +296,8 @@ class OAuthServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(max(self._first_issue + self.hold_until - time.monotonic(), 0))
         if token_number is None or self.refuse_all:
-            return JSONResponse({"message": "invalid or expired token"}, status_code=401)
+            said = f" {call.headers.get('authorization')} {call.query}" if self.echo_on_401 else ""
+            return JSONResponse({"message": f"invalid or expired token{said}"}, status_code=401)
         call.headers["x-token-number"] = str(token_number)
         return token_number
 
