@@ -329,12 +329,19 @@ def test_a_stored_token_sealed_with_another_key_is_a_one_line_error(
     oauth.rotate = True
     write_api(runner, oauth, _auth(oauth, "refresh_token"), items=1)
     assert runner.run_json("graph")[0] == 0
+    [(_, _, _, run_id)] = _stored(runner)
     code, [record], _ = runner.run_json("graph", PULLCTL_STATE_KEY=new_key())
     assert code == 1 and record["message"] == (
-        "a stored credential cannot be decrypted with PULLCTL_STATE_KEY: it was sealed with another key"
-        " (restore that key, or reset the stored credential)"
+        f"the refresh token stored for 'graph' (rotated by run {run_id}) cannot be decrypted with"
+        " PULLCTL_STATE_KEY: it was sealed with another key; restore that key, or configure a new refresh"
+        " token (a newly configured one wins over the stored one)"
     )
     assert oauth.token_calls == 1
+    oauth.refresh_tokens.add("rt-new")  # the fix it names: a new key and a new refresh token work together
+    code, _, log = runner.run_json(
+        "graph", PULLCTL_STATE_KEY=new_key(), PULLCTL_SECRET_VAULT_REFRESH_TOKEN="rt-new"
+    )
+    assert code == 0, log
 
 
 # -- token endpoint failures: one line, the run fails ------------------------------------------------------

@@ -46,7 +46,7 @@ from pullctl.config.models import OAuth2, Request, Session, SourceConfig
 from pullctl.config.paths import MISSING, describe, parse_path
 from pullctl.errors import AuthError, PullctlError
 from pullctl.pipeline.state import AuthState
-from pullctl.pipeline.state_key import STATE_KEY_VAR, StateCipher
+from pullctl.pipeline.state_key import STATE_KEY_VAR, StateCipher, StateKeyError
 from pullctl.pipeline.store import StateStore
 from pullctl.redact import Redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, Policy, call_with_retries
@@ -387,7 +387,14 @@ class RotationKeeper:
         stored = await self.store.get_auth_state(self.key)
         if stored is None or stored.fingerprint != self.fingerprint:
             return self.configured
-        return self.cipher.open(stored.ciphertext)
+        try:
+            return self.cipher.open(stored.ciphertext)
+        except StateKeyError:
+            raise AuthError(
+                f"the refresh token stored for '{self.key}' (rotated by run {stored.run_id}) cannot be"
+                f" decrypted with {STATE_KEY_VAR}: it was sealed with another key; restore that key, or"
+                " configure a new refresh token (a newly configured one wins over the stored one)"
+            ) from None
 
     async def keep(self, refresh_token: str) -> None:
         sealed = self.cipher.seal(refresh_token)
