@@ -1,13 +1,15 @@
 """Log lines on stderr. With ``PULLCTL_LOG_FORMAT=json`` every line is one JSON object, whoever writes it.
 
     json_line(level, event, **fields)  the one shape: {"ts", "level", "event", ...fields} (no newline)
+    JsonLines(stream)                  writes such lines to a stream (``serve``, the run's observer, the CLI)
     JsonFormatter                      a stdlib log record as such a line (pullctl's, uvicorn's, a library's)
     StderrHandler                      writes to the ``sys.stderr`` of the moment (not the one at start-up)
     configure(log_format)              json: every logger's records as JSON lines; else pullctl's as text
 
 Library code logs through ``logging.getLogger("pullctl...")`` with ``extra={"event": ...}``; third-party
 loggers (the OpenTelemetry exporter, asyncio, mcp) reach the same handler through the root logger, and
-``warnings.warn`` does too in json mode. The run observers and ``serve``'s ``JsonLog`` write ``json_line``s.
+``warnings.warn`` does too in json mode. Structured lines with fields of their own (a run's progress,
+``serve``'s triggers, the CLI's errors in json mode) go through one ``JsonLines`` writer.
 """
 
 from __future__ import annotations
@@ -16,13 +18,29 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 
-def json_line(level: str, event: str, **fields: Any) -> str:
-    line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": level, "event": event}
+def json_line(level: str, event: str, *, at: float | None = None, **fields: Any) -> str:
+    """One line, no newline: ``ts`` (``at``, epoch seconds, else now), ``level``, ``event``, the fields."""
+    line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)), "level": level, "event": event}
     line.update(fields)
     return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class JsonLines:
+    """Writes ``json_line``s, one per call, to ``stream`` (else the ``sys.stderr`` of the moment), flushed."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream
+
+    @property
+    def stream(self) -> IO[str]:
+        return self._stream or sys.stderr
+
+    def __call__(self, level: str, event: str, **fields: Any) -> None:
+        self.stream.write(json_line(level, event, **fields) + "\n")
+        self.stream.flush()
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,16 +51,11 @@ class JsonFormatter(logging.Formatter):
         self.default_event = default_event
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
-            "level": record.levelname.lower(),
-            "event": getattr(record, "event", None) or self.default_event,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        fields: dict[str, Any] = {"logger": record.name, "message": record.getMessage()}
         if record.exc_info:
-            line["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+            fields["traceback"] = self.formatException(record.exc_info)
+        event = getattr(record, "event", None) or self.default_event
+        return json_line(record.levelname.lower(), event, at=record.created, **fields)
 
 
 class TextFormatter(logging.Formatter):

@@ -28,11 +28,10 @@ import asyncio
 import contextlib
 import hmac
 import json
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -43,7 +42,7 @@ from pullctl.config.loader import LoadResult
 from pullctl.config.source import ConfigSource
 from pullctl.dapr import DaprClient, unwrap_value
 from pullctl.errors import PullctlError, UsageError
-from pullctl.logs import json_line
+from pullctl.logs import JsonLines
 from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.documents import RunRecord, new_run_id, utcnow
 from pullctl.pipeline.store import Store, store_at
@@ -52,21 +51,6 @@ from pullctl.schedulers.dapr_jobs import JobsPlan, source_id_of, startup_policy,
 from pullctl.settings import Settings
 
 INTERRUPTED = "interrupted: pullctl serve shut down before the run finished"
-
-
-class JsonLog:
-    """One JSON object per line: ``ts``, ``level``, ``event`` and the fields (``logs.json_line``)."""
-
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        self._stream = stream
-
-    @property
-    def stream(self) -> IO[str]:
-        return self._stream or sys.stderr
-
-    def __call__(self, level: str, event: str, **fields: Any) -> None:
-        self.stream.write(json_line(level, event, **fields) + "\n")
-        self.stream.flush()
 
 
 def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
@@ -139,7 +123,7 @@ class PullService:
         startup_first_delay: float = 1.0,
         startup_max_delay: float = 15.0,
         shutdown_grace: float = 5.0,
-        log: JsonLog | None = None,
+        log: JsonLines | None = None,
         configs: ConfigSource | None = None,
         max_concurrent_runs: int = 4,
     ) -> None:
@@ -149,8 +133,8 @@ class PullService:
         self.sync_on_start = sync_on_start
         self.startup_policy = startup_policy(startup_attempts, startup_first_delay, startup_max_delay)
         self.shutdown_grace = shutdown_grace
-        self.log = log or JsonLog()
-        self.app_token = settings.environ.get("APP_API_TOKEN") or None
+        self.log = log or JsonLines()
+        self.app_token = settings.app_api_token
         self.store: Store | None = None
         self.dapr: DaprClient | None = None
         self.in_flight: dict[str, _InFlight] = {}

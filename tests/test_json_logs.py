@@ -157,7 +157,7 @@ def test_an_unreachable_collector_costs_about_two_seconds_not_seven(monkeypatch:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)  # the exporter reads it from os.environ
     record = RunRecord("r1", "spots", "schedule", {})
     started = time.monotonic()
-    warning = export_run_metrics(record, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    warning = export_run_metrics(record, endpoint)
     elapsed = time.monotonic() - started
     assert warning == f"run metrics could not be sent to {endpoint}"
     assert elapsed < 5, f"the export took {elapsed:.1f} s"

@@ -35,10 +35,10 @@ def mcp_error(
     """The message ``call_mcp_tool`` fails with, for a direct ``mcp_url`` (or ``source_mcp`` + its URL)."""
     if source_mcp:
         iteration = Iteration(foreach="region", source_mcp=source_mcp, source_tool=tool, **extra)
-        settings = Settings(environ={f"PULLCTL_MCP_URL_{source_mcp.upper().replace('-', '_')}": url})
+        settings = Settings(mcp_urls={f"PULLCTL_MCP_URL_{source_mcp.upper().replace('-', '_')}": url})
     else:
         iteration = Iteration(foreach="region", mcp_url=url, source_tool=tool, **extra)
-        settings = Settings(environ={})
+        settings = Settings()
     with pytest.raises(IterationError) as caught:
         asyncio.run(call_mcp_tool(iteration, settings, deadline=10))
     return caught.value.message
@@ -71,7 +71,7 @@ def test_mcp_error_masks_the_password_of_the_url(source_mcp: str | None, expecte
 
 def test_python_literal_text_gives_the_items(mcp_server: McpTestServer) -> None:
     iteration = Iteration(foreach="region", mcp_url=mcp_server.url, source_tool="list_regions_python")
-    items = asyncio.run(call_mcp_tool(iteration, Settings(environ={})))
+    items = asyncio.run(call_mcp_tool(iteration, Settings()))
     assert items == [{**r, "active": True, "closed_at": None} for r in DEFAULT_REGIONS]
 
 
@@ -142,7 +142,7 @@ def test_sse_only_server_is_reached_over_sse(caplog: pytest.LogCaptureFixture) -
         url = server.url
         iteration = Iteration(foreach="region", mcp_url=url, source_tool="list_active_regions")
         with caplog.at_level("WARNING", logger="pullctl"):
-            items = asyncio.run(call_mcp_tool(iteration, Settings(environ={}), deadline=10))
+            items = asyncio.run(call_mcp_tool(iteration, Settings(), deadline=10))
         assert server.calls == [("list_active_regions", {})]
     assert url.endswith("/sse") and items == DEFAULT_REGIONS
     where = f"MCP tool 'list_active_regions' on {url}"
@@ -194,7 +194,7 @@ def test_sse_only_server_behind_dapr_invocation_fails_fast_with_the_way_around(
             foreach="region", source_mcp="plantation-mcp", source_tool="list_active_regions", mcp_path="/sse"
         )
         with pytest.raises(IterationError) as caught:
-            asyncio.run(call_mcp_tool(iteration, Settings(dapr_endpoint=dapr.url, environ={}), deadline=10))
+            asyncio.run(call_mcp_tool(iteration, Settings(dapr_endpoint=dapr.url), deadline=10))
         url = f"{dapr.url}/v1.0/invoke/plantation-mcp/method/sse"
     assert caught.value.message == (
         f"MCP tool 'list_active_regions' on plantation-mcp ({url}): {SSE_ONLY}, which cannot go through DAPR "

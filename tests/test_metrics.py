@@ -64,7 +64,7 @@ def test_run_metrics_are_exported(
 def test_nothing_is_imported_without_the_endpoint() -> None:
     probe = (
         "import sys; from pullctl.pipeline.documents import RunRecord; from pullctl.pipeline.metrics import"
-        " export_run_metrics as e; print(e(RunRecord('r','s','manual',{}), {}), 'opentelemetry' in sys.modules)"
+        " export_run_metrics as e; print(e(RunRecord('r','s','manual',{}), None), 'opentelemetry' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "None False"

@@ -25,10 +25,11 @@ from pullctl.asgi import BackgroundServer
 from pullctl.config.loader import ConfigEntry
 from pullctl.config.source import ConfigSource, FilesReader
 from pullctl.dapr import DaprClient
+from pullctl.logs import JsonLines
 from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.store import store_at
 from pullctl.schedulers.dapr_jobs import sync_jobs
-from pullctl.server import INTERRUPTED, JsonLog, PullService, create_app
+from pullctl.server import INTERRUPTED, PullService, create_app
 from pullctl.settings import Settings
 from tests.conftest import Cli
 from tests.emulators.dapr import DaprEmulator
@@ -73,7 +74,7 @@ class Served:
             }
         )
         options = {"startup_first_delay": 0.05, "startup_max_delay": 0.2, **service}
-        self.service = PullService(self.settings, log=JsonLog(self.log), **options)
+        self.service = PullService(self.settings, log=JsonLines(self.log), **options)
         self.server = BackgroundServer(create_app(self.settings, self.service))
 
     def start(self) -> Served:
@@ -400,7 +401,7 @@ async def test_shutdown_records_a_run_that_outlives_the_grace_period(
         }
     )
     log = Log()
-    service = PullService(settings, sync_on_start=False, shutdown_grace=0.2, log=JsonLog(log))
+    service = PullService(settings, sync_on_start=False, shutdown_grace=0.2, log=JsonLines(log))
     await service.start()
     trigger = asyncio.create_task(service.trigger("weather-api", via="test"))
     for _ in range(500):  # until the run is fetching
@@ -452,7 +453,7 @@ def test_seed_scenario_jobs_follow_the_config_store(
     # serve starts and registers every job
     log = Log()
     settings = Settings.from_env(env)
-    service = PullService(settings, log=JsonLog(log), startup_first_delay=0.05)
+    service = PullService(settings, log=JsonLines(log), startup_first_delay=0.05)
     server = BackgroundServer(create_app(settings, service)).start()
     dapr_emulator.job_app_url = server.url
     try:

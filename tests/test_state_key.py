@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pullctl.pipeline.state_key import STATE_KEY_VAR, StateCipher, StateKeyError, new_key
+from pullctl.settings import Settings
 from tests.conftest import Cli
 
 
@@ -20,14 +21,14 @@ def test_keygen_prints_a_key_the_cipher_takes(cli: Cli) -> None:
 
 
 def test_no_key_in_the_environment_is_no_cipher() -> None:
-    assert StateCipher.from_env({}) is None
-    assert StateCipher.from_env({STATE_KEY_VAR: "  "}) is None
-    assert StateCipher.from_env({STATE_KEY_VAR: new_key()}) is not None
+    assert StateCipher.from_settings(Settings.from_env({})) is None
+    assert StateCipher.from_settings(Settings.from_env({STATE_KEY_VAR: "  "})) is None
+    assert StateCipher.from_settings(Settings.from_env({STATE_KEY_VAR: new_key()})) is not None
 
 
 def test_a_malformed_key_names_the_variable_and_the_fix_not_the_value() -> None:
     with pytest.raises(StateKeyError) as caught:
-        StateCipher.from_env({STATE_KEY_VAR: "not-a-key-hunter2"})
+        StateCipher.from_settings(Settings.from_env({STATE_KEY_VAR: "not-a-key-hunter2"}))
     assert caught.value.message == (
         "PULLCTL_STATE_KEY is not a valid key (32 url-safe base64-encoded bytes):"
         " make one with `pullctl state keygen`"

@@ -23,8 +23,8 @@ from pullctl.settings import Settings
 
 class _PullctlGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
-        output.use_log_format(Settings.from_env().log_format)
         try:
+            output.use_log_format(Settings.from_env().log_format)
             return super().invoke(ctx)
         except PullctlError as exc:
             output.error(exc.message, event="fatal_error", exit_code=exc.exit_code)

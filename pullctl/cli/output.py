@@ -52,8 +52,7 @@ def json_lines() -> bool:
 
 
 def _json_line(level: str, event: str, message: str, fields: dict[str, Any]) -> None:
-    sys.stderr.write(logs.json_line(level, event, message=message, **fields) + "\n")
-    sys.stderr.flush()
+    logs.JsonLines()(level, event, message=message, **fields)
 
 
 def error(message: str, event: str = "error", **fields: Any) -> None:

@@ -142,7 +142,7 @@ def run(
         raise UsageError("--replay runs the replayed run's window; it cannot be combined with --from/--to")
     overrides = {k: v[-1] for k, v in parse_assignments(set_ or [], "--set").items()}
     options = RunOptions(
-        trigger=settings.environ.get("PULLCTL_TRIGGER", "manual"),
+        trigger=settings.trigger,
         shard=Shard.parse(shard) if shard else None,
         only=parse_assignments(only or [], "--only") or None,
         overrides=overrides or None,

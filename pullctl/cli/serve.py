@@ -44,7 +44,7 @@ def serve(
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config, store=store)
-    warning = check_exposure(host, settings.environ.get("APP_API_TOKEN"), allow_unauthenticated)
+    warning = check_exposure(host, settings.app_api_token, allow_unauthenticated)
     if warning:
         output.warning(warning)
     uvicorn.run(

@@ -18,16 +18,15 @@ Metrics, each with the attributes ``source_id``, ``trigger`` and ``status`` of t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pullctl.pipeline.documents import RunRecord
 
 EXPORT_TIMEOUT_SECONDS = 2.0  # the whole export: every attempt and every backoff wait (one retry at most)
 
 
-def export_run_metrics(record: RunRecord, environ: Mapping[str, str]) -> str | None:
-    """Export one finished run's metrics; a warning text when they could not be sent, else None."""
-    if not environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+def export_run_metrics(record: RunRecord, endpoint: str | None) -> str | None:
+    """Export one finished run's metrics to ``endpoint`` (``OTEL_EXPORTER_OTLP_ENDPOINT``, which the exporter
+    reads itself too); a warning text when they could not be sent, else None (also when ``endpoint`` is)."""
+    if not endpoint:
         return None
     try:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -64,4 +63,4 @@ def export_run_metrics(record: RunRecord, environ: Mapping[str, str]) -> str | N
         provider.shutdown()
     if result is MetricExportResult.SUCCESS:
         return None
-    return f"run metrics could not be sent to {environ['OTEL_EXPORTER_OTLP_ENDPOINT']}"
+    return f"run metrics could not be sent to {endpoint}"

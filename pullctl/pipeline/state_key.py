@@ -7,9 +7,8 @@ production it comes from a Kubernetes Secret (docs/kubernetes.md). Errors name t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pullctl.errors import PullctlError
+from pullctl.settings import Settings
 
 STATE_KEY_VAR = "PULLCTL_STATE_KEY"
 
@@ -40,9 +39,9 @@ class StateCipher:
             ) from None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> StateCipher | None:
+    def from_settings(cls, settings: Settings) -> StateCipher | None:
         """The cipher of ``PULLCTL_STATE_KEY``, or None when it is unset or empty."""
-        key = environ.get(STATE_KEY_VAR, "")
+        key = settings.state_key or ""
         return cls(key) if key.strip() else None
 
     def seal(self, text: str) -> str:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from pullctl.logs import json_line
+from pullctl.logs import JsonLines
 from pullctl.pipeline.documents import RunRecord
 from pullctl.run.plan import Plan
 
@@ -24,16 +24,14 @@ class JsonLogObserver:
         interval: float = PROGRESS_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.stream = stream or sys.stderr
+        self._lines = JsonLines(stream)
         self.interval = interval  # a "progress" line at most this often, seconds (0: none)
         self._clock = clock
         self._next = clock() + interval
         self._done = 0
 
     def log(self, level: str, event: str, record: RunRecord, **fields: Any) -> None:
-        line = json_line(level, event, source_id=record.source_id, run_id=record.run_id, **fields)
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        self._lines(level, event, source_id=record.source_id, run_id=record.run_id, **fields)
 
     def started(self, record: RunRecord, plan: Plan) -> None:
         self.log(

@@ -213,7 +213,7 @@ async def _execute(
         state.observer.started(record, Plan(config.source_id, record.run_id, window, streaming=True))
     own_transport = transport is None
     if transport is None:
-        proxy = env_proxy(ing.request.base_url, settings.environ)
+        proxy = env_proxy(ing.request.base_url, settings.proxies)
         userinfo = proxy_userinfo(proxy) if proxy is not None else None
         if userinfo:
             state.redact.add(userinfo)

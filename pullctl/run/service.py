@@ -56,7 +56,7 @@ def _runnable(source: LoadedSource) -> LoadedSource:
 def shard_from_env(loaded: LoadedSource, settings: Settings) -> Shard | None:
     """An Indexed Job pod's share: ``JOB_COMPLETION_INDEX`` of ``iteration.shards``."""
     iteration = loaded.config.ingestion.iteration
-    index = settings.environ.get("JOB_COMPLETION_INDEX")
+    index = settings.job_completion_index
     if iteration is None or iteration.shards <= 1 or index is None:
         return None
     if not index.isdigit() or int(index) >= iteration.shards:
@@ -113,7 +113,7 @@ async def run_pulls(
                 now=now,
             )
             records.append(record)
-            warning = await asyncio.to_thread(export_run_metrics, record, settings.environ)
+            warning = await asyncio.to_thread(export_run_metrics, record, settings.otel_endpoint)
             if warning:
                 logger.warning(warning, extra={"event": "metrics_not_sent"})
         return records
@@ -144,7 +144,7 @@ def exit_code(records: list[RunRecord]) -> int:
 
 async def shutdown_sidecar(settings: Settings) -> str | None:
     """Shut the DAPR sidecar down when asked (``PULLCTL_DAPR_SHUTDOWN=1``); a warning, or None."""
-    if settings.environ.get("PULLCTL_DAPR_SHUTDOWN", "").lower() not in ("1", "true", "yes"):
+    if not settings.dapr_shutdown:
         return None
     from pullctl.dapr import DaprClient
 

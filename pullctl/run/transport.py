@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import ipaddress
-import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -43,12 +42,11 @@ def make_transport(concurrency: int, proxy: httpx.Proxy | None = None) -> httpx.
 # -- the environment's proxy ---------------------------------------------------------------------------
 
 
-def env_proxy(url: str, environ: Mapping[str, str] | None = None) -> httpx.Proxy | None:
+def env_proxy(url: str, environ: Mapping[str, str]) -> httpx.Proxy | None:
     """The proxy that ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY`` name for ``url``, unless ``NO_PROXY``
     exempts its host (the conventions of curl, requests and httpx). Chosen once per run, for the source's
     ``base_url``: a next page or redirect to another origin goes through the same proxy."""
-    env = os.environ if environ is None else environ
-    lower = {k.lower(): v for k, v in env.items() if k.lower().endswith("_proxy") and v}
+    lower = {k.lower(): v for k, v in environ.items() if k.lower().endswith("_proxy") and v}
     parts = urlsplit(url)
     proxy = lower.get(f"{parts.scheme}_proxy") or lower.get("all_proxy")
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
