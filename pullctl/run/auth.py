@@ -51,6 +51,7 @@ from pullctl.pipeline.store import StateStore
 from pullctl.redact import Redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, Policy, call_with_retries
 from pullctl.run.transport import TRANSPORT_ERRORS, env_proxy, make_transport
+from pullctl.settings import Settings
 from pullctl.transport_errors import host_of, transport_failure
 
 ANSWER_CAP = 1024 * 1024  # a token answer is a few hundred bytes; a larger one is not a token endpoint's
@@ -573,7 +574,7 @@ async def open_tokens(
     secrets: Mapping[str, str],
     *,
     redact: Redactor,
-    environ: Mapping[str, str],
+    settings: Settings,
     store: StateStore | None,
     dry_run: bool,
     run_id: str,
@@ -593,7 +594,7 @@ async def open_tokens(
     keeper: RotationKeeper | None = None
     cfg = ing.request.oauth2
     if isinstance(flow, RefreshToken) and cfg is not None and cfg.rotation:
-        cipher = StateCipher.from_env(environ)
+        cipher = StateCipher.from_settings(settings)
         fix = "or set oauth2.rotation: false if the provider never rotates refresh tokens"
         if cipher is None:
             raise AuthError(
@@ -609,7 +610,7 @@ async def open_tokens(
         keeper = RotationKeeper(store, cipher, config.source_id, flow.refresh_token, run_id)
     owns = transport is None
     if transport is None:  # its own small pool, through the proxy the environment names for its host
-        transport = make_transport(1, env_proxy(flow.request_url, environ))
+        transport = make_transport(1, env_proxy(flow.request_url, settings.proxies))
     manager = TokenManager(
         flow,
         transport,

@@ -256,7 +256,7 @@ async def _tokens(
         config,
         named,
         redact=state.redact,
-        environ=settings.environ,
+        settings=settings,
         store=state.store,
         dry_run=state.dry_run,
         run_id=state.record.run_id,
