@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from pullctl.errors import StoreError
 from pullctl.pipeline.state_key import new_key
 from tests.conftest import Cli
 from tests.runkit import Runner, write_source
@@ -426,3 +427,74 @@ def test_the_token_never_follows_a_next_page_or_redirect_to_another_origin(
     [token] = oauth.issued()
     assert token not in oauth.seen("auth")
     assert [c.path for c in oauth.calls if c.server == "auth"] == ["/token"]
+
+
+# -- the store refuses the rotated token; MongoDB; a parent source with its own token ------------------------
+
+
+class _RefusingAuthState:
+    """The real SQLite store, except that keeping a credential fails (a full disk, a lost primary)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def put_auth_state(self, state: Any) -> None:
+        raise StoreError("cannot write to /data/pullctl.db: disk I/O error")
+
+
+@pytest.mark.anyio
+async def test_a_rotated_token_the_store_refuses_fails_the_run_loudly(
+    tmp_path: Path, oauth: OAuthServer
+) -> None:
+    from pullctl.config.loader import load_paths
+    from pullctl.pipeline.store import open_store
+    from pullctl.run.runner import run_source
+    from pullctl.settings import Settings
+
+    oauth.rotate = True
+    runner = Runner(Cli(), tmp_path, {})
+    write_api(runner, oauth, _auth(oauth, "refresh_token"), items=2)
+    settings = Settings.from_env(
+        {**env_for(oauth, PULLCTL_STATE_KEY=new_key()), "PULLCTL_STORE": f"sqlite:///{runner.db}"}
+    )
+    [loaded] = load_paths([runner.config]).sources
+    async with open_store(settings) as store:
+        record = await run_source(loaded, settings, _RefusingAuthState(store))
+    assert record.status == "failed" and record.message == (
+        f"oauth2 refresh_token grant at {oauth.auth_url}/token rotated the refresh token, but the store refused"
+        " to keep it (cannot write to /data/pullctl.db: disk I/O error); the next run will need a new refresh"
+        " token configured"
+    )
+    assert oauth.api_calls == 0  # nothing was fetched with a token whose successor is lost
+    assert "rt-1" not in record.message
+
+
+@pytest.mark.mongo
+@pytest.mark.usefixtures("pymongo_socket_leaks_tolerated")
+def test_rotation_across_runs_with_the_mongodb_store(
+    runner: Runner, oauth: OAuthServer, mongo_uri: str, mongo_database: str
+) -> None:
+    oauth.rotate = True
+    store = {"PULLCTL_STORE": mongo_uri, "PULLCTL_MONGODB_DATABASE": mongo_database}
+    write_api(runner, oauth, _auth(oauth, "refresh_token"), items=1)
+    for _ in range(3):
+        code, _, log = runner.run_json("graph", **store)
+        assert code == 0, log
+    assert _spent(oauth) == ["rt-0", "rt-1", "rt-2"]
+
+
+def test_a_parent_source_gets_its_own_token(runner: Runner, oauth: OAuthServer) -> None:
+    auth = _auth(oauth, "client_credentials")
+    parent = {"base_url": f"{oauth.api_url}/api/pages", **auth}
+    write_source(
+        runner.config, "teams", secrets=SECRETS, request=parent, records={"path": "data"}, retry=RETRY
+    )
+    child = {"base_url": f"{oauth.api_url}/api/items", "parameters": {"item": "{team.id}"}, **auth}
+    iteration = {"foreach": "team", "from_source": "teams", "key": "id"}
+    write_source(runner.config, "channels", secrets=SECRETS, request=child, iteration=iteration, retry=RETRY)
+    code, [record], log = runner.run_json("channels")
+    assert code == 0 and record["counts"]["fetched"] == 1 and record["counts"]["parent_requests"] == 1, log
+    assert oauth.token_calls == 2  # one token per source's auth, each for its whole run

@@ -27,7 +27,7 @@ that client credentials never reached the API and the access token never reached
     token: the token expiring mid-run). ``revoke_after``: the request with that number revokes every token
     issued so far, first (a valid-looking token refused). ``refuse_all``: every request is 401;
     ``echo_on_401``: a 401's message repeats the Authorization header and the query it got.
-``GET /api/pages?page=N``: ``{"data": [N], "next": next_url or null}``; page 1's ``next`` is ``next_url``
+``GET /api/pages?page=N``: ``{"data": [{"id": "pN"}], "next": next_url or null}``; page 1's ``next`` is ``next_url``
     (a test points it at another origin).
 ``GET /api/away``: 302 to ``auth_url/echo`` (another origin).
 """
@@ -312,7 +312,7 @@ class OAuthServer:
         if isinstance(guarded, Response):
             return guarded
         page = int(call.query.get("page", "1"))
-        return JSONResponse({"data": [page], "next": self.next_url if page == 1 else None})
+        return JSONResponse({"data": [{"id": f"p{page}"}], "next": self.next_url if page == 1 else None})
 
     async def _away(self, request: Request, call: Call) -> Response:
         return RedirectResponse(f"{self.auth_url}/echo", status_code=302)
