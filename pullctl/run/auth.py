@@ -591,6 +591,8 @@ async def open_tokens(
     flow = flow_for(ing.request, secrets)
     if flow is None:
         return None
+    if isinstance(flow, JwtBearer):
+        redact.add(flow.private_key)  # as it is used: a JSON key file's \n escapes undone
     keeper: RotationKeeper | None = None
     cfg = ing.request.oauth2
     if isinstance(flow, RefreshToken) and cfg is not None and cfg.rotation:
