@@ -381,6 +381,7 @@ def test_token_endpoint_failures_fail_the_run_in_one_line(
     assert code == 1 and record["status"] == "failed"
     assert record["message"] == f"oauth2 client_credentials grant at {oauth.auth_url}/token: {expected}"
     assert [e["item"] for e in record["errors"]] == [None]  # the run's error, not 5 item failures
+    assert record["counts"]["requests"] == 0  # no API request went out without a token
     assert oauth.api_calls == 0 and oauth.token_calls == (2 if "5xx" in expected or "503" in expected else 1)
 
 

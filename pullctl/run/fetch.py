@@ -285,10 +285,11 @@ class Fetcher:
 
     async def _attempt(self, request: PageRequest, task: FetchTask) -> Page:
         await self.limiter.acquire()
-        self.counts["requests"] += 1
         if self.tokens is None:
+            self.counts["requests"] += 1
             return await self._bounded(request, task)
         grant = await self.tokens.grant()  # outside the request's timeout: a renewal has its own
+        self.counts["requests"] += 1
         try:
             return await self._bounded(request, task, grant)
         except _Refused:
