@@ -22,7 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pullctl.schedulers.kubernetes import RenderOptions, render_configs, sync_configs
+from pullctl.schedulers.kubernetes.options import RenderOptions
+from pullctl.schedulers.kubernetes.sources import render_configs
+from pullctl.schedulers.kubernetes.sync import sync_configs
 from tests.emulators.kube import KubeEmulator
 
 SOURCE = """\

@@ -2,12 +2,15 @@
 
 ``run_demo`` starts two servers in this process on free loopback ports (``pullctl.asgi.BackgroundServer``):
 
-* the demo weather API, ``GET /v1/forecast``: the shape of Open-Meteo's forecast response, a function of
-  ``latitude``/``longitude``/``hourly``/``forecast_days`` only (``generationtime_ms`` aside, which the source
-  ignores for dedup), after 20 to 80 ms of latency; the first request for each of ``FLAKY_REGIONS`` answers
-  ``503`` with ``Retry-After: 1``, so the first run shows two retries;
-* the demo MCP server (``mcp.server.mcpserver.MCPServer`` over streamable HTTP) with the tool
-  ``list_active_regions``, which returns ``REGIONS``.
+* the demo weather API, ``GET /v1/forecast`` (``pullctl.demo_servers.WeatherApi``): the shape of Open-Meteo's
+  forecast response, a function of the query (``generationtime_ms`` aside, which the source ignores for
+  dedup), after 20 to 80 ms of latency; the first request for each of ``FLAKY_REGIONS`` answers ``503`` with
+  ``Retry-After: 1``, so the first run shows two retries;
+* the demo MCP server (``pullctl.demo_servers.build_mcp_server``, ``MCPServer`` over streamable HTTP) with the
+  tool ``list_active_regions``, which returns ``REGIONS``.
+
+The test suite serves the same two implementations (``tests/servers/upstream.py``,
+``tests/servers/mcp_server.py``).
 
 It then writes the demo source to ``<dir>/configs/weather-api.yaml`` (a copy of
 ``config/source-configs/weather-api.yaml`` whose ``base_url`` points at the demo weather API), starts a fresh
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,13 +37,10 @@ from typing import TYPE_CHECKING, Any
 from pullctl.pipeline.documents import RunRecord
 
 if TYPE_CHECKING:
-    from mcp.server.mcpserver import MCPServer
     from rich.console import Console
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
 
     from pullctl.asgi import BackgroundServer
+    from pullctl.demo_servers import WeatherApi
     from pullctl.run.plan import Window
     from pullctl.run.runner import RunObserver
     from pullctl.settings import Settings
@@ -54,8 +53,6 @@ __all__ = [
     "DemoPaths",
     "DemoResult",
     "DemoServers",
-    "WeatherApi",
-    "build_mcp_server",
     "demo_servers",
     "run_demo",
 ]
@@ -134,17 +131,6 @@ ingestion:
     ignore_fields: [generationtime_ms]
 """)
 
-# Open-Meteo's variables (the ones the demo knows) and units; hours start at a fixed date so runs repeat.
-HOURLY_UNITS = {
-    "temperature_2m": "°C",
-    "relative_humidity_2m": "%",
-    "precipitation": "mm",
-    "wind_speed_10m": "km/h",
-    "cloud_cover": "%",
-    "surface_pressure": "hPa",
-}
-FORECAST_START = "2026-01-01"
-
 
 @dataclass(frozen=True)
 class DemoPaths:
@@ -177,134 +163,6 @@ class DemoPaths:
         self.config_file.write_text(SOURCE_TEMPLATE.substitute(base_url=base_url), encoding="utf-8")
 
 
-class WeatherApi:
-    """The demo weather API's state: which regions fail first, how many requests and 503s it served."""
-
-    def __init__(self, regions: list[dict[str, Any]], flaky: tuple[str, ...] = FLAKY_REGIONS) -> None:
-        by_id = {r["region_id"]: r for r in regions}
-        self.flaky = {_coords(by_id[i]["latitude"], by_id[i]["longitude"]) for i in flaky}
-        self.seen: set[tuple[float, float]] = set()
-        self.requests = 0
-        self.unavailable = 0
-
-    def app(self) -> Starlette:
-        from starlette.applications import Starlette
-        from starlette.routing import Route
-
-        return Starlette(routes=[Route("/v1/forecast", self.forecast)])
-
-    async def forecast(self, request: Request) -> Response:
-        import asyncio
-
-        from starlette.responses import JSONResponse
-
-        self.requests += 1
-        params = request.query_params
-        try:
-            latitude = _number(params.get("latitude"), "latitude", 90)
-            longitude = _number(params.get("longitude"), "longitude", 180)
-            days = int(params.get("forecast_days", "2"))
-            if not 1 <= days <= 16:
-                raise ValueError(f"Parameter 'forecast_days' must be in range of 1 to 16. Given: {days}")
-            variables = [v for v in params.get("hourly", "").split(",") if v]
-            unknown = [v for v in variables if v not in HOURLY_UNITS]
-            if unknown:
-                raise ValueError(f"Invalid String value {unknown[0]} for key hourly")
-        except ValueError as exc:
-            return JSONResponse({"error": True, "reason": str(exc)}, status_code=400)
-        where = _coords(latitude, longitude)
-        await asyncio.sleep((20 + zlib.crc32(repr(where).encode()) % 61) / 1000)  # 20..80 ms
-        if where in self.flaky and where not in self.seen:
-            self.seen.add(where)
-            self.unavailable += 1
-            reason = "demo: the first request for this region is refused, to show a retry"
-            return JSONResponse(
-                {"error": True, "reason": reason}, status_code=503, headers={"Retry-After": "1"}
-            )
-        self.seen.add(where)
-        return JSONResponse(_forecast(latitude, longitude, days, variables))
-
-
-def _coords(latitude: float, longitude: float) -> tuple[float, float]:
-    return round(latitude, 4), round(longitude, 4)
-
-
-def _number(raw: str | None, name: str, limit: float) -> float:
-    if raw is None:
-        raise ValueError(f"Required parameter '{name}' is missing")
-    value = float(raw)
-    if not -limit <= value <= limit:
-        raise ValueError(f"{name.capitalize()} must be in range of -{limit:g} to {limit:g}°. Given: {raw}.")
-    return value
-
-
-def _forecast(latitude: float, longitude: float, days: int, variables: list[str]) -> dict[str, Any]:
-    """Open-Meteo's forecast shape; everything but ``generationtime_ms`` is a function of the arguments."""
-    import math
-    import random
-    from datetime import date, timedelta
-
-    start = date.fromisoformat(FORECAST_START)
-    body: dict[str, Any] = {
-        "latitude": round(latitude, 4),
-        "longitude": round(longitude, 4),
-        "generationtime_ms": round(random.uniform(0.02, 0.9), 6),
-        "utc_offset_seconds": 0,
-        "timezone": "GMT",
-        "timezone_abbreviation": "GMT",
-        "elevation": float(round(abs(latitude * 37 + longitude * 11) % 1900)),
-    }
-    if not variables:
-        return body
-    hours = [start + timedelta(days=d) for d in range(days)]
-    times = [f"{day.isoformat()}T{h:02d}:00" for day in hours for h in range(24)]
-    series: dict[str, list[float | int]] = {}
-    base = 27 - abs(latitude) * 0.4
-    for variable in variables:
-        rng = random.Random(f"{latitude:.4f},{longitude:.4f},{variable}")
-        values: list[float | int] = []
-        for i in range(len(times)):
-            diurnal = math.sin((i % 24 - 9) / 24 * 2 * math.pi)
-            match variable:
-                case "temperature_2m":
-                    values.append(round(base + 6 * diurnal + rng.uniform(-1.5, 1.5), 1))
-                case "relative_humidity_2m" | "cloud_cover":
-                    values.append(rng.randint(40, 100))
-                case "precipitation":
-                    values.append(round(max(0.0, rng.gauss(0, 0.7)), 1))
-                case "wind_speed_10m":
-                    values.append(round(rng.uniform(0, 24), 1))
-                case _:  # surface_pressure
-                    values.append(round(1013 + rng.uniform(-10, 10), 1))
-        series[variable] = values
-    body["hourly_units"] = {"time": "iso8601", **{v: HOURLY_UNITS[v] for v in variables}}
-    body["hourly"] = {"time": times, **series}
-    return body
-
-
-def build_mcp_server(regions: list[dict[str, Any]]) -> MCPServer[Any]:
-    """The demo MCP server with ``list_active_regions``; building it leaves the root logger alone."""
-    import copy
-    import logging
-
-    from mcp.server.mcpserver import MCPServer
-
-    root = logging.getLogger()
-    placeholder = logging.NullHandler()  # MCPServer() calls logging.basicConfig() when root has no handler
-    root.addHandler(placeholder)
-    try:
-        server: MCPServer[Any] = MCPServer("pullctl-demo", log_level="WARNING")
-    finally:
-        root.removeHandler(placeholder)
-
-    @server.tool()
-    def list_active_regions() -> list[dict[str, Any]]:
-        """The active plantation regions: region_id, name, country, latitude, longitude."""
-        return copy.deepcopy(regions)
-
-    return server
-
-
 @dataclass
 class DemoServers:
     weather: WeatherApi
@@ -318,15 +176,16 @@ def demo_servers(regions: list[dict[str, Any]] | None = None) -> Iterator[DemoSe
     from mcp.server.transport_security import TransportSecuritySettings
 
     from pullctl.asgi import BackgroundServer
+    from pullctl.demo_servers import RegionDirectory, WeatherApi, build_mcp_server
 
     regions = REGIONS if regions is None else regions
-    weather = WeatherApi(regions)
+    weather = WeatherApi(regions, FLAKY_REGIONS)
     # DNS-rebinding protection stays on, allowing the loopback names only.
     security = TransportSecuritySettings(
         allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
         allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
     )
-    mcp_app = build_mcp_server(regions).streamable_http_app(transport_security=security)
+    mcp_app = build_mcp_server(RegionDirectory(regions)).streamable_http_app(transport_security=security)
     started: list[BackgroundServer] = []
     try:
         for app in (weather.app(), mcp_app):

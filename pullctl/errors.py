@@ -102,7 +102,13 @@ class StoreError(PullctlError):
 
 
 class ClusterError(PullctlError):
-    pass
+    """The Kubernetes API refused a call or could not be reached; ``code`` and ``reason`` come from the
+    ``Status`` it answered (``403``/``Forbidden``, ``409``/``Conflict``, ...), None when no answer came."""
+
+    def __init__(self, message: str, code: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
 
 
 class DaprError(PullctlError):

@@ -7,7 +7,7 @@ import datetime
 from pullctl.canonical import canonical_hash, canonical_json
 from pullctl.config.models import config_hash
 from pullctl.pipeline.documents import content_hash
-from pullctl.schedulers.kubernetes import rendering_hash
+from pullctl.schedulers.kubernetes.render import rendering_hash
 
 RESPONSE = {
     "latitude": 52.52,

@@ -9,15 +9,10 @@ from typing import Any
 import pytest
 
 from pullctl.errors import ClusterError
-from pullctl.schedulers.kubernetes import (
-    DEFAULT_IMAGE,
-    HASH_ANNOTATION,
-    RenderOptions,
-    SyncResult,
-    connect,
-    field_diff,
-    sync_configs,
-)
+from pullctl.schedulers.kubernetes.cluster import connect
+from pullctl.schedulers.kubernetes.options import DEFAULT_IMAGE, HASH_ANNOTATION, RenderOptions
+from pullctl.schedulers.kubernetes.plan import field_diff
+from pullctl.schedulers.kubernetes.sync import SyncResult, sync_configs
 from tests.conftest import Cli
 from tests.emulators import kube
 from tests.emulators.kube import KubeEmulator
@@ -26,6 +21,7 @@ kube_emulator = kube.kube_emulator
 
 NS = "pulls"
 USER = kube.DEFAULT_USER
+CREATE_NEEDS = "an apply that creates an object needs create as well as patch"
 RBAC_FIX = (
     "the Role in manifests/rbac.yaml grants what pullctl sync needs"
     " (kubectl apply -n pulls -f manifests/rbac.yaml, then bind it to this identity)"
@@ -395,11 +391,11 @@ def test_forbidden_patch_names_verb_resource_namespace_and_rbac(
     kube_emulator.deny("patch", "cronjobs", NS)
     result = cli("sync", "-c", str(configs), "--kubeconfig", str(kubeconfig))
     assert result.exit_code == 1
-    message = f'forbidden: User "{USER}" cannot patch cronjobs.batch in namespace "pulls"; {RBAC_FIX}'
     assert result.stderr.splitlines()[:3] == [
-        f"error: cronjob/pull-alpha: {message}",
-        f"error: cronjob/pull-beta: {message}",
-        f"error: cronjob/pull-gamma: {message}",
+        f'error: cronjob/pull-{name}: create cronjobs.batch/pull-{name} in namespace "pulls" failed: cronjobs.batch'
+        f' "pull-{name}" is forbidden: User "{USER}" cannot patch resource "cronjobs" in API group "batch" in the'
+        f' namespace "pulls" (403 Forbidden); {CREATE_NEEDS}; {RBAC_FIX}'
+        for name in ("alpha", "beta", "gamma")
     ]
     assert names(kube_emulator, "ConfigMap") == [
         "pull-alpha",
@@ -413,7 +409,8 @@ def test_forbidden_create_through_apply(kube_emulator: KubeEmulator, configs: Pa
     kube_emulator.deny("create", "configmaps", NS)
     result = do_sync(configs, kubeconfig)
     assert result.entries[0].error == (
-        f'forbidden: the current identity cannot create configmaps in namespace "pulls"; {RBAC_FIX}'
+        'create configmaps/pull-alpha in namespace "pulls" failed: configmaps "pull-alpha" is forbidden:'
+        f" (403 Forbidden); {CREATE_NEEDS}; {RBAC_FIX}"
     )
     assert result.entries[1].error == "not applied because configmap/pull-alpha failed"
 
@@ -426,7 +423,9 @@ def test_forbidden_list_stops_before_any_write(
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr == (
-        f'error: forbidden: User "{USER}" cannot list configmaps in namespace "pulls"; {RBAC_FIX}\n'
+        'error: list configmaps in namespace "pulls" failed: configmaps is forbidden: User'
+        f' "{USER}" cannot list resource "configmaps" in API group "" in the namespace "pulls" (403 Forbidden);'
+        f" {RBAC_FIX}\n"
     )
     assert writes(kube_emulator) == []
 

@@ -12,7 +12,8 @@ from pullctl.cli.options import ConfigOption, OutputOption
 from pullctl.cli.output import OutputFormat
 
 if TYPE_CHECKING:
-    from pullctl.schedulers.kubernetes import RenderOptions, SyncResult
+    from pullctl.schedulers.kubernetes.options import RenderOptions
+    from pullctl.schedulers.kubernetes.sync import SyncResult
 
 _DEFAULT_IMAGE = "pullctl:<version>"
 ImageOption = Annotated[
@@ -76,7 +77,7 @@ def _options(
     env_from: list[str] | None,
 ) -> RenderOptions:
     from pullctl.errors import UsageError
-    from pullctl.schedulers.kubernetes import DEFAULT_IMAGE, RenderOptions, SecretRef
+    from pullctl.schedulers.kubernetes.options import DEFAULT_IMAGE, OptionsError, RenderOptions, SecretRef
 
     labels: dict[str, str] = {}
     for text in pod_label or []:
@@ -84,17 +85,32 @@ def _options(
         if not sep:
             raise UsageError(f"--pod-label '{text}': expected KEY=VALUE")
         labels[key] = value
-    return RenderOptions(
-        image=image or DEFAULT_IMAGE,
-        namespace=namespace,
-        set_name=set_name,
-        service_account=service_account,
-        dapr=dapr,
-        store_secret=store_secret,
-        secret_refs=dict(SecretRef.parse(t) for t in secret_ref or []),
-        pod_labels=labels,
-        env_from=tuple(env_from or ()),
-    )
+    try:
+        return RenderOptions(
+            image=image or DEFAULT_IMAGE,
+            namespace=namespace,
+            set_name=set_name,
+            service_account=service_account,
+            dapr=dapr,
+            store_secret=store_secret,
+            secret_refs=dict(SecretRef.parse(t) for t in secret_ref or []),
+            pod_labels=labels,
+            env_from=tuple(env_from or ()),
+        )
+    except OptionsError as exc:  # the library names fields; a user typed flags
+        raise UsageError("; ".join(f"{_FLAGS[name]} {detail}" for name, detail in exc.problems)) from None
+
+
+_FLAGS = {
+    "image": "--image",
+    "namespace": "--namespace",
+    "set_name": "--set-name",
+    "service_account": "--service-account",
+    "store_secret": "--store-secret",
+    "secret_refs": "--secret-ref",
+    "pod_labels": "--pod-label",
+    "env_from": "--env-from",
+}
 
 
 def render(
@@ -125,7 +141,9 @@ def render(
 
     Example: pullctl render --image ghcr.io/acme/pullctl:1.4.0 --namespace pulls --out deploy/pulls
     """
-    from pullctl.schedulers.kubernetes import dump_yaml, render_configs, write_files
+    from pullctl.schedulers.kubernetes.files import write_files
+    from pullctl.schedulers.kubernetes.render import dump_yaml
+    from pullctl.schedulers.kubernetes.sources import render_configs
     from pullctl.settings import Settings
 
     options = _options(
@@ -180,7 +198,7 @@ def sync(
 
     Example: pullctl sync --context prod --namespace pulls --image ghcr.io/acme/pullctl:1.4.0 --diff
     """
-    from pullctl.schedulers.kubernetes import sync_configs
+    from pullctl.schedulers.kubernetes.sync import sync_configs
     from pullctl.settings import Settings
 
     options = _options(

@@ -50,23 +50,21 @@ Host checking (DNS-rebinding protection): ``streamable_http_app()`` turns it on 
 so requests relayed by the DAPR emulator arrive whatever their Host; ``dns_rebinding_protection=True``
 keeps the SDK's default to test that case.
 
-``MCPServer()`` calls ``logging.basicConfig()`` (a Rich handler on the root logger at INFO) when the root
-logger has no handler; ``build_mcp_server`` keeps that from happening, so building one has no global
-side effect.
+``list_active_regions`` is the demo's own (``pullctl.demo_servers.build_mcp_server``, which also keeps
+``MCPServer()`` from calling ``logging.basicConfig()``); the other tools are added here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pullctl import demo_servers
 from pullctl.asgi import BackgroundServer
 
 if TYPE_CHECKING:
@@ -83,37 +81,15 @@ DEFAULT_REGIONS: list[dict[str, Any]] = [
 ]
 
 
-@contextmanager
-def _no_root_logging_setup() -> Iterator[None]:
-    """Give the root logger a handler for a moment, so ``logging.basicConfig()`` does nothing."""
-    root = logging.getLogger()
-    placeholder = logging.NullHandler()
-    root.addHandler(placeholder)
-    try:
-        yield
-    finally:
-        root.removeHandler(placeholder)
-
-
 def build_mcp_server(state: McpTestServer) -> MCPServer[Any]:
-    """The ``MCPServer`` with the test tools, reading ``state.regions`` at call time."""
-    from mcp.server.mcpserver import MCPServer
+    """The demo's ``MCPServer`` (``list_active_regions``, ``pullctl.demo_servers``) plus the test tools, all
+    reading ``state.regions`` at call time."""
     from mcp.server.mcpserver.exceptions import ToolError
 
-    with _no_root_logging_setup():
-        server: MCPServer[Any] = MCPServer("pullctl-test-mcp", log_level="WARNING")
+    server = demo_servers.build_mcp_server(state, name="pullctl-test-mcp")
 
     def regions(tool: str, arguments: dict[str, Any]) -> list[dict[str, Any]]:
-        state.calls.append((tool, arguments))
-        return copy.deepcopy(state.regions)
-
-    @server.tool()
-    async def list_active_regions(limit: int | None = None) -> list[dict[str, Any]]:
-        """The active regions (the first ``limit`` of them when given)."""
-        found = regions("list_active_regions", {} if limit is None else {"limit": limit})
-        if state.delay:
-            await asyncio.sleep(state.delay)
-        return found if limit is None else found[:limit]
+        return demo_servers.take_regions(state, tool, arguments)
 
     @server.tool()
     def list_regions_failing() -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ fresh, started one per test (``with Upstream() as up: ...`` outside pytest).
 
 Endpoints (every JSON error body is ``{"error": true, "reason": "..."}``, like Open-Meteo):
 
-``GET /v1/forecast``
+``GET /v1/forecast`` (the demo's, ``pullctl.demo_servers``)
     Open-Meteo shaped: ``latitude``, ``longitude``, ``generationtime_ms`` (random on every call: use
     ``dedup.ignore_fields``), ``utc_offset_seconds`` (0), ``timezone`` (the ``timezone`` parameter,
     default ``GMT``), ``timezone_abbreviation``, ``elevation``, and with ``hourly=a,b`` the sections
@@ -152,7 +152,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, urlencode
@@ -165,6 +165,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pullctl.asgi import BackgroundServer
+from pullctl.demo_servers import DEFAULT_START, HOURLY_UNITS, forecast_response
 
 __all__ = [
     "DEFAULT_START",
@@ -193,20 +194,6 @@ FaultKind = Literal[
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
-DEFAULT_START = date(2026, 1, 1)
-HOURLY_UNITS: dict[str, str] = {
-    "temperature_2m": "°C",
-    "relative_humidity_2m": "%",
-    "dew_point_2m": "°C",
-    "apparent_temperature": "°C",
-    "precipitation": "mm",
-    "rain": "mm",
-    "cloud_cover": "%",
-    "surface_pressure": "hPa",
-    "wind_speed_10m": "km/h",
-    "wind_direction_10m": "°",
-    "weather_code": "wmo code",
-}
 MALFORMED_JSON = b'{"latitude": 52.52, "hourly": {"time": ["2026-01-01T00:00",, ], temperature_2m: NaN'
 HTML_PAGE = (
     b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
@@ -309,27 +296,6 @@ def _int_param(request: Request, name: str, default: int, minimum: int, maximum:
     return value
 
 
-def _float_param(request: Request, name: str, limit: float) -> float:
-    raw = request.query_params.get(name)
-    if raw is None:
-        raise _BadRequest(f"Required parameter '{name}' is missing")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise _BadRequest(f"Cannot initialize Float from invalid String value {raw} for key {name}") from None
-    if not math.isfinite(value) or not -limit <= value <= limit:
-        raise _BadRequest(f"{name.capitalize()} must be in range of -{limit:g} to {limit:g}°. Given: {raw}.")
-    return value
-
-
-def _date_param(request: Request, name: str) -> date:
-    raw = request.query_params[name]
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise _BadRequest(f"Invalid date format for '{name}': {raw}. Expected YYYY-MM-DD") from None
-
-
 def _reject_repeated_params(request: Request) -> None:
     names = [name for name, _ in request.query_params.multi_items()]
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -342,28 +308,6 @@ def _url_with(request: Request, path: str, drop: tuple[str, ...], **params: Any)
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in drop and k not in params]
     query = urlencode([*kept, *((k, str(v)) for k, v in params.items())])
     return f"{str(request.base_url).rstrip('/')}{path}?{query}"
-
-
-def _hourly_value(variable: str, rng: random.Random, latitude: float, hour: int) -> float | int:
-    diurnal = math.sin((hour - 9) / 24 * 2 * math.pi)
-    base_temp = 28 - abs(latitude) * 0.45
-    match variable:
-        case "temperature_2m" | "apparent_temperature":
-            return round(base_temp + 6 * diurnal + rng.uniform(-1.5, 1.5), 1)
-        case "dew_point_2m":
-            return round(base_temp - 6 + rng.uniform(-2, 2), 1)
-        case "relative_humidity_2m" | "cloud_cover":
-            return rng.randint(35, 100)
-        case "precipitation" | "rain":
-            return round(max(0.0, rng.gauss(0, 0.6)), 1)
-        case "surface_pressure":
-            return round(1013 + rng.uniform(-12, 12), 1)
-        case "wind_speed_10m":
-            return round(rng.uniform(0, 28), 1)
-        case "wind_direction_10m":
-            return rng.randint(0, 359)
-        case _:  # weather_code
-            return rng.choice([0, 1, 2, 3, 45, 51, 61, 80])
 
 
 @dataclass
@@ -607,48 +551,7 @@ class Upstream:
         return Starlette(routes=routes, lifespan=lifespan)
 
     async def _forecast(self, request: Request) -> Response:
-        latitude = _float_param(request, "latitude", 90)
-        longitude = _float_param(request, "longitude", 180)
-        params = request.query_params
-        if ("start_date" in params) != ("end_date" in params):
-            raise _BadRequest("Parameter 'start_date' and 'end_date' must be set both or none")
-        if "start_date" in params:
-            start, end = _date_param(request, "start_date"), _date_param(request, "end_date")
-            if end < start:
-                raise _BadRequest(f"End-date {end} must not be before start-date {start}")
-            if (end - start).days >= 92:
-                raise _BadRequest("At most 92 days between start_date and end_date")
-            days = (end - start).days + 1
-        else:
-            start, days = DEFAULT_START, _int_param(request, "forecast_days", 2, 1, 16)
-        variables = [v for v in params.get("hourly", "").split(",") if v]
-        unknown = [v for v in variables if v not in HOURLY_UNITS]
-        if unknown:
-            raise _BadRequest(
-                f"Cannot initialize WeatherVariable from invalid String value {unknown[0]} for key hourly"
-            )
-        timezone = params.get("timezone", "GMT")
-        body: dict[str, Any] = {
-            "latitude": round(latitude, 4),
-            "longitude": round(longitude, 4),
-            "generationtime_ms": round(random.uniform(0.01, 0.9), 6),
-            "utc_offset_seconds": 0,
-            "timezone": timezone,
-            "timezone_abbreviation": "GMT",
-            "elevation": float(round(abs(latitude * 7 + longitude * 3) % 900)),
-        }
-        if variables:
-            times: list[str] = []
-            series: dict[str, list[float | int]] = {v: [] for v in variables}
-            for offset in range(days):
-                day = start + timedelta(days=offset)
-                times.extend(f"{day.isoformat()}T{hour:02d}:00" for hour in range(24))
-                for variable in variables:
-                    rng = random.Random(f"{latitude:.4f},{longitude:.4f},{day.isoformat()},{variable}")
-                    series[variable].extend(_hourly_value(variable, rng, latitude, h) for h in range(24))
-            body["hourly_units"] = {"time": "iso8601", **{v: HOURLY_UNITS[v] for v in variables}}
-            body["hourly"] = {"time": times, **series}
-        return JSONResponse(body)
+        return forecast_response(request.query_params)  # the demo's forecast (pullctl/demo_servers.py)
 
     @staticmethod
     def _authenticated(scheme: str, request: Request, drop: str | None = None) -> JSONResponse:
