@@ -222,6 +222,17 @@ class Request(_Strict):
             )
         return v
 
+    @property
+    def rotates_refresh_token(self) -> bool:
+        """A refresh-token grant whose provider may rotate the token: it needs ``PULLCTL_STATE_KEY``."""
+        oauth2 = self.oauth2
+        return (
+            self.auth_type == "oauth2"
+            and oauth2 is not None
+            and oauth2.grant == "refresh_token"
+            and oauth2.rotation
+        )
+
     @model_validator(mode="after")
     def _auth(self) -> Request:
         if self.auth_type in STATIC_AUTH:

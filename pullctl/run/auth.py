@@ -594,8 +594,7 @@ async def open_tokens(
     if isinstance(flow, JwtBearer):
         redact.add(flow.private_key)  # as it is used: a JSON key file's \n escapes undone
     keeper: RotationKeeper | None = None
-    cfg = ing.request.oauth2
-    if isinstance(flow, RefreshToken) and cfg is not None and cfg.rotation:
+    if isinstance(flow, RefreshToken) and ing.request.rotates_refresh_token:
         cipher = StateCipher.from_settings(settings)
         fix = "or set oauth2.rotation: false if the provider never rotates refresh tokens"
         if cipher is None:
