@@ -217,6 +217,7 @@ def sync(
         on_plan=_print_plan if fmt is OutputFormat.text else None,
         database=settings.mongodb_database,
         on_note=_note,
+        settings=settings,
     )
     if fmt is OutputFormat.json:
         output.print_json(result.to_dict())

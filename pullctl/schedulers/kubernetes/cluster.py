@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from pullctl.errors import ClusterError, UsageError
 from pullctl.schedulers.kubernetes.options import FIELD_MANAGER
+from pullctl.settings import Settings
 
 Obj = dict[str, Any]
 
@@ -254,18 +255,22 @@ IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/names
 
 
 def connect(
-    kubeconfig: str | None = None, context: str | None = None, namespace: str | None = None
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    namespace: str | None = None,
+    settings: Settings | None = None,
 ) -> KubeCluster:
-    """A ``KubeCluster`` from a kubeconfig (``--kubeconfig``, else ``$KUBECONFIG``, else ``~/.kube/config``)
-    or, with none of those and inside a pod, the in-cluster config. The namespace: ``namespace``, else the
-    context's, else the pod's, else ``default``."""
+    """A ``KubeCluster`` from a kubeconfig (``--kubeconfig``, else ``KUBECONFIG`` from ``settings``, else
+    ``~/.kube/config``) or, with none of those and inside a pod (``settings.in_cluster``), the in-cluster
+    config. The namespace: ``namespace``, else the context's, else the pod's, else ``default``."""
     import os
 
     import kubernetes
 
-    path = kubeconfig or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+    settings = settings or Settings()
+    path = kubeconfig or settings.kubeconfig or str(Path("~/.kube/config").expanduser())
     exists = any(Path(p).expanduser().is_file() for p in path.split(os.pathsep) if p)
-    if kubeconfig is None and not exists and os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if kubeconfig is None and not exists and settings.in_cluster:
         if context:
             raise UsageError("--context needs a kubeconfig; inside a pod pullctl uses the in-cluster config")
         configuration = kubernetes.client.Configuration()

@@ -19,6 +19,7 @@ from pullctl.schedulers.kubernetes.options import (
 from pullctl.schedulers.kubernetes.plan import KINDS, PlanEntry, key_of, plan_sync
 from pullctl.schedulers.kubernetes.render import render
 from pullctl.schedulers.kubernetes.sources import load_sources, note
+from pullctl.settings import Settings
 
 Obj = dict[str, Any]
 
@@ -168,6 +169,7 @@ def sync_configs(
     on_plan: Callable[[SyncResult], None] | None = None,
     database: str = "pullctl",
     on_note: Callable[[str], None] | None = None,
+    settings: Settings | None = None,
 ) -> SyncResult:
     """Load and validate the configs (a config error stops here, before the cluster is contacted), connect,
     render for the cluster's namespace (``options.namespace``, else the context's) and ``sync``."""
@@ -175,7 +177,7 @@ def sync_configs(
 
     sources = load_sources(location, database=database)
     note(sources, on_note)
-    cluster = connect(kubeconfig, context, options.namespace)
+    cluster = connect(kubeconfig, context, options.namespace, settings)
     try:
         objects = render(sources, replace(options, namespace=cluster.namespace))
         return sync(
