@@ -203,21 +203,22 @@ def test_session_login_sends_the_token_in_a_header_or_a_parameter(runner: Runner
 def test_a_token_that_expires_mid_run_is_renewed_once_for_every_worker(
     runner: Runner, oauth: OAuthServer
 ) -> None:
-    """The first 10 requests are held until the first token is past its lifetime (2 s; renewed 0.2 s
-    before): the 10 workers then all find it stale at once, and one token request serves them all."""
+    """The first 50 requests are held until the first token is past its lifetime (2 s, renewed 0.2 s before;
+    released at 2.5 s, so a slow machine cannot make it look fresh): the 50 workers then all find it stale at
+    once, and one token request serves the 50 (no request is refused: the renewal came before the 401)."""
     oauth.lifetime = 2
-    oauth.hold, oauth.hold_until = 10, 2.0
-    write_api(runner, oauth, _auth(oauth, "client_credentials"), items=20, concurrency=10)
+    oauth.hold, oauth.hold_until = 50, 2.5
+    write_api(runner, oauth, _auth(oauth, "client_credentials"), items=100, concurrency=50)
     code, [record], log = runner.run_json("graph")
-    assert code == 0 and record["counts"]["fetched"] == 20, log
+    assert code == 0 and record["counts"]["fetched"] == 100, log
     assert oauth.token_calls == 2
     numbers = oauth.token_numbers()
-    assert sorted(numbers) == [1] * 10 + [2] * 10, numbers
+    assert sorted(numbers) == [1] * 50 + [2] * 50, numbers
 
 
 def test_a_session_past_its_ttl_is_logged_in_again(runner: Runner, oauth: OAuthServer) -> None:
     oauth.session_ttl = 2
-    oauth.hold, oauth.hold_until = 4, 2.0
+    oauth.hold, oauth.hold_until = 4, 2.5
     login = {
         "url": f"{oauth.auth_url}/login",
         "body": {"username": "{secret.user}", "password": "{secret.password}"},
