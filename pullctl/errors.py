@@ -86,11 +86,13 @@ class AuthError(PullctlError):
 
 
 class FetchError(PullctlError):
-    """One item failed; ``attempts`` says how many requests were made for it."""
+    """One item failed; ``attempts`` says how many requests were made for it, ``status`` the HTTP status of
+    the last answer when one failed it (an expired sync token's 410/412)."""
 
-    def __init__(self, message: str, attempts: int = 1) -> None:
+    def __init__(self, message: str, attempts: int = 1, status: int | None = None) -> None:
         super().__init__(message)
         self.attempts = attempts
+        self.status = status
 
 
 class ItemSkippedError(FetchError):

@@ -60,6 +60,14 @@ SESSION = (
       login: {url: https://bi.example.com/api/session, body: {username: me, password: '{secret.cs}'}}
 """
 )
+INC = BASE + "  records: {path: data}\n"
+STATIC = (
+    BASE.replace(
+        "    base_url: https://api.example.com/v1/forecast\n",
+        '    base_url: https://api.example.com/v1/forecast\n    parameters: {since: "{incremental.start}"}\n',
+    )
+    + "  records: {path: data}\n  iteration:\n    foreach: shop\n    items: [{id: a}, {id: b}]\n"
+)
 
 # (id, yaml text, target, expected issues as printed)
 INVALID: list[tuple[str, str, str, list[str]]] = [
@@ -105,7 +113,8 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         "k8s",
         [
             "case.yaml:6:3: ingestion.frobnicate: unknown field 'frobnicate' (allowed: mode, schedule, timezone,"
-            " deadline_seconds, secrets, request, records, iteration, pagination, response_actions, retry, rate_limit, dedup, events)"
+            " deadline_seconds, secrets, request, records, iteration, pagination, response_actions, retry, rate_limit, dedup, events,"
+            " window, incremental)"
         ],
     ),
     (
@@ -829,5 +838,178 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         + "      grant: client_credentials\n    session: {token_path: id, header: X, login: {url: 'https://x.example.com/'}}\n",
         "k8s",
         ["case.yaml:16:14: ingestion.request.session: applies with auth_type: session, not oauth2"],
+    ),
+    # --- incremental (issue 16): window.since, incremental, {incremental.start} ---
+    (
+        "window-unknown-since",
+        BASE + "  window: {since: yesterday}\n",
+        "k8s",
+        ["case.yaml:6:19: ingestion.window.since: must be 'ticks' or 'last_success' (got 'yesterday')"],
+    ),
+    (
+        "window-field-with-ticks",
+        BASE + "  window: {step: 7d}\n",
+        "k8s",
+        [
+            "case.yaml:6:18: ingestion.window.step: applies with since: last_success (since: ticks covers the schedule interval)"
+        ],
+    ),
+    (
+        "window-bad-span",
+        BASE + "  window: {since: last_success, step: 7 days}\n",
+        "k8s",
+        ["case.yaml:6:39: ingestion.window.step: '7 days' is not a span like 7d, 1d12h, 6h, 30m or 90s"],
+    ),
+    (
+        "window-zero-span",
+        BASE + "  window: {since: last_success, lag: 0d}\n",
+        "k8s",
+        ["case.yaml:6:38: ingestion.window.lag: the span '0d' must be longer than zero"],
+    ),
+    (
+        "window-bad-initial",
+        BASE + "  window: {since: last_success, initial: soon}\n",
+        "k8s",
+        [
+            "case.yaml:6:42: ingestion.window.initial: must be an ISO-8601 date or date-time, e.g. 2024-01-01 or 2024-01-01T00:00:00Z (got 'soon')"
+        ],
+    ),
+    (
+        "window-max-span-under-lookback",
+        BASE + "  window: {since: last_success, lookback: 2d, max_span: 1d}\n",
+        "k8s",
+        [
+            "case.yaml:6:57: ingestion.window.max_span: must be longer than lookback (2d), or a run never gets further"
+        ],
+    ),
+    (
+        "incremental-neither",
+        INC + "  incremental: {initial_value: 0}\n",
+        "k8s",
+        [
+            "case.yaml:7:3: ingestion.incremental.cursor_path: set cursor_path (a field of each record, e.g. updated_at) or token_path (a sync token in the last page)"
+        ],
+    ),
+    (
+        "incremental-both",
+        INC + "  incremental: {cursor_path: updated_at, token_path: sync}\n",
+        "k8s",
+        [
+            "case.yaml:7:54: ingestion.incremental.token_path: set cursor_path (the highest value of a record field) or token_path (a sync token), not both"
+        ],
+    ),
+    (
+        "incremental-bad-path",
+        INC + "  incremental: {cursor_path: 'a..b'}\n",
+        "k8s",
+        [
+            "case.yaml:7:30: ingestion.incremental.cursor_path: 'a..b' has an empty segment; for a key that holds a dot use a JSON Pointer such as '/a..b'"
+        ],
+    ),
+    (
+        "incremental-cursor-without-records",
+        BASE + "  incremental: {cursor_path: updated_at}\n",
+        "k8s",
+        [
+            "case.yaml:6:30: ingestion.incremental.cursor_path: reads a field of each record: set records.path to where a page's records are (records: {} when each page is a list)"
+        ],
+    ),
+    (
+        "incremental-bool-initial",
+        INC + "  incremental: {cursor_path: updated_at, initial_value: true}\n",
+        "k8s",
+        [
+            "case.yaml:7:57: ingestion.incremental.initial_value: must be a text, a number or a date (got True)"
+        ],
+    ),
+    (
+        "incremental-per-item-without-iteration",
+        INC + "  incremental: {cursor_path: updated_at, per_item: true}\n",
+        "k8s",
+        ["case.yaml:7:52: ingestion.incremental.per_item: needs iteration: without items there is one state"],
+    ),
+    (
+        "incremental-per-item-with-batch",
+        STATIC + "    batch: {size: 2}\n  incremental: {cursor_path: updated_at}\n",
+        "k8s",
+        [
+            "case.yaml:12:3: ingestion.incremental.per_item: iteration.batch fetches several items in one request, which cannot each send their own state: set per_item: false (one state for the source)"
+        ],
+    ),
+    (
+        "incremental-source-state-with-shards",
+        STATIC + "    shards: 2\n  incremental: {cursor_path: updated_at, per_item: false}\n",
+        "k8s",
+        [
+            "case.yaml:12:52: ingestion.incremental.per_item: with iteration.shards each pod fetches a share of the items, and one state for the source would move past the other pods' items: keep per_item: true"
+        ],
+    ),
+    (
+        "incremental-source-token-with-iteration",
+        STATIC + "  incremental: {token_path: sync, per_item: false}\n",
+        "k8s",
+        [
+            "case.yaml:11:45: ingestion.incremental.per_item: a sync token belongs to the item whose pages carried it: keep per_item: true with token_path"
+        ],
+    ),
+    (
+        "incremental-expired-status-range",
+        INC + "  incremental: {token_path: sync, expired_status: [200]}\n",
+        "k8s",
+        [
+            "case.yaml:7:52: ingestion.incremental.expired_status[0]: must be greater than or equal to 400 (got 200)"
+        ],
+    ),
+    (
+        "incremental-start-without-incremental",
+        BASE.replace(
+            "    base_url: https://api.example.com/v1/forecast\n",
+            '    base_url: https://api.example.com/v1/forecast\n    parameters: {since: "{incremental.start}"}\n',
+        ),
+        "k8s",
+        [
+            "case.yaml:6:17: ingestion.request.parameters: template '{incremental.start}' needs ingestion.incremental (cursor_path or token_path): the state it starts from"
+        ],
+    ),
+    (
+        "incremental-start-in-base-url",
+        BASE.replace("forecast\n", "forecast/{incremental.start}\n")
+        + "  records: {path: data}\n  incremental: {cursor_path: updated_at}\n",
+        "k8s",
+        [
+            "case.yaml:5:15: ingestion.request.base_url: template '{incremental.start}': the state goes in request.parameters, headers or body, where a value with no state yet is left out"
+        ],
+    ),
+    (
+        "incremental-start-bad-format",
+        BASE.replace(
+            "    base_url: https://api.example.com/v1/forecast\n",
+            '    base_url: https://api.example.com/v1/forecast\n    parameters: {since: "{incremental.start:epochs}"}\n',
+        )
+        + "  records: {path: data}\n  incremental: {cursor_path: updated_at}\n",
+        "k8s",
+        [
+            "case.yaml:6:17: ingestion.request.parameters: template '{incremental.start:epochs}': format 'epochs' is not epoch, epoch_ms or a strftime pattern (such as %Y-%m-%dT%H:%M:%SZ)"
+        ],
+    ),
+    (
+        "incremental-start-bad-field",
+        BASE.replace(
+            "    base_url: https://api.example.com/v1/forecast\n",
+            '    base_url: https://api.example.com/v1/forecast\n    parameters: {since: "{incremental.end}"}\n',
+        )
+        + "  records: {path: data}\n  incremental: {cursor_path: updated_at}\n",
+        "k8s",
+        [
+            "case.yaml:6:17: ingestion.request.parameters: template '{incremental.end}': incremental has the fields start"
+        ],
+    ),
+    (
+        "foreach-incremental",
+        ITER.replace("foreach: region", "foreach: incremental"),
+        "k8s",
+        [
+            "case.yaml:9:14: ingestion.iteration.foreach: 'incremental' is the incremental state's variable ({incremental.start}); pick another name"
+        ],
     ),
 ]

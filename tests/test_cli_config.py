@@ -122,6 +122,7 @@ def test_list_table(cli: Cli) -> None:
         "ITERATION",
         "AUTH",
         "ENABLED",
+        "STATE",
     ]
     assert rows[1].split()[:2] == ["github-issues", "pull"]
 

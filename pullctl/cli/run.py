@@ -122,6 +122,9 @@ def run(
     ] = None,
     shard: Annotated[str | None, typer.Option(help="Take shard I of N of the items, e.g. 0/4")] = None,
     replay: Annotated[str | None, typer.Option(help="Re-run only the failed items of this run id")] = None,
+    advance_state: Annotated[
+        bool, typer.Option("--advance-state", help="A backfill moves the incremental state too")
+    ] = False,
 ) -> None:
     """Run one pull now: fetch every item, store new documents, print a summary. Exit 0/1 failed/3 partial.
 
@@ -140,6 +143,8 @@ def run(
         raise UsageError("--step needs --from and --to")
     if replay and from_:
         raise UsageError("--replay runs the replayed run's window; it cannot be combined with --from/--to")
+    if advance_state and not from_:
+        raise UsageError("--advance-state applies to a backfill (--from/--to); a scheduled run always does")
     overrides = {k: v[-1] for k, v in parse_assignments(set_ or [], "--set").items()}
     options = RunOptions(
         trigger=settings.trigger,
@@ -163,14 +168,24 @@ def run(
     backfill = Backfill(from_, to, step) if from_ and to else None
     try:
         records = asyncio.run(
-            run_pulls(settings, source, options, backfill=backfill, replay=replay, observer_for=observer_for)
+            run_pulls(
+                settings,
+                source,
+                options,
+                backfill=backfill,
+                replay=replay,
+                observer_for=observer_for,
+                advance_state=advance_state,
+            )
         )
     finally:
         warning = asyncio.run(shutdown_sidecar(settings))
         if warning:
             output.warning(warning, event="sidecar_not_stopped")
-    if not records:
+    if not records and replay:
         output.note(f"run {replay} has no failed items: nothing to replay", event="nothing_to_replay")
+    elif not records:  # window.since: last_success, and the last succeeded window reaches the tick
+        output.note(f"{source} is up to date: nothing to fetch yet", event="up_to_date")
     for record in records:
         if out is OutputFormat.json and not dry_run:  # a dry run's stdout carries the documents only
             output.print_json_line(record.to_dict())
@@ -194,13 +209,15 @@ def runs(
 
     settings = Settings.from_env(store=store)
 
-    async def fetch() -> list[Any]:
-        async with open_store(settings) as backend:
-            return await backend.list_runs(source, limit)
+    from pullctl.run.incremental import describe_summary, summaries
 
-    records = asyncio.run(fetch())
-    if out is TableOrJson.json:
-        output.print_json([r.to_dict() for r in records])
+    async def fetch() -> tuple[list[Any], dict[str, Any]]:
+        async with open_store(settings) as backend:
+            return await backend.list_runs(source, limit), await summaries(backend)
+
+    records, states = asyncio.run(fetch())
+    if out is TableOrJson.json:  # each run with its source's state now (incremental, SOURCES §7)
+        output.print_json([{**r.to_dict(), "source_state": states.get(r.source_id)} for r in records])
         return
     from rich.table import Table
 
@@ -216,6 +233,7 @@ def runs(
         "FAILED",
         "STORED",
         "DUP",
+        "STATE",
     ):
         table.add_column(col)
     for r in records:
@@ -231,5 +249,6 @@ def runs(
             str(c["failed"]),
             str(c["stored"]),
             str(c["duplicates"]),
+            describe_summary(states.get(r.source_id)),
         )
     output.stdout.print(table)

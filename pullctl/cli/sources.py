@@ -8,31 +8,45 @@ from typing import Annotated
 import typer
 
 from pullctl.cli import output
-from pullctl.cli.options import ConfigOption, TableOutputOption
+from pullctl.cli.options import ConfigOption, StoreOption, TableOutputOption
 from pullctl.cli.output import TableOrJson
 
 
-def list_sources(config: ConfigOption = None, out: TableOutputOption = TableOrJson.table) -> None:
-    """List the sources with mode, schedule, next runs, iteration and auth.
+def list_sources(
+    config: ConfigOption = None, out: TableOutputOption = TableOrJson.table, store: StoreOption = None
+) -> None:
+    """List the sources with mode, schedule, next runs, iteration, auth and state (how far behind).
 
     Example: pullctl list --output json | jq '.[].source_id'
     """
     from pullctl.config.catalog import source_summary
     from pullctl.pipeline.config_store import open_config_source
+    from pullctl.run.incremental import describe_summary, source_states
     from pullctl.settings import Settings
 
-    settings = Settings.from_env(config=config)
+    settings = Settings.from_env(config=config, store=store)
     result = open_config_source(settings.config, settings.mongodb_database).all("dapr")
     result.raise_for_errors()
     now = datetime.now(UTC)
-    rows = [source_summary(s, now) for s in result.sources]
+    states = source_states(settings, [s.config for s in result.sources], now)
+    rows = [{**source_summary(s, now), "state": states.get(s.source_id)} for s in result.sources]
     if out is TableOrJson.json:
         output.print_json(rows)
         return
     from rich.table import Table
 
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("SOURCE", "MODE", "SCHEDULE", "TZ", "NEXT RUN (UTC)", "ITERATION", "AUTH", "ENABLED"):
+    for col in (
+        "SOURCE",
+        "MODE",
+        "SCHEDULE",
+        "TZ",
+        "NEXT RUN (UTC)",
+        "ITERATION",
+        "AUTH",
+        "ENABLED",
+        "STATE",
+    ):
         table.add_column(col, overflow="fold")
     for r in rows:
         nxt = r["next_runs"][0][:16].replace("T", " ") if r["next_runs"] else "-"
@@ -45,6 +59,7 @@ def list_sources(config: ConfigOption = None, out: TableOutputOption = TableOrJs
             r["iteration"],
             r["auth_type"] or "-",
             "yes" if r["enabled"] else "no",
+            describe_summary(r["state"]),
         )
     output.stdout.print(table)
 

@@ -1,13 +1,145 @@
-"""`pullctl state`: what pullctl keeps between runs."""
+"""`pullctl state`: what pullctl keeps between runs (incremental marks, SOURCES.md §7; the credential key)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from typing import Annotated, Any
+
 import typer
+
+from pullctl.cli import output
+from pullctl.cli.options import StoreOption, TableOutputOption
+from pullctl.cli.output import TableOrJson
 
 app = typer.Typer(
     help="State kept between runs: incremental marks and the key that encrypts stored credentials.",
     no_args_is_help=True,
 )
+
+ItemOption = Annotated[
+    str | None,
+    typer.Option(
+        "--item", help="One iteration item's state (its key); @window is a since: last_success mark"
+    ),
+]
+
+
+def _in_store(store: str | None, work: Any) -> Any:
+    from pullctl.pipeline.store import open_store
+    from pullctl.settings import Settings
+
+    async def main() -> Any:
+        async with open_store(Settings.from_env(store=store)) as backend:
+            return await work(backend)
+
+    return asyncio.run(main())
+
+
+def _show(records: list[Any], out: TableOrJson) -> None:
+    if out is TableOrJson.json:
+        output.print_json([r.to_dict() for r in records])
+        return
+    from rich.table import Table
+
+    from pullctl.config.templates import format_text
+    from pullctl.run.incremental import behind_seconds, format_behind
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("SOURCE", "ITEM", "VALUE", "UPDATED (UTC)", "BEHIND", "RUN", "VERSION"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        table.add_row(
+            r.source_id,
+            r.item or "-",
+            format_text(r.value),
+            r.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            format_behind(behind_seconds(r)),
+            r.run_id or "(set by hand)",
+            str(r.version),
+        )
+    output.stdout.print(table)
+
+
+def _show_one(record: Any, out: TableOrJson) -> None:
+    if out is TableOrJson.json:
+        output.print_json(record.to_dict())
+        return
+    _show([record], out)
+
+
+@app.command("list")
+def list_states(
+    source: Annotated[str | None, typer.Argument(help="Only this source's states")] = None,
+    store: StoreOption = None,
+    out: TableOutputOption = TableOrJson.table,
+) -> None:
+    """List the incremental states (cursors, sync tokens, window marks) and how far behind each is.
+
+    Example: pullctl state list crm-contacts --output json
+    """
+    _show(_in_store(store, lambda s: s.list_states(source)), out)
+
+
+@app.command("get")
+def get_state(
+    source: Annotated[str, typer.Argument(help="The source_id")],
+    item: ItemOption = None,
+    store: StoreOption = None,
+    out: TableOutputOption = TableOrJson.table,
+) -> None:
+    """Show one state: the source's own, or one item's (--item). Exit 2 when there is none.
+
+    Example: pullctl state get crm-contacts --item acme --output json
+    """
+    from pullctl.errors import UsageError
+
+    record = _in_store(store, lambda s: s.get_state(source, item))
+    if record is None:
+        what = f"item '{item}' of source '{source}'" if item else f"source '{source}'"
+        raise UsageError(f"no state for {what} (see: pullctl state list {source})")
+    _show_one(record, out)
+
+
+@app.command("set")
+def set_state(
+    source: Annotated[str, typer.Argument(help="The source_id")],
+    value: Annotated[str, typer.Argument(help='The new value: JSON when it parses (42, "a b"), else text')],
+    item: ItemOption = None,
+    store: StoreOption = None,
+    out: TableOutputOption = TableOrJson.table,
+) -> None:
+    """Set a state by hand (backwards too): the next run starts from it.
+
+    Example: pullctl state set crm-contacts 2026-01-01T00:00:00Z --item acme
+    """
+    from pullctl.run.incremental import set_state as write
+
+    try:
+        parsed: Any = json.loads(value)
+    except ValueError:
+        parsed = value
+    record = _in_store(store, lambda s: write(s, source, item, parsed))
+    _show_one(record, out)
+
+
+@app.command("reset")
+def reset_state(
+    source: Annotated[str, typer.Argument(help="The source_id")],
+    item: ItemOption = None,
+    store: StoreOption = None,
+    out: TableOutputOption = TableOrJson.table,
+) -> None:
+    """Forget a source's states (or one item's): the next run starts from initial_value, a full re-pull.
+
+    Example: pullctl state reset crm-contacts --item acme
+    """
+    removed = _in_store(store, lambda s: s.delete_states(source, item))
+    if out is TableOrJson.json:
+        output.print_json({"source_id": source, "item": item, "removed": removed})
+        return
+    what = f"item '{item}' of {source}" if item else source
+    output.note(f"removed {output.plural(removed, 'state')} of {what}", event="state_reset")
 
 
 @app.command("keygen")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
@@ -26,7 +27,7 @@ from pydantic import (
 from pullctl.canonical import canonical_hash
 from pullctl.config import templates
 from pullctl.config.paths import PathError, parse_path
-from pullctl.config.schedule import ScheduleError, parse_schedule, parse_timezone
+from pullctl.config.schedule import ScheduleError, parse_schedule, parse_span, parse_timezone
 
 SOURCE_ID_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 IDENT_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -322,6 +323,8 @@ class Iteration(_Strict):
     @field_validator("foreach")
     @classmethod
     def _not_builtin(cls, v: str) -> str:
+        if v == templates.INCREMENTAL_VARIABLE:
+            raise ValueError(f"'{v}' is the incremental state's variable ({{{v}.start}}); pick another name")
         if v in templates.BUILTIN_VARIABLES:
             raise ValueError(
                 f"'{v}' is a built-in variable ({', '.join(templates.BUILTIN_VARIABLES)}); pick another name"
@@ -587,6 +590,139 @@ class Events(_Strict):
     topic: str | None = None
 
 
+def _check_span(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_span(value)
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+Span = Annotated[str, AfterValidator(_check_span)]
+# A YAML date (2024-01-01 unquoted) arrives as a date; quoted, as text: both are instants here.
+InstantValue = datetime | date | str
+
+
+def _instant_of(value: InstantValue) -> datetime:
+    instant = templates.as_instant(value)
+    if not isinstance(instant, datetime):
+        raise ValueError(
+            f"must be an ISO-8601 date or date-time, e.g. 2024-01-01 or 2024-01-01T00:00:00Z (got {value!r})"
+        )
+    return instant
+
+
+class DataWindow(_Strict):
+    """How a scheduled run picks its data interval (SOURCES.md §7)."""
+
+    since: Literal["ticks", "last_success"] = Field(
+        "ticks",
+        description="ticks: [the tick before, the tick); last_success: from the end of the last succeeded"
+        " window to the tick",
+    )
+    initial: InstantValue | None = Field(
+        None, description="last_success: the first run's start (default: the tick before)"
+    )
+    step: Span | None = Field(None, description="split the interval into windows of at most this (7d, 6h)")
+    lookback: Span | None = Field(None, description="start this much before the last success's end")
+    lag: Span | None = Field(None, description="end this much before the tick (data still arriving)")
+    max_span: Span | None = Field(None, description="at most this much per run; the rest is the next run's")
+
+    @field_validator("initial")
+    @classmethod
+    def _initial(cls, v: InstantValue | None) -> InstantValue | None:
+        if v is not None:
+            _instant_of(v)
+        return v
+
+    @model_validator(mode="after")
+    def _last_success_fields(self) -> DataWindow:
+        if self.since == "ticks":
+            for name in ("initial", "step", "lookback", "lag", "max_span"):
+                if name in self.model_fields_set:
+                    raise FieldProblem(
+                        name, "applies with since: last_success (since: ticks covers the schedule interval)"
+                    )
+        spans = self.spans()
+        widest, lookback = spans["max_span"], spans["lookback"]
+        if widest is not None and lookback is not None and widest <= lookback:
+            raise FieldProblem(
+                "max_span", f"must be longer than lookback ({self.lookback}), or a run never gets further"
+            )
+        return self
+
+    @property
+    def initial_instant(self) -> datetime | None:
+        return _instant_of(self.initial) if self.initial is not None else None
+
+    def spans(self) -> dict[str, timedelta | None]:
+        """step, lookback, lag and max_span as timedeltas (None: not set)."""
+        return {
+            name: parse_span(text) if (text := getattr(self, name)) else None
+            for name in ("step", "lookback", "lag", "max_span")
+        }
+
+
+class Incremental(_Strict):
+    """A mark kept between runs (SOURCES.md §7): the highest value of a record field, or a sync token."""
+
+    cursor_path: str | None = Field(
+        None, description=f"a field of each record; the state is the highest value seen: {PATH_HELP}"
+    )
+    token_path: str | None = Field(
+        None,
+        description=f"instead: an opaque sync token in the last page; the state is the last one: {PATH_HELP}",
+    )
+    initial_value: str | int | float | date | datetime | None = Field(
+        None, description="{incremental.start} before there is a state (absent: left out of the request)"
+    )
+    per_item: bool | None = Field(
+        None, description="one state per iteration item (default: true when iterating)"
+    )
+    expired_status: list[Annotated[int, Field(ge=400, le=599)]] = Field(
+        default_factory=lambda: [410, 412],
+        description="the API expired the state sent (a sync token): warn and start the item over from"
+        " initial_value",
+    )
+
+    @field_validator("cursor_path", "token_path")
+    @classmethod
+    def _paths(cls, v: str | None) -> str | None:
+        return check_path(v)
+
+    @field_validator("initial_value", mode="before")
+    @classmethod
+    def _initial(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"must be a text, a number or a date (got {v!r})")
+        if isinstance(v, datetime):
+            return (v if v.tzinfo else v.replace(tzinfo=UTC)).isoformat()
+        if isinstance(v, date):
+            return v.isoformat()
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Incremental:
+        if self.cursor_path and self.token_path:
+            raise FieldProblem(
+                "token_path",
+                "set cursor_path (the highest value of a record field) or token_path (a sync token),"
+                " not both",
+            )
+        if not self.cursor_path and not self.token_path:
+            raise FieldProblem(
+                "cursor_path",
+                "set cursor_path (a field of each record, e.g. updated_at) or token_path (a sync token in"
+                " the last page)",
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["cursor", "token"]:
+        return "cursor" if self.cursor_path else "token"
+
+
 class Ingestion(_Strict):
     mode: Literal["scheduled_pull", "blob_trigger"] = "scheduled_pull"
     schedule: str | None = Field(
@@ -611,6 +747,10 @@ class Ingestion(_Strict):
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     dedup: Dedup = Field(default_factory=Dedup)
     events: Events = Field(default_factory=Events)
+    window: DataWindow = Field(default_factory=DataWindow)
+    incremental: Incremental | None = Field(
+        None, description="a cursor or sync token kept between runs (needs records for cursor_path)"
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -647,11 +787,52 @@ class Ingestion(_Strict):
                 "pagination.stop_when_empty_path",
                 f"is an alias of records.path, which says '{self.records.path}': keep records.path only",
             )
+        self._incremental_fits()
         # a child's templates may name its ancestors' items: checked across sources by the loader
         problem = self.template_problem(None if self.parent else ()) or self.auth_template_problem()
         if problem:
             raise FieldProblem(*problem)
         return self
+
+    def _incremental_fits(self) -> None:
+        inc = self.incremental
+        if inc is None:
+            return
+        if inc.cursor_path and self.records is None and not self.pagination.stop_when_empty_path:
+            raise FieldProblem(
+                "incremental.cursor_path",
+                "reads a field of each record: set records.path to where a page's records are"
+                " (records: {} when each page is a list)",
+            )
+        iteration = self.iteration
+        if inc.per_item and iteration is None:
+            raise FieldProblem("incremental.per_item", "needs iteration: without items there is one state")
+        if self.per_item_state and iteration is not None and iteration.batch is not None:
+            raise FieldProblem(
+                "incremental.per_item",
+                "iteration.batch fetches several items in one request, which cannot each send their own"
+                " state: set per_item: false (one state for the source)",
+            )
+        if iteration is not None and not self.per_item_state and inc.token_path:
+            raise FieldProblem(
+                "incremental.per_item",
+                "a sync token belongs to the item whose pages carried it: keep per_item: true with"
+                " token_path",
+            )
+        if iteration is not None and not self.per_item_state and iteration.shards > 1:
+            raise FieldProblem(
+                "incremental.per_item",
+                "with iteration.shards each pod fetches a share of the items, and one state for the source"
+                " would move past the other pods' items: keep per_item: true",
+            )
+
+    @property
+    def per_item_state(self) -> bool:
+        """One incremental state per iteration item (``incremental.per_item``, default when iterating)."""
+        inc = self.incremental
+        if inc is None or self.iteration is None:
+            return False
+        return inc.per_item if inc.per_item is not None else True
 
     @property
     def parent(self) -> str | None:
@@ -731,6 +912,8 @@ class Ingestion(_Strict):
         known.update({name: () for name in ancestors or ()})
         if self.pagination.type in PAGE_TEMPLATED:
             known[PAGE_VARIABLE] = PAGE_FIELDS
+        if self.incremental is not None:
+            known[templates.INCREMENTAL_VARIABLE] = templates.INCREMENTAL_FIELDS
         for where, value in self.template_places():
             try:
                 fields = templates.template_fields(value)
@@ -747,6 +930,13 @@ class Ingestion(_Strict):
                     )
                 elif fld.root == templates.SECRET_VARIABLE:
                     problem = _secret_problem(fld, where, list(self.secrets))
+                elif fld.root == templates.INCREMENTAL_VARIABLE and self.incremental is not None:
+                    problem = _incremental_problem(fld, where) or _unknown_variable(fld, known)
+                elif fld.root == templates.INCREMENTAL_VARIABLE:
+                    problem = (
+                        f"template '{{{fld.expression}}}' needs ingestion.incremental (cursor_path or"
+                        " token_path): the state it starts from"
+                    )
                 else:
                     problem = _unknown_variable(fld, known)
                 if problem:
@@ -792,6 +982,22 @@ def _secret_problem(fld: templates.Field, where: str, declared: list[str]) -> st
     hint = get_close_matches(name, declared, n=1)
     suggestion = f"; did you mean '{{secret.{hint[0]}}}'?" if hint else ""
     return f"template '{{{fld.expression}}}' names undeclared secret '{name}' ({listed}){suggestion}"
+
+
+def _incremental_problem(fld: templates.Field, where: str) -> str | None:
+    """``{incremental.start}``: in parameters, headers or body (left out when absent), in a known format."""
+    if where in ("request.base_url", "iteration.linkage"):
+        return (
+            f"template '{{{fld.expression}}}': the state goes in request.parameters, headers or body, where"
+            " a value with no state yet is left out"
+        )
+    spec = fld.format_spec
+    if spec is not None and spec not in templates.EPOCH_FORMATS and "%" not in spec:
+        return (
+            f"template '{{{fld.expression}}}': format '{spec}' is not epoch, epoch_ms or a strftime pattern"
+            " (such as %Y-%m-%dT%H:%M:%SZ)"
+        )
+    return None
 
 
 def _unknown_variable(fld: templates.Field, known: dict[str, tuple[str, ...]]) -> str | None:

@@ -2,7 +2,8 @@
 
 Kubernetes CronJobs take 5-field cron and the macros below. DAPR Jobs take 6 fields (seconds first),
 the same macros and ``@every <duration>`` (Go duration syntax: ``1h30m``, ``90s``).
-A scheduled run's window ends at the tick that started it and begins at the tick before.
+A scheduled run's window ends at the tick that started it and begins at the tick before (``since: ticks``);
+with ``window.since: last_success`` it begins where the last succeeded window ended (``catch_up``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,51 @@ def parse_duration(text: str) -> timedelta:
     if total <= 0:
         raise ScheduleError(f"the duration '{text}' must be longer than zero")
     return timedelta(seconds=total)
+
+
+_DAYS = re.compile(r"(\d+)d(.*)")
+
+
+def parse_span(text: str) -> timedelta:
+    """A span: days and/or a Go duration (``7d``, ``1d12h``, ``6h``, ``90s``); ``ScheduleError`` when it is
+    not one or not positive."""
+    m = _DAYS.fullmatch(text.strip())
+    days = timedelta(days=int(m.group(1))) if m else timedelta()
+    rest = m.group(2) if m else text
+    try:
+        span = days + (parse_duration(rest) if rest.strip() else timedelta())
+    except ScheduleError:
+        raise ScheduleError(f"'{text}' is not a span like 7d, 1d12h, 6h, 30m or 90s") from None
+    if span <= timedelta():
+        raise ScheduleError(f"the span '{text}' must be longer than zero")
+    return span
+
+
+def catch_up(
+    mark: datetime | None,
+    initial: datetime,
+    tick: datetime,
+    *,
+    step: timedelta | None = None,
+    lookback: timedelta | None = None,
+    lag: timedelta | None = None,
+    max_span: timedelta | None = None,
+) -> list[tuple[datetime, datetime]]:
+    """The windows a ``since: last_success`` run covers, oldest first: from the end of the last succeeded
+    window (``mark``, minus ``lookback``; ``initial`` when there is none) to ``tick`` minus ``lag``, at most
+    ``max_span`` of it (the rest is the next run's), split into windows of at most ``step``. Empty when
+    there is nothing yet to fetch. Pure."""
+    start = initial if mark is None else mark - (lookback or timedelta())
+    end = tick - (lag or timedelta())
+    if max_span is not None:
+        end = min(end, start + max_span)
+    windows: list[tuple[datetime, datetime]] = []
+    t = start
+    while t < end:
+        nxt = min(t + step, end) if step else end
+        windows.append((t, nxt))
+        t = nxt
+    return windows
 
 
 @dataclass(frozen=True)

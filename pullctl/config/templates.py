@@ -2,12 +2,17 @@
 
     {region.latitude}            a field of the iteration item
     {window.start:%Y-%m-%d}      a strftime format for dates
+    {incremental.start:epoch}    an instant as epoch seconds (``epoch_ms``: milliseconds); portable, not %s
     {secret.dev_token}           a named secret (request parameters, headers and body only)
     {{ and }}                    literal braces
 
 Rendering for a URL percent-encodes every substituted value (``safe=""``), so an item value such as
 ``../admin``, ``@evil.example`` or ``x?y=1#z`` can never change the scheme, host or path structure.
 Rendering for a header refuses CR and LF. Parsing and rendering are pure.
+
+``{incremental.start}`` may be *absent* (no state yet, no ``initial_value``): a parameter, header or body
+field whose whole value is such a template is left out of the request (``is_absent``, ``render_value(...,
+omit_absent=True)``), never sent empty.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -23,10 +28,18 @@ from urllib.parse import quote
 from pullctl.config.paths import MISSING, follow
 
 _FIELD = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")
 
 #: ``{secret.NAME}``: the named secrets of ``ingestion.secrets`` (their names are the source's own).
 SECRET_VARIABLE = "secret"
+
+#: ``{incremental.start}``: the state kept between runs (SOURCES.md §7), known when ``ingestion.incremental``
+#: is configured; it may be absent (no state, no initial value), and then what holds only it is left out.
+INCREMENTAL_VARIABLE, INCREMENTAL_FIELDS = "incremental", ("start",)
+OPTIONAL_ROOTS = frozenset({INCREMENTAL_VARIABLE})
+#: The formats an instant takes besides a strftime pattern: portable (glibc's ``%s`` is not).
+EPOCH_FORMATS = ("epoch", "epoch_ms")
 
 #: The variables every run provides, with the fields each one has (``()``: fields the config names).
 BUILTIN_VARIABLES: dict[str, tuple[str, ...]] = {
@@ -131,11 +144,45 @@ def lookup(context: dict[str, Any], fld: Field) -> Any:
 
 
 def format_value(value: Any, fld: Field) -> str:
-    if isinstance(value, datetime | date) and fld.format_spec:
-        return value.strftime(fld.format_spec)
-    if fld.format_spec:
-        return format(value, fld.format_spec)
+    spec = fld.format_spec
+    if spec in EPOCH_FORMATS:
+        instant = as_instant(value)
+        if instant is None:
+            raise ValueError(f"{{{fld.expression}}}: {value!r} is not an instant (ISO-8601 or epoch seconds)")
+        seconds = instant if isinstance(instant, int | float) else instant.timestamp()
+        return str(int(seconds * 1000) if spec == "epoch_ms" else int(seconds))
+    if spec and isinstance(value, str) and "%" in spec:  # an ISO-8601 text (a stored state) as a date
+        parsed = as_instant(value)
+        if isinstance(parsed, datetime):
+            return parsed.strftime(spec)
+    if isinstance(value, datetime | date) and spec:
+        return value.strftime(spec)
+    if spec:
+        return format(value, spec)
     return format_text(value)
+
+
+def as_instant(value: Any) -> datetime | int | float | None:
+    """``value`` as an instant: a datetime (naive is UTC; a date is its midnight UTC; an ISO-8601 text), or a
+    number as epoch seconds. None when it is none of these."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time(), UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if not _ISO_DATE.match(text):  # "20240101" and "1700000000" are no instants here
+            return None
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 def format_text(value: Any) -> str:
@@ -162,15 +209,32 @@ def render_header(template: str, context: dict[str, Any]) -> str:
     return value
 
 
-def render_value(value: Any, context: dict[str, Any]) -> Any:
-    """Render templates inside every string of a JSON-like value (a POST body)."""
+def render_value(value: Any, context: dict[str, Any], *, omit_absent: bool = False) -> Any:
+    """Render templates inside every string of a JSON-like value (a POST body). ``omit_absent``: a field
+    of an object whose whole value is an absent template (``is_absent``) is left out."""
     if isinstance(value, str):
         return parse(value).render(context)
     if isinstance(value, dict):
-        return {k: render_value(v, context) for k, v in value.items()}
+        return {
+            k: render_value(v, context, omit_absent=omit_absent)
+            for k, v in value.items()
+            if not (omit_absent and is_absent(v, context))
+        }
     if isinstance(value, list):
-        return [render_value(v, context) for v in value]
+        return [render_value(v, context, omit_absent=omit_absent) for v in value]
     return value
+
+
+def is_absent(value: Any, context: dict[str, Any]) -> bool:
+    """Whether ``value`` is one template field, of a variable that may be absent (``{incremental.start}``),
+    whose value is absent: the parameter, header or body field that holds it is left out."""
+    if not isinstance(value, str) or "{" not in value:
+        return False
+    parts = [p for p in parse(value).parts if p != ""]
+    if len(parts) != 1 or not isinstance(parts[0], Field) or parts[0].root not in OPTIONAL_ROOTS:
+        return False
+    found = follow(context, parts[0].path).value
+    return found is None or found is MISSING
 
 
 def template_fields(value: Any) -> list[Field]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import random
@@ -145,7 +146,17 @@ def _final(reason: str) -> AttemptFailed:
 
 
 class _Ended(Exception):
-    """A ``response_actions`` rule ends the item's pages here: success, the response not stored."""
+    """A ``response_actions`` rule ends the item's pages here: success, the response not stored (its status
+    and body still go to an ``observe`` hook: a sync token may be in it)."""
+
+    def __init__(self, status: int = 0, body: bytes = b"") -> None:
+        super().__init__(status)
+        self.status, self.body = status, body
+
+
+#: ``Fetcher.pages``'s hook: (status, parsed body, records or None, stored) for every response that continues
+#: or ends an item (kept pages, an empty last page, and, not stored, one an ``end`` rule matched).
+Observe = Callable[[int, Any, "list[Any] | None", bool], None]
 
 
 class _Refused(Exception):
@@ -226,8 +237,9 @@ class Fetcher:
 
     # -- one item, every page -------------------------------------------------------------------------
 
-    async def pages(self, task: FetchTask) -> AsyncIterator[Page]:
-        """Every page of ``task`` worth keeping; raises ``FetchError`` when the item fails."""
+    async def pages(self, task: FetchTask, observe: Observe | None = None) -> AsyncIterator[Page]:
+        """Every page of ``task`` worth keeping; raises ``FetchError`` when the item fails. ``observe`` sees
+        every response that continues or ends the item (incremental state reads it)."""
         pager = paginator(self.pagination, self.records_path, self.page_templated)
         request: PageRequest | None = pager.first(
             PageRequest(task.url, task.params, 1, task.headers, task.body)
@@ -235,7 +247,10 @@ class Fetcher:
         while request is not None:
             try:
                 page = await self._fetch(request, task)
-            except _Ended:
+            except _Ended as ended:
+                if observe is not None:
+                    with contextlib.suppress(ValueError):  # a body that is not JSON holds no token
+                        observe(ended.status, json.loads(ended.body), None, False)
                 return
             try:
                 step = pager.advance(
@@ -252,6 +267,8 @@ class Fetcher:
                     ),
                     1,
                 )
+            if observe is not None:
+                observe(page.status, page.data, step.records, step.keep)
             if step.keep:
                 yield page
             if step.fail is not None:
@@ -281,7 +298,7 @@ class Fetcher:
                 on_retry=retried,
             )
         except GaveUp as exc:
-            raise FetchError(self.redact(exc.reason), exc.attempts) from None
+            raise FetchError(self.redact(exc.reason), exc.attempts, exc.outcome.status) from None
 
     async def _attempt(self, request: PageRequest, task: FetchTask) -> Page:
         await self.limiter.acquire()
@@ -435,7 +452,7 @@ class Fetcher:
             raise _final(reason)
         if rule.action == "skip":
             raise ItemSkippedError(reason)
-        raise _Ended()
+        raise _Ended(resp.status_code, body)
 
     async def _read(self, resp: httpx.Response, cap: int, *, cap_is_error: bool = True) -> bytes:
         declared = resp.headers.get("content-length", "")

@@ -271,9 +271,14 @@ class Cursor(Paginator):
 
     def first(self, request: PageRequest) -> PageRequest:
         c = self.config
-        if c.initial_cursor is not None:
-            self._seen.add(c.initial_cursor)
-        return self._put(request, c.cursor_param, c.initial_cursor, c.body_path)
+        start = c.initial_cursor
+        if start is None and c.inject == "query" and (request.params or {}).get(c.cursor_param):
+            # the request's own parameter is the first cursor: a sync token ({incremental.start}) that is
+            # also the page cursor (Asana's sync)
+            start = (request.params or {})[c.cursor_param]
+        if start is not None:
+            self._seen.add(start)
+        return self._put(request, c.cursor_param, start, c.body_path)
 
     def _cursor(self, request: PageRequest, page: PageView, records: list[Any] | None) -> Any:
         c = self.config

@@ -15,7 +15,7 @@ from typing import Any
 
 from pullctl.config import templates
 from pullctl.config.models import PAGE_FIELDS, PAGE_VARIABLE, SourceConfig
-from pullctl.config.schedule import ScheduleError, parse_duration, parse_schedule, parse_timezone
+from pullctl.config.schedule import ScheduleError, parse_schedule, parse_span, parse_timezone
 from pullctl.errors import UsageError
 
 SCALARS = (str, int, float, bool)
@@ -61,6 +61,8 @@ class FetchTask:
     body: Any
     linkage: dict[str, Any]
     keys: tuple[str, ...] = ()  # iteration.batch: the keys of the batch's items (for --replay)
+    sent_state: bool = False  # {incremental.start} is a stored state (not initial_value)
+    restart: FetchTask | None = None  # sent_state: the same request from initial_value (the state expired)
 
     @property
     def item_keys(self) -> tuple[str, ...]:
@@ -93,17 +95,11 @@ def scheduled_window(config: SourceConfig, now: datetime) -> Window:
 
 
 def parse_step(text: str) -> timedelta:
-    """``1d``, ``6h``, ``30m``, ``1h30m``: a backfill step."""
-    m = re.fullmatch(r"(\d+)d(.*)", text.strip())
+    """``1d``, ``6h``, ``30m``, ``1h30m``: a backfill step (``schedule.parse_span``)."""
     try:
-        days = timedelta(days=int(m.group(1))) if m else timedelta()
-        rest = m.group(2) if m else text
-        step = days + (parse_duration(rest) if rest else timedelta())
+        return parse_span(text)
     except ScheduleError:
         raise UsageError(f"--step '{text}': expected a duration such as 1d, 6h, 30m or 1h30m") from None
-    if step <= timedelta():
-        raise UsageError(f"--step '{text}' must be longer than zero")
-    return step
 
 
 def parse_instant(text: str, option: str) -> datetime:
@@ -177,10 +173,13 @@ class Planner:
         limit: int | None = None,
         replay: Collection[str] | None = None,
         secrets: Mapping[str, str] | None = None,
+        states: Mapping[str | None, Any] | None = None,
     ) -> None:
         """``secrets``: the resolved values of ``ingestion.secrets`` by name, for ``{secret.NAME}``
         (run/secrets.py); rendered as they are: httpx percent-encodes them in the query, headers and body
-        take them as is."""
+        take them as is. ``states``: the stored incremental states by item key (None: the source's own),
+        for ``{incremental.start}``; an item without one starts from ``initial_value``, else the value is
+        absent and what holds only it is left out of the request."""
         ing = config.ingestion
         assert ing.request is not None, "only scheduled_pull sources are planned"
         self.config, self.request, self.iteration = config, ing.request, ing.iteration
@@ -196,6 +195,7 @@ class Planner:
             PAGE_VARIABLE: {name: f"{{{PAGE_VARIABLE}.{name}}}" for name in PAGE_FIELDS},
         }
         known = set(templates.BUILTIN_VARIABLES) | ({self.iteration.foreach} if self.iteration else set())
+        known |= {templates.INCREMENTAL_VARIABLE} if ing.incremental is not None else set()
         for name, value in (overrides or {}).items():
             for fld in templates.template_fields(value):
                 if fld.root == templates.SECRET_VARIABLE:
@@ -204,6 +204,9 @@ class Planner:
                     )
                 if fld.root not in known:
                     raise UsageError(f"--set {name}={value}: unknown template variable '{fld.root}'")
+        self.incremental = ing.incremental
+        self.per_item_state = ing.per_item_state
+        self.states: Mapping[str | None, Any] = states or {}
         self.url_template = templates.parse(ing.request.base_url)
         self.skipped: list[tuple[str, str]] = []  # (item, reason)
         self.planned = 0
@@ -282,17 +285,44 @@ class Planner:
         return replace(task, keys=tuple(labels)) if task is not None else None
 
     def _task(self, label: str, context: dict[str, Any], linkage: dict[str, Any] | None) -> FetchTask | None:
+        if self.incremental is None:
+            return self._render(label, context, linkage)
+        stored = self.states.get(label if self.per_item_state else None)
+        initial = self.incremental.initial_value
+        start = stored if stored is not None else initial
+        task = self._render(label, {**context, templates.INCREMENTAL_VARIABLE: {"start": start}}, linkage)
+        if task is None or stored is None:
+            return task
+        restart = self._render(
+            label, {**context, templates.INCREMENTAL_VARIABLE: {"start": initial}}, linkage
+        )
+        self.planned -= 1  # the same task, from initial_value: sent only when the state expired
+        return replace(task, sent_state=True, restart=restart)
+
+    def _render(
+        self, label: str, context: dict[str, Any], linkage: dict[str, Any] | None
+    ) -> FetchTask | None:
         request, iteration = self.request, self.iteration
+        omit = self.incremental is not None  # a value that is only an absent {incremental.start} is left out
         try:
             url = self.url_template.render(context, quote_values=True)
             params = {
                 k: templates.parse(v).render(context) if isinstance(v, str) else _scalar(v)
                 for k, v in self.parameters.items()
+                if not (omit and templates.is_absent(v, context))
             }
-            headers = {k: templates.render_header(v, context) for k, v in request.headers.items()}
-            body = templates.render_value(request.body, context) if request.body is not None else None
+            headers = {
+                k: templates.render_header(v, context)
+                for k, v in request.headers.items()
+                if not (omit and templates.is_absent(v, context))
+            }
+            body = (
+                templates.render_value(request.body, context, omit_absent=omit)
+                if request.body is not None
+                else None
+            )
             if request.graphql is not None:  # the query as written: its braces are GraphQL's
-                variables = templates.render_value(request.graphql.variables, context)
+                variables = templates.render_value(request.graphql.variables, context, omit_absent=omit)
                 body = {"query": request.graphql.query, "variables": variables}
             if linkage is None:  # configured templates
                 assert iteration is not None and iteration.linkage is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,8 +32,10 @@ from pullctl.pipeline.documents import (
     utcnow,
 )
 from pullctl.pipeline.events import EventSink, NoEvents
+from pullctl.pipeline.state import StateRecord
 from pullctl.pipeline.store import PullStore
 from pullctl.redact import Redactor
+from pullctl.run import incremental
 from pullctl.run.auth import TokenManager, open_tokens
 from pullctl.run.fetch import Fetcher, Page
 from pullctl.run.iteration import resolve_items
@@ -41,7 +44,9 @@ from pullctl.run.secrets import resolve_named_secrets, resolve_secret
 from pullctl.run.transport import env_proxy, make_transport, proxy_userinfo
 from pullctl.settings import Settings
 
+logger = logging.getLogger("pullctl")
 BATCH_SIZE = 200
+COMMIT_CONCURRENCY = 16  # state swaps in flight at the end of a run (per-item states)
 BATCH_LINGER_SECONDS = 0.05
 
 
@@ -57,6 +62,7 @@ class RunOptions:
     dry_run: bool = False
     replay_items: list[str] | None = None  # run only these item keys (``run --replay``)
     run_id: str | None = None
+    commit_state: bool = True  # advance the incremental state (a backfill: only with --advance-state)
 
 
 class RunObserver(Protocol):
@@ -100,6 +106,8 @@ class _Run:
     )
     dry_run: bool = False
     tokens: list[TokenManager] = field(default_factory=list)  # the run's and its parents', closed at its end
+    states: dict[str | None, StateRecord] = field(default_factory=dict)  # incremental: as the run found them
+    marks: dict[str | None, Any] = field(default_factory=dict)  # incremental: each succeeded item's mark
 
 
 def finish_status(record: RunRecord, fatal: bool) -> str:
@@ -188,6 +196,9 @@ async def _execute(
     secret = await _secret(state, ing.request, settings)
     named = await resolve_named_secrets(ing, settings, state.redact)
     concurrency = options.concurrency or (ing.iteration.concurrency if ing.iteration else 1)
+    if ing.incremental is not None and state.store is not None:
+        found = await state.store.list_states(config.source_id)
+        state.states = {r.item: r for r in found if not (r.item or "").startswith(incremental.WINDOW_ITEM)}
     planner = Planner(
         config,
         window,
@@ -198,6 +209,7 @@ async def _execute(
         limit=options.limit,
         replay=options.replay_items,
         secrets=named,
+        states={item: r.value for item, r in state.states.items()} if ing.incremental else None,
     )
     tasks: Iterable[FetchTask] | AsyncIterator[FetchTask]
     if ing.parent is None:
@@ -235,6 +247,7 @@ async def _execute(
         if ing.parent is not None:
             tasks = _child_tasks(state, settings, planner, window, http, sleep)
         await _fan_out(state, fetcher, tasks, concurrency, window)
+        await _commit_states(state, options)  # after every document is stored, before the run record
     finally:
         for manager in state.tokens:
             await manager.aclose()
@@ -321,12 +334,10 @@ async def _worker(
     state: _Run, fetcher: Fetcher, take: Callable[[], Awaitable[FetchTask | None]], window: Window
 ) -> None:
     record = state.record
+    iterating = state.loaded.config.ingestion.iteration is not None
     while (task := await take()) is not None:
         try:
-            async for page in fetcher.pages(task):
-                record.counts["pages"] += 1
-                for doc in _documents(state, task, page, window):
-                    await state.queue.put(doc)
+            mark = await _fetch_item(state, fetcher, task, window)
         except ItemSkippedError as exc:  # a response_actions rule: counted with its reason, not a failure
             _skipped(record, [(task.key, state.redact(exc.message))])
             state.observer.item_done(record, task.key, None)
@@ -338,8 +349,96 @@ async def _worker(
             record.add_error(task.key, message, exc.attempts)
             state.observer.item_done(record, task.key, message, exc.attempts)
             continue
+        if mark is not None:
+            state.marks[task.key if iterating else None] = mark
         record.counts["fetched"] += 1
         state.observer.item_done(record, task.key, None)
+
+
+async def _pages(
+    state: _Run, fetcher: Fetcher, task: FetchTask, window: Window, mark: incremental.Mark | None
+) -> None:
+    record = state.record
+    async for page in fetcher.pages(task, mark.observe if mark is not None else None):
+        record.counts["pages"] += 1
+        for doc in _documents(state, task, page, window):
+            await state.queue.put(doc)
+
+
+async def _fetch_item(state: _Run, fetcher: Fetcher, task: FetchTask, window: Window) -> Any:
+    """Fetch one item's pages into the queue; its incremental mark (None: none to keep). When the API says
+    the state sent has expired (``incremental.expired_status``), the item starts over from
+    ``initial_value``, with a warning."""
+    config = state.loaded.config.ingestion.incremental
+    mark = incremental.Mark(config) if config is not None else None
+    try:
+        await _pages(state, fetcher, task, window, mark)
+    except FetchError as exc:
+        if mark is None or task.restart is None or exc.status not in mark.expired_status:
+            raise
+        expired = exc.status
+    else:
+        if mark is None:
+            return None
+        if task.restart is None or mark.expired is None:
+            return mark.finish()
+        expired = mark.expired
+    assert config is not None and task.restart is not None
+    initial = "absent: left out" if config.initial_value is None else repr(config.initial_value)
+    message = state.redact(
+        f"the API expired the stored state (HTTP {expired}): the item starts over from initial_value"
+        f" ({initial}); see the API's documentation on a full sync"
+    )
+    logger.warning(f"{state.record.source_id} {task.key}: {message}", extra={"event": "state_expired"})
+    state.record.add_error(task.key, f"warning: {message}")
+    mark = incremental.Mark(config)
+    await _pages(state, fetcher, task.restart, window, mark)
+    return mark.finish()
+
+
+async def _commit_states(state: _Run, options: RunOptions) -> None:
+    """Advance the incremental state, once every document is stored (a crash before this re-fetches; the
+    run record follows). Per item: each succeeded item's own mark. Per source: only when the run fetched
+    every item (no failure, no --only/--limit/--replay)."""
+    config = state.loaded.config
+    inc = config.ingestion.incremental
+    if inc is None or state.store is None or not options.commit_state or not state.marks:
+        return
+    record = state.record
+    marks: dict[str | None, Any] = state.marks
+    if not config.ingestion.per_item_state:
+        partial = options.only or options.limit or options.replay_items
+        if record.counts["failed"] or partial:
+            why = f"{record.counts['failed']} item(s) failed" if record.counts["failed"] else "a partial run"
+            logger.warning(
+                f"{config.source_id}: state not advanced ({why}): the next run fetches from the same start",
+                extra={"event": "state_kept"},
+            )
+            return
+        marks = {
+            None: incremental.merge(inc.kind, list(marks.values()))
+            if inc.kind == "cursor"
+            else marks.get(None)
+        }
+    store = state.store
+
+    async def commit(item: str | None, value: Any) -> None:
+        known = state.states.get(item)  # as the run read it: the first swap needs no read
+        outcome = await incremental.advance(
+            store,
+            config.source_id,
+            item,
+            value,
+            record.run_id,
+            kind=inc.kind,
+            started_from=known.version if known is not None else 0,
+            read=known,
+        )
+        incremental.log_kept(config.source_id, item, outcome)
+
+    pending = [(item, value) for item, value in marks.items() if value is not None]
+    for start in range(0, len(pending), COMMIT_CONCURRENCY):
+        await asyncio.gather(*(commit(i, v) for i, v in pending[start : start + COMMIT_CONCURRENCY]))
 
 
 async def _secret(state: _Run, request: Request, settings: Settings) -> str | None:

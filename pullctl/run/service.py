@@ -11,15 +11,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from pullctl.config.loader import LoadedSource
+from pullctl.config.schedule import catch_up
+from pullctl.config.templates import as_instant
 from pullctl.errors import PullctlError, UsageError
 from pullctl.pipeline.config_store import open_config_source
-from pullctl.pipeline.documents import RunRecord
+from pullctl.pipeline.documents import RunRecord, utcnow
 from pullctl.pipeline.events import open_sink
 from pullctl.pipeline.metrics import export_run_metrics
 from pullctl.pipeline.store import PullStore, open_store
-from pullctl.run.plan import Shard, Window, backfill_windows, parse_instant, parse_step
+from pullctl.run import incremental
+from pullctl.run.plan import Shard, Window, backfill_windows, parse_instant, parse_step, scheduled_window
 from pullctl.run.runner import EXIT_CODES, RunObserver, RunOptions, run_source
 from pullctl.settings import Settings
 
@@ -75,8 +79,14 @@ async def run_pulls(
     store: PullStore | None = None,
     now: datetime | None = None,
     loaded: LoadedSource | None = None,
+    advance_state: bool = False,
 ) -> list[RunRecord]:
     """Run ``source_id`` once, or once per backfill window, or replay a run's failed items.
+
+    With ``window.since: last_success`` a run (not a backfill, not a replay) covers from the end of the last
+    succeeded window to the tick, one run record per ``step`` window, oldest first, and stops at the first
+    window that does not succeed; each succeeded window moves the mark (after its run record is saved: a
+    crash in between re-fetches that window). A backfill leaves every state alone unless ``advance_state``.
 
     ``loaded`` is the source when the caller has loaded it already (``serve``, once per trigger); else it is
     loaded here, in a thread (a slow config store must not stall the event loop)."""
@@ -92,6 +102,8 @@ async def run_pulls(
         if sink is not None:
             stack.push_async_callback(sink.aclose)
         windows: list[Window | None] = [options.window]
+        since = loaded.config.ingestion.window.since
+        moves_mark = False  # each succeeded window moves the since: last_success mark
         if replay is not None:
             assert store is not None or options.dry_run
             windows, options = await _replay(store, replay, source_id, options)
@@ -99,7 +111,17 @@ async def run_pulls(
                 return []
         elif backfill is not None:
             windows = list(backfill.windows())
-            options = replace(options, trigger="backfill")
+            options = replace(options, trigger="backfill", commit_state=advance_state)
+            moves_mark = advance_state and since == "last_success"
+        elif options.window is None and since == "last_success":
+            windows = list(await _catch_up(loaded, store, options, now or utcnow()))
+            moves_mark = not (options.only or options.limit)
+            if not windows:
+                logger.info(
+                    f"{source_id}: nothing to fetch yet, the last succeeded window reaches the tick",
+                    extra={"event": "up_to_date"},
+                )
+                return []
         records: list[RunRecord] = []
         for window in windows:
             observer = observer_for(window) if observer_for else None
@@ -116,7 +138,69 @@ async def run_pulls(
             warning = await asyncio.to_thread(export_run_metrics, record, settings.otel_endpoint)
             if warning:
                 logger.warning(warning, extra={"event": "metrics_not_sent"})
+            if moves_mark and window is not None and store is not None and not options.dry_run:
+                if record.status != "succeeded":
+                    if backfill is None:  # the gap stays the next run's: nothing after it is fetched now
+                        break
+                    continue
+                await _move_window_mark(loaded, store, options, window, record.run_id, backfill is not None)
         return records
+
+
+def _mark_item(options: RunOptions) -> str:
+    return incremental.window_item(str(options.shard) if options.shard else None)
+
+
+async def _catch_up(
+    loaded: LoadedSource, store: PullStore | None, options: RunOptions, now: datetime
+) -> list[Window]:
+    """The ``since: last_success`` windows of a run at ``now``: from the mark to the tick (``catch_up``)."""
+    config = loaded.config
+    rule = config.ingestion.window
+    ticks = scheduled_window(config, now)
+    mark = await _window_mark(store, config.source_id, _mark_item(options))
+    spans = rule.spans()
+    found = catch_up(
+        mark,
+        rule.initial_instant or ticks.start,
+        ticks.end if config.ingestion.schedule else now,
+        step=spans["step"],
+        lookback=spans["lookback"],
+        lag=spans["lag"],
+        max_span=spans["max_span"],
+    )
+    return [Window(start, end) for start, end in found]
+
+
+async def _window_mark(store: PullStore | None, source_id: str, item: str) -> datetime | None:
+    record = await store.get_state(source_id, item) if store is not None else None
+    value: Any = as_instant(record.value) if record is not None else None
+    return value if isinstance(value, datetime) else None
+
+
+async def _move_window_mark(
+    loaded: LoadedSource,
+    store: PullStore,
+    options: RunOptions,
+    window: Window,
+    run_id: str,
+    backfill: bool,
+) -> None:
+    """A succeeded window moves the mark to its end. A backfill (``--advance-state``) moves it only when it
+    starts at or before the mark (or the initial start): moving past a gap would skip the gap."""
+    source_id, item = loaded.source_id, _mark_item(options)
+    if backfill:
+        mark = await _window_mark(store, source_id, item)
+        reach = mark or loaded.config.ingestion.window.initial_instant
+        if reach is not None and window.start > reach:
+            logger.warning(
+                f"{source_id}: --advance-state left the window mark at {reach.isoformat()}: the backfill"
+                f" starts later ({window.start.isoformat()}), and moving past the gap would skip it",
+                extra={"event": "state_kept"},
+            )
+            return
+    outcome = await incremental.advance(store, source_id, item, window.end.isoformat(), run_id, kind="window")
+    incremental.log_kept(source_id, item, outcome)
 
 
 async def _replay(

@@ -274,9 +274,9 @@ if not any(isinstance(f, _DropInjectedResets) for f in _uvicorn_error_logger.fil
 
 
 class _BadRequest(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, status: int = 400) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.status = reason, status
 
 
 def _error(reason: str, status: int = 400) -> JSONResponse:
@@ -359,6 +359,7 @@ class Upstream:
         self.basic_user = basic_user
         self.basic_password = basic_password
         self.key_param = key_param
+        self.feed = ChangeFeed()  # incremental (issue 16): records that change between runs
         self.rules: list[Rule] = []
         self.requests: list[RecordedRequest] = []
         self.hits: Counter[str | tuple[str, str]] = Counter()
@@ -508,7 +509,7 @@ class Upstream:
                     response: Response = await endpoint(request)
                     return response
                 except _BadRequest as exc:
-                    return _error(exc.reason)
+                    return _error(exc.reason, exc.status)
 
             return wrapper
 
@@ -547,6 +548,7 @@ class Upstream:
             Route("/pages/needs-cursor", handled(self._needs_cursor)),
             Route("/pages/filtered", handled(self._filtered)),
             Route("/echo", handled(self._echo), methods=["GET", "POST", "PUT"]),
+            *self.feed.routes(handled),  # incremental (issue 16)
         ]
         return Starlette(routes=routes, lifespan=lifespan)
 
@@ -897,6 +899,167 @@ class Upstream:
 
 
 # -- failure injection as ASGI middleware
+
+
+# --- incremental (issue 16) ----------------------------------------------------------------------------------
+#
+# ``Upstream.feed`` (a ``ChangeFeed``): accounts whose records change between runs, for incremental sources.
+# Each record is ``{"id", "account", "updated_at" (ISO-8601, UTC, "Z"), "version"}``.
+#
+# ``GET /inc/{account}/records?updated_since=&offset=0&limit=10&order=asc``
+#     ``{"data": [...], "offset"}``: the account's records with ``updated_at >= updated_since`` (ISO-8601, or
+#     epoch seconds when all digits; absent: every record; ``updated_before``: and earlier than that), sorted by (updated_at, id) (``order=desc``:
+#     newest first; ``order=shuffled``: a fixed shuffle), ``records[offset : offset + min(limit, page_cap)]``:
+#     a page-size-capped server (``feed.page_cap``, default 100), so a short page is not the end.
+#     An unknown account is 404; ``feed.fail_accounts`` answer 500.
+# ``GET /inc/{account}/keyset?updated_since=&limit=10``
+#     ``{"data": [...]}``: keyset pagination on the timestamp alone (``updated_at >= updated_since``, at most
+#     ``min(limit, page_cap)``): a client that pages by its last record's ``updated_at`` repeats a page when
+#     more than a page of records share one timestamp.
+# ``GET /inc/{account}/events?sync=&limit=10``
+#     Asana-like sync tokens over the account's change events (one per change): with a valid ``sync``,
+#     ``{"data": [events after it], "sync": "<token>", "has_more": bool}``; without one, or with one the feed
+#     expired (``feed.expire()``) or does not know, 412 ``{"errors": [{"message"}], "sync": "<fresh token>"}``
+#     (the fresh token starts at the current end).
+
+FEED_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ChangeFeed:
+    """Accounts whose records change between runs; see the block's comment for the endpoints."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, dict[str, dict[str, Any]]] = {}
+        self.events: dict[str, list[dict[str, Any]]] = {}
+        self.page_cap = 100
+        self.fail_accounts: set[str] = set()
+        self.generation = 1  # tokens of an older generation have expired
+        self.clock = FEED_START
+        self._lock = threading.Lock()
+
+    def add(self, account: str, count: int, at: datetime | None = None, prefix: str = "r") -> list[str]:
+        """``count`` new records in ``account`` (created if new), stamped ``at`` (default: the next second
+        each); their ids."""
+        with self._lock:
+            records = self.accounts.setdefault(account, {})
+            ids = []
+            for _ in range(count):
+                rid = f"{account}-{prefix}{len(records) + 1}"
+                self._write(account, rid, at)
+                ids.append(rid)
+            return ids
+
+    def touch(self, account: str, ids: list[str], at: datetime | None = None) -> None:
+        """Change these records (a new version, a new ``updated_at``)."""
+        with self._lock:
+            for rid in ids:
+                self._write(account, rid, at)
+
+    def _write(self, account: str, rid: str, at: datetime | None) -> None:
+        if at is None:
+            self.clock += timedelta(seconds=1)
+        stamp = at or self.clock
+        records = self.accounts.setdefault(account, {})
+        version = records[rid]["version"] + 1 if rid in records else 1
+        records[rid] = {"id": rid, "account": account, "updated_at": _iso(stamp), "version": version}
+        self.events.setdefault(account, []).append({"resource": rid, "type": "changed", "version": version})
+
+    def expire(self) -> None:
+        """Every sync token handed out so far is too old now."""
+        self.generation += 1
+
+    def newest(self, account: str) -> str:
+        return max(r["updated_at"] for r in self.accounts[account].values())
+
+    # -- endpoints
+
+    def _records_of(self, request: Request) -> list[dict[str, Any]]:
+        account = request.path_params["account"]
+        if account in self.fail_accounts:
+            raise _BadRequest(f"account {account} is unavailable", 500)
+        if account not in self.accounts:
+            raise _BadRequest(f"no account {account}", 404)
+        since = request.query_params.get("updated_since")
+        with self._lock:
+            found = list(self.accounts[account].values())
+        if since:
+            bound = _iso(datetime.fromtimestamp(int(since), UTC)) if since.isdigit() else _since(since)
+            found = [r for r in found if r["updated_at"] >= bound]
+        before = request.query_params.get("updated_before")
+        if before:
+            found = [r for r in found if r["updated_at"] < _since(before)]
+        return sorted(found, key=lambda r: (r["updated_at"], r["id"]))
+
+    def _cap(self, request: Request) -> int:
+        return min(_int_param(request, "limit", 10, 1, 10_000), self.page_cap)
+
+    async def records(self, request: Request) -> Response:
+        found = self._records_of(request)
+        order = request.query_params.get("order", "asc")
+        if order == "desc":
+            found.reverse()
+        elif order == "shuffled":
+            random.Random(7).shuffle(found)
+        offset = _int_param(request, "offset", 0, 0, 10_000_000)
+        return JSONResponse({"data": found[offset : offset + self._cap(request)], "offset": offset})
+
+    async def keyset(self, request: Request) -> Response:
+        return JSONResponse({"data": self._records_of(request)[: self._cap(request)]})
+
+    def _token(self, account: str, position: int) -> str:
+        text = f"{account}:{self.generation}:{position}"
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    def _position(self, account: str, token: str) -> int | None:
+        try:
+            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            owner, generation, position = text.split(":")
+        except ValueError:
+            return None
+        if owner != account or int(generation) != self.generation:
+            return None
+        return int(position)
+
+    async def sync(self, request: Request) -> Response:
+        account = request.path_params["account"]
+        if account not in self.events:
+            raise _BadRequest(f"no account {account}", 404)
+        with self._lock:
+            events = list(self.events[account])
+        token = request.query_params.get("sync")
+        position = self._position(account, token) if token else None
+        if position is None:
+            message = (
+                "Sync token invalid or too old. If you are attempting to keep resources in sync, you must"
+                " fetch the full dataset for this query now and use the new sync token for the next sync."
+            )
+            fresh = self._token(account, len(events))
+            return JSONResponse({"errors": [{"message": message}], "sync": fresh}, status_code=412)
+        page = events[position : position + self._cap(request)]
+        end = position + len(page)
+        return JSONResponse({"data": page, "sync": self._token(account, end), "has_more": end < len(events)})
+
+    def routes(self, handled: Any) -> list[Route]:
+        return [
+            Route("/inc/{account}/records", handled(self.records)),
+            Route("/inc/{account}/keyset", handled(self.keyset)),
+            Route("/inc/{account}/events", handled(self.sync)),
+        ]
+
+
+def _since(text: str) -> str:
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _BadRequest(f"updated_since '{text}' is not ISO-8601 or epoch seconds") from None
+    return _iso(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+
+
+# --- end incremental (issue 16) ------------------------------------------------------------------------------
 
 
 @dataclass
