@@ -266,24 +266,19 @@ def describe_summary(found: dict[str, Any] | None) -> str:
     return f"{what} ({format_behind(found['behind_seconds'])} behind)"
 
 
-def source_states(
+async def source_states(
     settings: Settings, configs: list[SourceConfig], now: datetime | None = None
 ) -> dict[str, dict[str, Any]]:
     """``summaries`` for ``pullctl list``: the store is opened only when a source keeps a state; one that
     cannot be read is a warning (the list is still shown)."""
     if not any(keeps_state(c) for c in configs):
         return {}
-    import asyncio
-
     from pullctl.errors import PullctlError
     from pullctl.pipeline.store import open_store
 
-    async def read() -> dict[str, dict[str, Any]]:
+    try:
         async with open_store(settings, read_only=True) as store:
             return await summaries(store, now)
-
-    try:
-        return asyncio.run(read())
     except PullctlError as exc:
         logger.warning(f"the states are not shown: {exc.message}", extra={"event": "state_unreadable"})
         return {}
