@@ -11,6 +11,8 @@ before a message is built.
     ├── UsageError                      exit 2: bad flags or arguments
     ├── IterationError                  the iteration list could not be resolved (MCP, static list)
     ├── SecretError                     a secret could not be resolved
+    ├── AuthError                       no token: the token endpoint or login refused or failed, or a
+    │                                   rotating refresh token could not be kept (the run fails)
     ├── FetchError                      one item could not be fetched (recorded, the run goes on)
     │   └── ItemSkippedError            a response_actions rule skips the item: counted, not a failure
     ├── StoreError                      the store is unreachable or refused a write
@@ -77,6 +79,10 @@ class IterationError(PullctlError):
 
 class SecretError(PullctlError):
     pass
+
+
+class AuthError(PullctlError):
+    """The run's token could not be obtained or kept (run/auth.py): every item would fail the same way."""
 
 
 class FetchError(PullctlError):

@@ -5,6 +5,7 @@
     JsonFormatter                      a stdlib log record as such a line (pullctl's, uvicorn's, a library's)
     StderrHandler                      writes to the ``sys.stderr`` of the moment (not the one at start-up)
     configure(log_format)              json: every logger's records as JSON lines; else pullctl's as text
+    uvicorn_log_config()               the same for ``serve``'s uvicorn: its records as JSON lines too
 
 Library code logs through ``logging.getLogger("pullctl...")`` with ``extra={"event": ...}``; third-party
 loggers (the OpenTelemetry exporter, asyncio, mcp) reach the same handler through the root logger, and
@@ -96,3 +97,27 @@ def configure(log_format: str) -> None:
     else:
         handler.setFormatter(TextFormatter())
         logging.getLogger("pullctl").addHandler(handler)
+
+
+def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for uvicorn: JSON lines on stderr, no access log. uvicorn's records
+    say ``"event": "server"``; every other logger (pullctl's, the OpenTelemetry exporter's, asyncio's)
+    reaches the root logger's JSON handler, so no plain-text line gets into the stream."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "server": {"()": "pullctl.logs.JsonFormatter", "default_event": "server"},
+            "json": {"()": "pullctl.logs.JsonFormatter"},
+        },
+        "handlers": {
+            "server": {"class": "pullctl.logs.StderrHandler", "formatter": "server"},
+            "stderr": {"class": "pullctl.logs.StderrHandler", "formatter": "json"},
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["server"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
+    }

@@ -31,6 +31,35 @@ SECRETS = BASE.replace(
   request:""",
 )
 
+# auth_type oauth2 and session (SOURCES.md §6)
+AUTH_BASE = """\
+source_id: graph
+ingestion:
+  schedule: "0 6 * * *"
+  secrets:
+    cid: {secret_store: kubernetes, secret_key: graph-client-id}
+    cs: {secret_store: kubernetes, secret_key: graph-client-secret}
+    rt: {secret_store: kubernetes, secret_key: refresh-token}
+  request:
+    base_url: https://graph.example.com/v1.0/me
+"""
+OAUTH2 = (
+    AUTH_BASE
+    + """\
+    auth_type: oauth2
+    oauth2:
+      token_url: https://login.example.com/token
+"""
+)
+CC = OAUTH2 + "      client_id: '{secret.cid}'\n      client_secret: '{secret.cs}'\n"
+SESSION = (
+    AUTH_BASE
+    + """\
+    auth_type: session
+    session:
+      login: {url: https://bi.example.com/api/session, body: {username: me, password: '{secret.cs}'}}
+"""
+)
 INC = BASE + "  records: {path: data}\n"
 STATIC = (
     BASE.replace(
@@ -539,6 +568,277 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
             " comes back"
         ],
     ),
+    # -- auth_type oauth2 and session
+    (
+        "oauth2-without-block",
+        AUTH_BASE + "    auth_type: oauth2\n",
+        "k8s",
+        ["case.yaml:8:3: ingestion.request.oauth2: required when auth_type is oauth2"],
+    ),
+    (
+        "oauth2-block-with-bearer",
+        CC.replace("auth_type: oauth2", "auth_type: bearer\n    secret_store: vault\n    secret_key: k")
+        + "      grant: client_credentials\n",
+        "k8s",
+        ["case.yaml:13:5: ingestion.request.oauth2: applies with auth_type: oauth2, not bearer"],
+    ),
+    (
+        "oauth2-with-secret-key",
+        CC.replace("    oauth2:\n", "    secret_store: vault\n    oauth2:\n")
+        + "      grant: client_credentials\n",
+        "k8s",
+        [
+            "case.yaml:11:19: ingestion.request.secret_store: auth_type oauth2 takes its credentials from {secret.NAME} in request.oauth2 (declared in ingestion.secrets), not secret_store"
+        ],
+    ),
+    (
+        "oauth2-grant-missing",
+        CC,
+        "k8s",
+        ["case.yaml:11:5: ingestion.request.oauth2.grant: 'grant' is required"],
+    ),
+    (
+        "oauth2-grant-unknown",
+        CC + "      grant: password\n",
+        "k8s",
+        [
+            "case.yaml:15:14: ingestion.request.oauth2.grant: must be 'client_credentials', 'refresh_token' or 'jwt_bearer' (got 'password')"
+        ],
+    ),
+    (
+        "oauth2-token-url-templated",
+        CC.replace("https://login.example.com/token", "'https://{secret.cid}.example.com/token'")
+        + "      grant: client_credentials\n",
+        "k8s",
+        [
+            "case.yaml:12:18: ingestion.request.oauth2.token_url: must be a literal absolute http(s) URL, no templates (got 'https://{secret.cid}.example.com/token')"
+        ],
+    ),
+    (
+        "oauth2-token-url-relative",
+        CC.replace("https://login.example.com/token", "/token") + "      grant: client_credentials\n",
+        "k8s",
+        [
+            "case.yaml:12:18: ingestion.request.oauth2.token_url: must be a literal absolute http(s) URL, no templates (got '/token')"
+        ],
+    ),
+    (
+        "client-credentials-without-secret",
+        OAUTH2 + "      grant: client_credentials\n      client_id: '{secret.cid}'\n",
+        "k8s",
+        ["case.yaml:11:5: ingestion.request.oauth2.client_secret: required for grant client_credentials"],
+    ),
+    (
+        "refresh-grant-without-token",
+        CC + "      grant: refresh_token\n",
+        "k8s",
+        ["case.yaml:11:5: ingestion.request.oauth2.refresh_token: required for grant refresh_token"],
+    ),
+    (
+        "refresh-token-on-client-credentials",
+        CC + "      grant: client_credentials\n      refresh_token: '{secret.rt}'\n",
+        "k8s",
+        [
+            "case.yaml:16:22: ingestion.request.oauth2.refresh_token: applies to grant refresh_token, not client_credentials"
+        ],
+    ),
+    (
+        "rotation-on-client-credentials",
+        CC + "      grant: client_credentials\n      rotation: false\n",
+        "k8s",
+        [
+            "case.yaml:16:17: ingestion.request.oauth2.rotation: applies to grant refresh_token, not client_credentials"
+        ],
+    ),
+    (
+        "jwt-bearer-without-jwt",
+        OAUTH2 + "      grant: jwt_bearer\n",
+        "k8s",
+        ["case.yaml:11:5: ingestion.request.oauth2.jwt: required for grant jwt_bearer"],
+    ),
+    (
+        "jwt-on-refresh-grant",
+        CC
+        + "      grant: refresh_token\n      refresh_token: '{secret.rt}'\n      jwt: {private_key: '{secret.cs}'}\n",
+        "k8s",
+        ["case.yaml:17:12: ingestion.request.oauth2.jwt: applies to grant jwt_bearer, not refresh_token"],
+    ),
+    (
+        "jwt-algorithm",
+        OAUTH2 + "      grant: jwt_bearer\n      jwt: {private_key: '{secret.cs}', algorithm: HS256}\n",
+        "k8s",
+        ["case.yaml:14:52: ingestion.request.oauth2.jwt.algorithm: must be 'RS256' or 'ES256' (got 'HS256')"],
+    ),
+    (
+        "jwt-lifetime",
+        OAUTH2 + "      grant: jwt_bearer\n      jwt: {private_key: '{secret.cs}', lifetime_seconds: 10}\n",
+        "k8s",
+        [
+            "case.yaml:14:59: ingestion.request.oauth2.jwt.lifetime_seconds: must be greater than or equal to 60 (got 10)"
+        ],
+    ),
+    (
+        "jwt-key-literal",
+        OAUTH2 + "      grant: jwt_bearer\n      jwt: {private_key: '-----BEGIN PRIVATE KEY-----'}\n",
+        "k8s",
+        [
+            "case.yaml:14:26: ingestion.request.oauth2.jwt.private_key: a credential is not written in the config: declare it in ingestion.secrets and write {secret.NAME} here (got a value of 27 characters)"
+        ],
+    ),
+    (
+        "jwt-claims-item-template",
+        OAUTH2
+        + "      grant: jwt_bearer\n      jwt: {private_key: '{secret.cs}', claims: {sub: '{window.start}'}}\n",
+        "k8s",
+        [
+            "case.yaml:14:49: ingestion.request.oauth2.jwt.claims: template '{window.start}': the auth blocks take {secret.NAME} only (one token serves the whole run)"
+        ],
+    ),
+    (
+        "client-secret-literal",
+        OAUTH2
+        + "      grant: client_credentials\n      client_id: '{secret.cid}'\n      client_secret: hunter2\n",
+        "k8s",
+        [
+            "case.yaml:15:22: ingestion.request.oauth2.client_secret: a credential is not written in the config: declare it in ingestion.secrets and write {secret.NAME} here (got a value of 7 characters)"
+        ],
+    ),
+    (
+        "client-secret-undeclared",
+        OAUTH2
+        + "      grant: client_credentials\n      client_id: '{secret.cid}'\n      client_secret: '{secret.client_secret}'\n",
+        "k8s",
+        [
+            "case.yaml:15:22: ingestion.request.oauth2.client_secret: template '{secret.client_secret}' names undeclared secret 'client_secret' (declared in ingestion.secrets: cid, cs, rt)"
+        ],
+    ),
+    (
+        "client-auth-basic-without-secret",
+        OAUTH2
+        + "      grant: refresh_token\n      refresh_token: '{secret.rt}'\n      client_id: '{secret.cid}'\n      client_auth: basic\n",
+        "k8s",
+        ["case.yaml:11:5: ingestion.request.oauth2.client_secret: required with client_auth: basic"],
+    ),
+    (
+        "client-auth-unknown",
+        CC + "      grant: client_credentials\n      client_auth: header\n",
+        "k8s",
+        ["case.yaml:16:20: ingestion.request.oauth2.client_auth: must be 'body' or 'basic' (got 'header')"],
+    ),
+    (
+        "extra-params-grant-type",
+        CC + "      grant: client_credentials\n      extra_params: {grant_type: password}\n",
+        "k8s",
+        [
+            "case.yaml:16:21: ingestion.request.oauth2.extra_params: grant_type is set by pullctl from grant/scopes/jwt"
+        ],
+    ),
+    (
+        "extra-params-client-secret",
+        CC + "      grant: client_credentials\n      extra_params: {client_secret: x}\n",
+        "k8s",
+        [
+            "case.yaml:16:21: ingestion.request.oauth2.extra_params: client_secret has its own field: set oauth2.client_secret"
+        ],
+    ),
+    (
+        "token-path-bad",
+        CC + "      grant: client_credentials\n      token_path: 'a..b'\n",
+        "k8s",
+        [
+            "case.yaml:16:19: ingestion.request.oauth2.token_path: 'a..b' has an empty segment; for a key that holds a dot use a JSON Pointer such as '/a..b'"
+        ],
+    ),
+    (
+        "expires-in-path-bad",
+        CC + "      grant: client_credentials\n      expires_in_path: 'a..b'\n",
+        "k8s",
+        [
+            "case.yaml:16:24: ingestion.request.oauth2.expires_in_path: 'a..b' has an empty segment; for a key that holds a dot use a JSON Pointer such as '/a..b'"
+        ],
+    ),
+    (
+        "scopes-not-list",
+        CC + "      grant: client_credentials\n      scopes: 5\n",
+        "k8s",
+        ["case.yaml:16:15: ingestion.request.oauth2.scopes: must be a valid list (got 5)"],
+    ),
+    (
+        "oauth2-unknown-field",
+        CC + "      grant: client_credentials\n      tokenurl: x\n",
+        "k8s",
+        [
+            "case.yaml:16:7: ingestion.request.oauth2.tokenurl: unknown field 'tokenurl'; did you mean 'token_url'?"
+        ],
+    ),
+    (
+        "session-without-block",
+        AUTH_BASE + "    auth_type: session\n",
+        "k8s",
+        ["case.yaml:8:3: ingestion.request.session: required when auth_type is session"],
+    ),
+    (
+        "session-header-and-param",
+        SESSION + "      token_path: id\n      header: X-Session-Token\n      param: session\n",
+        "k8s",
+        [
+            "case.yaml:15:14: ingestion.request.session.param: set header or param, not both: the token goes in one place"
+        ],
+    ),
+    (
+        "session-neither-header-nor-param",
+        SESSION + "      token_path: id\n",
+        "k8s",
+        [
+            "case.yaml:11:5: ingestion.request.session.header: set header (e.g. X-Session-Token) or param: where the token goes"
+        ],
+    ),
+    (
+        "session-without-token-path",
+        SESSION + "      header: X-Session-Token\n",
+        "k8s",
+        ["case.yaml:11:5: ingestion.request.session.token_path: 'token_path' is required"],
+    ),
+    (
+        "session-ttl",
+        SESSION + "      token_path: id\n      header: X-Session-Token\n      ttl_seconds: 0\n",
+        "k8s",
+        [
+            "case.yaml:15:20: ingestion.request.session.ttl_seconds: must be greater than or equal to 1 (got 0)"
+        ],
+    ),
+    (
+        "session-login-url",
+        SESSION.replace("https://bi.example.com/api/session", "bi.example.com")
+        + "      token_path: id\n      header: X-Session-Token\n",
+        "k8s",
+        [
+            "case.yaml:12:20: ingestion.request.session.login.url: must be a literal absolute http(s) URL, no templates (got 'bi.example.com')"
+        ],
+    ),
+    (
+        "session-login-get-body",
+        SESSION.replace("{url:", "{method: GET, url:")
+        + "      token_path: id\n      header: X-Session-Token\n",
+        "k8s",
+        ["case.yaml:12:75: ingestion.request.session.login.body: a body needs method: POST"],
+    ),
+    (
+        "session-login-page-template",
+        SESSION.replace("password: '{secret.cs}'", "password: '{page.number}'")
+        + "      token_path: id\n      header: X-Session-Token\n",
+        "k8s",
+        [
+            "case.yaml:12:62: ingestion.request.session.login.body: template '{page.number}': the auth blocks take {secret.NAME} only (one token serves the whole run)"
+        ],
+    ),
+    (
+        "session-block-with-oauth2",
+        CC
+        + "      grant: client_credentials\n    session: {token_path: id, header: X, login: {url: 'https://x.example.com/'}}\n",
+        "k8s",
+        ["case.yaml:16:14: ingestion.request.session: applies with auth_type: session, not oauth2"],
+    ),
     # --- incremental (issue 16): window.since, incremental, {incremental.start} ---
     (
         "window-unknown-since",
@@ -710,7 +1010,7 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         "k8s",
         [
             "case.yaml:6:5: ingestion.request.parameters: template '{region.latitude}' names unknown variable 'region' (known: incremental, run, secret, source, window)",
-            "case.yaml:9:14: ingestion.iteration.foreach: 'incremental' is the incremental state's variable ({incremental.start}); pick another name"
+            "case.yaml:9:14: ingestion.iteration.foreach: 'incremental' is the incremental state's variable ({incremental.start}); pick another name",
         ],
     ),
 ]

@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.servers.upstream",
     "tests.servers.mcp_server",
     "tests.servers.proxy",
+    "tests.servers.oauth",
     "tests.emulators.dapr",
     "tests.emulators.kube",
     "tests.stores",

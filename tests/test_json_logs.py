@@ -133,7 +133,7 @@ def test_a_replay_with_nothing_to_replay_says_so_in_json(tmp_path: Path, upstrea
 
 def test_serve_logs_pullctl_and_library_records_as_json_lines() -> None:
     probe = (
-        "import logging, logging.config; from pullctl.server import uvicorn_log_config;"
+        "import logging, logging.config; from pullctl.logs import uvicorn_log_config;"
         " logging.config.dictConfig(uvicorn_log_config());"
         " logging.getLogger('uvicorn.error').info('Uvicorn running');"
         " logging.getLogger('pullctl').warning('run metrics could not be sent', extra={'event': 'metrics_not_sent'});"

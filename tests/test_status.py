@@ -13,6 +13,7 @@ from pymongo import MongoClient
 from pullctl.config.loader import LoadedSource, load_text
 from pullctl.errors import UsageError
 from pullctl.pipeline.documents import RunRecord, document_id
+from pullctl.pipeline.state import StateRecord
 from pullctl.pipeline.status import FailOn, source_status
 from pullctl.pipeline.store import Store
 from tests.conftest import Cli
@@ -72,6 +73,10 @@ async def _fill(store: Store, now: datetime = NOW) -> None:
     await store.save_run(_run("w-4", "weather-api", six, "running"))
     # soil-api: succeeded at 07:00, on time
     await store.save_run(_run("s-1", "soil-api", hour, "succeeded"))
+    # soil-api keeps an incremental cursor two days behind ``now``, and a token written an hour ago
+    mark = (now - 2 * day).isoformat()
+    await store.swap_state(StateRecord("soil-api", "r1", mark, "s-1", hour, 1))
+    await store.swap_state(StateRecord("soil-api", "r2", "opaque-token", "s-1", now - timedelta(hours=1), 1))
     pending = doc("p", "soil-api")
     await store.insert_documents([pending, doc("q", "soil-api")])
     await store.mark_events([document_id("soil-api", "q")], "sent")
@@ -93,10 +98,11 @@ async def test_status_rows_from_the_store(store: Store) -> None:
     assert weather.intervals_behind == 3  # the 06:00 ticks of 03-03, 03-04 and 03-05
     assert weather.failed_items == 2
     assert weather.next_run == datetime(2026, 3, 6, 6, 0, tzinfo=UTC)
-    assert weather.state_lag is None  # incremental state (issue 16) is not stored yet
+    assert weather.state_lag_seconds is None  # it keeps no incremental state
 
     soil = rows["soil-api"]
     assert (soil.intervals_behind, soil.failed_items, soil.pending_events) == (0, 0, 1)
+    assert soil.state_lag_seconds == 2 * 86400.0  # the furthest-behind state: the cursor
     assert soil.next_run == datetime(2026, 3, 5, 8, 0, tzinfo=UTC)
 
     assert rows["manual-api"].last_run is None and rows["manual-api"].next_run is None
@@ -180,7 +186,7 @@ def test_status_cli_json_and_fail_on(cli: Cli, folder: Path, store_target: Store
         assert rows["weather-api"]["last_run"]["run_id"] == "w-4"
         assert rows["weather-api"]["last_success"]["run_id"] == "w-1"
         assert rows["weather-api"]["failed_items"] == 2
-        assert rows["weather-api"]["state_lag"] is None
+        assert rows["weather-api"]["state_lag_seconds"] is None
         assert rows["soil-api"]["pending_events"] == 1
         assert rows["weather-api"]["problems"] == []
 

@@ -31,7 +31,7 @@ def _settings(to: str | None) -> Settings:
     return Settings.from_env(config=to)
 
 
-def _follow(settings: Settings, changed: list[LoadedSource], deleted: list[str]) -> None:
+async def _follow(settings: Settings, changed: list[LoadedSource], deleted: list[str]) -> None:
     """Re-register the DAPR Jobs of what changed (DESIGN §3), where DAPR is in use: a sidecar's variables
     are set, or ``jobs sync`` registered jobs in this store. Elsewhere (CronJobs) there is nothing to say."""
     from pullctl.errors import PullctlError
@@ -50,7 +50,7 @@ def _follow(settings: Settings, changed: list[LoadedSource], deleted: list[str])
                     return None
             return await follow_config_change(settings, store, changed, deleted)
 
-    warning = asyncio.run(follow())
+    warning = await follow()
     if warning:
         output.warning(warning)
 
@@ -71,13 +71,17 @@ def push(
     from pullctl.settings import DEFAULT_CONFIG
 
     settings = _settings(to)
-    result = asyncio.run(
-        push_configs(paths or [DEFAULT_CONFIG], settings.config, settings.mongodb_database, strict=strict)
-    )
-    for source_id, outcome in result.outcomes:
-        typer.echo(f"{outcome:<9}  {source_id}")
-    if result.changed:
-        _follow(settings, result.changed, [])
+
+    async def push_and_follow() -> None:
+        result = await push_configs(
+            paths or [DEFAULT_CONFIG], settings.config, settings.mongodb_database, strict=strict
+        )
+        for source_id, outcome in result.outcomes:
+            typer.echo(f"{outcome:<9}  {source_id}")
+        if result.changed:
+            await _follow(settings, result.changed, [])
+
+    asyncio.run(push_and_follow())
 
 
 @app.command("get")
@@ -104,6 +108,10 @@ def delete(source: SourceArgument, to: ToOption = None) -> None:
     from pullctl.pipeline.config_store import delete_config
 
     settings = _settings(to)
-    asyncio.run(delete_config(settings.config, settings.mongodb_database, source))
-    typer.echo(f"deleted    {source}")
-    _follow(settings, [], [source])
+
+    async def delete_and_follow() -> None:
+        await delete_config(settings.config, settings.mongodb_database, source)
+        typer.echo(f"deleted    {source}")
+        await _follow(settings, [], [source])
+
+    asyncio.run(delete_and_follow())

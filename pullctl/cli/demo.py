@@ -27,7 +27,7 @@ def demo(
 
     Example: pullctl demo --dir /tmp/pullctl-demo
     """
-    from pullctl.cli.run import _ProgressObserver, _summary
+    from pullctl.cli.progress import ProgressObserver, print_summary
     from pullctl.demo import run_demo
     from pullctl.run.service import exit_code
 
@@ -37,8 +37,8 @@ def demo(
             keep=keep,
             out=output.stdout,
             err=output.stderr,
-            observer_for=_ProgressObserver,
-            summary=_summary,
+            observer_for=ProgressObserver,
+            summary=print_summary,
         )
     except KeyboardInterrupt:
         output.stderr.print("\ninterrupted: the demo servers are stopped")

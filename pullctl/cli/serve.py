@@ -40,7 +40,8 @@ def serve(
     import uvicorn
 
     from pullctl.cli import output
-    from pullctl.server import PullService, check_exposure, create_app, uvicorn_log_config
+    from pullctl.logs import uvicorn_log_config
+    from pullctl.server import PullService, check_exposure, create_app
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config, store=store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -28,7 +29,7 @@ def list_sources(
     result = open_config_source(settings.config, settings.mongodb_database).all("dapr", require=True)
     result.raise_for_errors()
     now = datetime.now(UTC)
-    states = source_states(settings, [s.config for s in result.sources], now)
+    states = asyncio.run(source_states(settings, [s.config for s in result.sources], now))
     rows = [{**source_summary(s, now), "state": states.get(s.source_id)} for s in result.sources]
     if out is TableOrJson.json:
         output.print_json(rows)

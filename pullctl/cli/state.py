@@ -52,7 +52,7 @@ def _show(records: list[Any], out: Output) -> None:
         output.print_json([r.to_dict() for r in records])
         return
     from pullctl.config.templates import format_text
-    from pullctl.run.incremental import behind_seconds, format_behind
+    from pullctl.pipeline.state import behind_seconds, format_behind
 
     rows = [
         [

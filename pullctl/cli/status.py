@@ -35,6 +35,7 @@ def _when(moment: datetime | None) -> str:
 
 
 def _row(s: SourceStatus) -> list[str]:
+    from pullctl.pipeline.state import format_behind
     from pullctl.pipeline.status import behind_text
 
     if s.intervals_behind is not None:
@@ -52,7 +53,7 @@ def _row(s: SourceStatus) -> list[str]:
         behind,
         str(s.failed_items),
         str(s.pending_events),
-        s.state_lag or "-",  # incremental state (issue 16) is not stored yet
+        format_behind(s.state_lag_seconds),
         _when(s.next_run),
     ]
 

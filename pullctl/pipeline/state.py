@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from pullctl.config import templates
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -72,3 +74,29 @@ class AuthState:
     fingerprint: str
     run_id: str | None = None
     updated_at: datetime = field(default_factory=utcnow)
+
+
+def behind_seconds(record: StateRecord, now: datetime | None = None) -> float:
+    """How far behind a mark is: to now from its instant (a cursor or window mark that is one), else from
+    when it was last written (a token, a number)."""
+    now = now or utcnow()
+    instant = templates.as_instant(record.value) if isinstance(record.value, str) else None
+    since = instant if isinstance(instant, datetime) else record.updated_at
+    return max((now - since).total_seconds(), 0.0)
+
+
+def format_behind(seconds: float | None) -> str:
+    """``3d 4h``, ``2h 5m``, ``40s``: a lag for a table."""
+    if seconds is None:
+        return "-"
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"

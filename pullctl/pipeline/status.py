@@ -21,6 +21,7 @@ from pullctl.config.loader import LoadedSource
 from pullctl.config.schedule import parse_schedule, parse_timezone
 from pullctl.errors import UsageError
 from pullctl.pipeline.documents import RunRecord
+from pullctl.pipeline.state import behind_seconds
 from pullctl.pipeline.store import Store
 
 MAX_INTERVALS = 1000  # ticks counted at most (an `@every 1s` source a year behind is "1000+" behind)
@@ -93,7 +94,7 @@ class SourceStatus:
     failed_items: int  # of the last finished run: what `run --replay` would re-run
     pending_events: int  # stored documents whose event is not acknowledged yet
     next_run: datetime | None
-    state_lag: str | None = None  # incremental state (issue 16): not stored yet, always None for now
+    state_lag_seconds: float | None = None  # the furthest-behind incremental state (None: it keeps none)
 
     @property
     def scheduled(self) -> bool:
@@ -131,7 +132,7 @@ class SourceStatus:
             "intervals_behind": self.intervals_behind,
             "failed_items": self.failed_items,
             "pending_events": self.pending_events,
-            "state_lag": self.state_lag,
+            "state_lag_seconds": self.state_lag_seconds,
             "next_run": self.next_run.astimezone(UTC).isoformat() if self.next_run else None,
         }
 
@@ -147,6 +148,12 @@ def intervals_since(src: LoadedSource, since: datetime, now: datetime) -> int | 
         return None
     ticks = parse_schedule(ing.schedule, "dapr").ticks(since, parse_timezone(ing.timezone), MAX_INTERVALS)
     return sum(1 for t in ticks if t <= now)
+
+
+async def _state_lag(store: Store, source_id: str, now: datetime) -> float | None:
+    """How far behind the source's furthest-behind state is (SOURCES §7), seconds; None without one."""
+    states = await store.list_states(source_id)
+    return round(max(behind_seconds(s, now) for s in states), 3) if states else None
 
 
 async def source_status(sources: Sequence[LoadedSource], store: Store, now: datetime) -> list[SourceStatus]:
@@ -178,6 +185,7 @@ async def source_status(sources: Sequence[LoadedSource], store: Store, now: date
                 failed_items=len(finished.failed_items) if finished else 0,
                 pending_events=await store.count_pending_events(cfg.source_id),
                 next_run=upcoming[0] if upcoming else None,
+                state_lag_seconds=await _state_lag(store, cfg.source_id, now),
             )
         )
     return rows

@@ -6,7 +6,8 @@ names what failed on the wire); ``_attempt`` is one bounded exchange: ``timeout_
 whole (connect to last byte, so a trickling body cannot hang it) and ``max_response_bytes`` its body
 (streamed, never read past the cap). Redirects are followed by hand, at most five, and credentials (the auth
 secret, and a request that carries a ``{secret.NAME}``) never go to another origin than the configured one
-(nor do next pages).
+(nor do next pages). With ``auth_type`` oauth2 or session the run's ``TokenManager`` (``auth.py``) gives each
+request its token; a 401 renews it once for every worker and the request is sent once more.
 
 A ``response.format`` other than JSON (``formats.py``) is parsed as the body arrives; with ``records.split``
 and no pagination the rows stream out as parts of one page (``Page.part``), so a report of any size is
@@ -38,6 +39,7 @@ from pullctl.config.paths import describe
 from pullctl.errors import FetchError, ItemSkippedError
 from pullctl.redact import Redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, call_with_retries, retry_after_seconds
+from pullctl.run.auth import Grant, TokenManager
 from pullctl.run.formats import BodyReader, FormatError
 from pullctl.run.pagination import PageRequest, PageView, PaginationError, paginator
 from pullctl.run.plan import FetchTask
@@ -192,6 +194,14 @@ class _Ended(Exception):
 Observe = Callable[[int, Any, "list[Any] | None", bool], None]
 
 
+class _Refused(Exception):
+    """The API answered 401 to a request with the run's token: renew it (once for every worker), retry."""
+
+    def __init__(self, grant: Grant) -> None:
+        super().__init__("401")
+        self.grant = grant
+
+
 class Fetcher:
     def __init__(
         self,
@@ -205,7 +215,9 @@ class Fetcher:
         rng: Callable[[], float] = random.random,
         concurrency: int = 1,
         create_jobs: bool = True,
+        tokens: TokenManager | None = None,
     ) -> None:
+        """``tokens``: the run's token for ``auth_type`` oauth2 or session (run/auth.py), else None."""
         assert config.ingestion.request is not None
         self.create_jobs = create_jobs  # False: a dry run, which creates no report job (it can cost money)
         self.budget = config.ingestion.rate_limit
@@ -225,6 +237,7 @@ class Fetcher:
         self._sleep = sleep
         self._rng = rng
         self._auth_headers, self._auth_params = self._auth(secret)
+        self.tokens = tokens
         carriers = (self.request.parameters, self.request.headers, self.request.body)
         self._sends_named_secret = any(
             f.root == templates.SECRET_VARIABLE for f in templates.template_fields(list(carriers))
@@ -261,7 +274,8 @@ class Fetcher:
 
     @property
     def _has_credentials(self) -> bool:
-        return bool(self._auth_headers or self._auth_params) or self._sends_named_secret
+        has_token = self.tokens is not None
+        return bool(self._auth_headers or self._auth_params) or self._sends_named_secret or has_token
 
     # -- one item, every page -------------------------------------------------------------------------
 
@@ -360,16 +374,51 @@ class Fetcher:
 
     async def _attempt(self, request: PageRequest, task: FetchTask, call: Call) -> Page:
         await self.limiter.acquire()
+        if self.tokens is None or not call.credentials:
+            self.counts["requests"] += 1
+            return await self._bounded(request, task, call)
+        grant = await self.tokens.grant()  # outside the request's timeout: a renewal has its own
         self.counts["requests"] += 1
+        try:
+            return await self._bounded(request, task, call, grant)
+        except _Refused:
+            grant = await self.tokens.renew(grant)  # one token request for every worker that met the 401
+        await self.limiter.acquire()
+        self.counts["requests"] += 1
+        try:
+            return await self._bounded(request, task, call, grant, last=True)
+        except AttemptFailed as failed:
+            if failed.outcome.status != 401:
+                raise
+            raise _final(
+                f"{failed.outcome.reason} (refused again with a new token from the {self.tokens.flow.what}:"
+                " the API does not accept what it hands out; check the scopes or the account's access)"
+            ) from None
+
+    async def _bounded(
+        self,
+        request: PageRequest,
+        task: FetchTask,
+        call: Call,
+        grant: Grant | None = None,
+        last: bool = False,
+    ) -> Page:
         timeout = call.timeout or self.request.timeout_seconds
         try:
             async with asyncio.timeout(timeout):
-                return await self._exchange(request, task, call)
+                return await self._exchange(request, task, call, grant, last)
         except TRANSPORT_ERRORS as exc:
             failure = transport_failure(exc, host_of(request.url), timeout)
             raise AttemptFailed(Outcome(self.redact(failure.reason), transport=failure.kind)) from None
 
-    async def _exchange(self, page_request: PageRequest, task: FetchTask, call: Call) -> Page:
+    async def _exchange(
+        self,
+        page_request: PageRequest,
+        task: FetchTask,
+        call: Call,
+        grant: Grant | None = None,
+        last: bool = False,
+    ) -> Page:
         method = call.method or ("POST" if self.request.graphql is not None else self.request.method)
         page_request = page_request.filled()
         body = page_request.body
@@ -378,6 +427,10 @@ class Fetcher:
         headers = self._merge_headers(dict(page_request.headers)) if page_request.headers else self._headers
         if not call.credentials:  # a presigned URL: its query is its credential, and nothing is added
             all_params, headers = {}, httpx.Headers(DEFAULT_HEADERS)
+        elif grant is not None:  # the run's token, on the configured origin only (redirects: below)
+            headers = httpx.Headers(headers)
+            headers.update(grant.headers)
+            all_params = {**all_params, **grant.params} if grant.params else all_params
         credentials = self._has_credentials and call.credentials
         target = with_query(page_request.url, all_params)
         if params is not None and self.request.raw_parameters:  # as written; a next URL has its own query
@@ -396,6 +449,8 @@ class Fetcher:
                             f"redirected to another origin ({_origin(target)[1]}); credentials not sent"
                         )
                     continue
+                if grant is not None and not last and resp.status_code == 401:
+                    raise _Refused(grant)
                 page = await self._page(resp, url, page_request.number, call)
                 return page
             finally:

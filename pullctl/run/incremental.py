@@ -29,7 +29,7 @@ from pullctl.config import templates
 from pullctl.config.models import Incremental, SourceConfig
 from pullctl.config.paths import JsonPath, describe, parse_path
 from pullctl.errors import FetchError, StoreError
-from pullctl.pipeline.state import StateRecord, utcnow
+from pullctl.pipeline.state import StateRecord, behind_seconds, format_behind, utcnow
 from pullctl.pipeline.store import StateStore
 from pullctl.settings import Settings
 
@@ -217,15 +217,6 @@ async def set_state(store: StateStore, source_id: str, item: str | None, value: 
     raise StoreError(f"the state of {source_id} ({item or 'source'}) changed {MAX_SWAPS} times while written")
 
 
-def behind_seconds(record: StateRecord, now: datetime | None = None) -> float:
-    """How far behind a mark is: to now from its instant (a cursor or window mark that is one), else from
-    when it was last written (a token, a number)."""
-    now = now or utcnow()
-    instant = templates.as_instant(record.value) if isinstance(record.value, str) else None
-    since = instant if isinstance(instant, datetime) else record.updated_at
-    return max((now - since).total_seconds(), 0.0)
-
-
 def summary(records: list[StateRecord], now: datetime | None = None) -> dict[str, Any] | None:
     """One source's states for ``list`` and ``runs``: how many, the mark (when there is one), and how far
     behind the furthest-behind one is. None when the source has no state."""
@@ -240,23 +231,6 @@ def summary(records: list[StateRecord], now: datetime | None = None) -> dict[str
         "behind_seconds": round(behind_seconds(worst, now), 3),
         "updated_at": max(r.updated_at for r in records).isoformat(),
     }
-
-
-def format_behind(seconds: float | None) -> str:
-    """``3d 4h``, ``2h 5m``, ``40s``: a lag for a table."""
-    if seconds is None:
-        return "-"
-    total = int(seconds)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
 
 
 def log_kept(source_id: str, item: str | None, outcome: Advanced) -> None:
@@ -292,24 +266,19 @@ def describe_summary(found: dict[str, Any] | None) -> str:
     return f"{what} ({format_behind(found['behind_seconds'])} behind)"
 
 
-def source_states(
+async def source_states(
     settings: Settings, configs: list[SourceConfig], now: datetime | None = None
 ) -> dict[str, dict[str, Any]]:
     """``summaries`` for ``pullctl list``: the store is opened only when a source keeps a state; one that
     cannot be read is a warning (the list is still shown)."""
     if not any(keeps_state(c) for c in configs):
         return {}
-    import asyncio
-
     from pullctl.errors import PullctlError
     from pullctl.pipeline.store import open_store
 
-    async def read() -> dict[str, dict[str, Any]]:
+    try:
         async with open_store(settings, read_only=True) as store:
             return await summaries(store, now)
-
-    try:
-        return asyncio.run(read())
     except PullctlError as exc:
         logger.warning(f"the states are not shown: {exc.message}", extra={"event": "state_unreadable"})
         return {}

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import httpx
 
 from pullctl.config.loader import LoadedSource
-from pullctl.config.models import Request
+from pullctl.config.models import Request, SourceConfig
 from pullctl.config.paths import describe
 from pullctl.errors import FetchError, ItemSkippedError, IterationError, PullctlError, UsageError
 from pullctl.pipeline.documents import (
@@ -36,6 +36,7 @@ from pullctl.pipeline.state import StateRecord
 from pullctl.pipeline.store import PullStore
 from pullctl.redact import Redactor
 from pullctl.run import incremental
+from pullctl.run.auth import TokenManager, open_tokens
 from pullctl.run.fetch import Fetcher, Page, json_bytes
 from pullctl.run.iteration import resolve_items
 from pullctl.run.plan import (
@@ -113,6 +114,8 @@ class _Run:
     queue: asyncio.Queue[Document | None] = field(
         default_factory=lambda: asyncio.Queue(maxsize=BATCH_SIZE * 2)
     )
+    dry_run: bool = False
+    tokens: list[TokenManager] = field(default_factory=list)  # the run's and its parents', closed at its end
     states: dict[str | None, StateRecord] = field(default_factory=dict)  # incremental: as the run found them
     marks: dict[str | None, Any] = field(default_factory=dict)  # incremental: each succeeded item's mark
 
@@ -156,7 +159,7 @@ async def run_source(
     observer = observer or SilentObserver()
     store = None if options.dry_run else store
     sink = sink or NoEvents()
-    state = _Run(loaded, record, store, sink, observer, Redactor())
+    state = _Run(loaded, record, store, sink, observer, Redactor(), dry_run=options.dry_run)
     fatal = False
     usage: UsageError | None = None
     try:
@@ -246,6 +249,7 @@ async def _execute(
         transport = make_transport(concurrency, proxy)
     http = transport
     try:
+        tokens = await _tokens(state, config, named, settings, None if own_transport else http, sleep)
         fetcher = Fetcher(
             config,
             http,
@@ -255,6 +259,7 @@ async def _execute(
             sleep=sleep,
             concurrency=concurrency,
             create_jobs=not options.dry_run or options.allow_jobs,
+            tokens=tokens,
         )
         if ing.parent is not None:
             tasks = _child_tasks(state, settings, planner, window, http, sleep)
@@ -263,8 +268,36 @@ async def _execute(
             raise IterationError(f"nothing to fetch: {ing.parent} gave no records to iterate over")
         await _commit_states(state, options)  # after every document is stored, before the run record
     finally:
+        for manager in state.tokens:
+            await manager.aclose()
         if own_transport:
             await http.aclose()
+
+
+async def _tokens(
+    state: _Run,
+    config: SourceConfig,
+    named: dict[str, str],
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None,
+    sleep: Callable[[float], Awaitable[None]],
+) -> TokenManager | None:
+    """The token of ``config``'s oauth2/session auth for this run (None for static auth), closed at its end;
+    ``transport`` None: it opens its own pool (the token URL's proxy)."""
+    manager = await open_tokens(
+        config,
+        named,
+        redact=state.redact,
+        settings=settings,
+        store=state.store,
+        dry_run=state.dry_run,
+        run_id=state.record.run_id,
+        transport=transport,
+        sleep=sleep,
+    )
+    if manager is not None:
+        state.tokens.append(manager)
+    return manager
 
 
 async def _fan_out(
@@ -498,8 +531,15 @@ class _Parents:
         assert ing.request is not None
         secret = await _secret(self.state, ing.request, self.settings)
         named = await resolve_named_secrets(ing, self.settings, self.state.redact)
+        tokens = await _tokens(self.state, parent.config, named, self.settings, None, self.sleep)
         fetcher = Fetcher(
-            parent.config, self.transport, secret, self.state.redact, self.counts, sleep=self.sleep
+            parent.config,
+            self.transport,
+            secret,
+            self.state.redact,
+            self.counts,
+            sleep=self.sleep,
+            tokens=tokens,
         )
         async for task, ancestors in self.tasks(chain, named):
             try:

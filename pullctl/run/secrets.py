@@ -6,7 +6,7 @@ SOURCES.md §2) resolve through ``resolve_one``, once per run, before planning. 
 
 from __future__ import annotations
 
-from pullctl.config.models import Ingestion, Request
+from pullctl.config.models import STATIC_AUTH, Ingestion, Request
 from pullctl.errors import DaprError, SecretError
 from pullctl.redact import Redactor
 from pullctl.settings import Settings, env_name
@@ -30,8 +30,9 @@ async def resolve_one(store: str, key: str, settings: Settings, what: str = "") 
 
 
 async def resolve_secret(request: Request, settings: Settings) -> str | None:
-    """The secret the request's auth needs, or None for ``auth_type: none``."""
-    if request.auth_type == "none":
+    """The secret the request's static auth needs, or None for ``auth_type: none`` and the token flows
+    (``oauth2``, ``session``: their credentials are named secrets, run/auth.py)."""
+    if request.auth_type not in STATIC_AUTH:
         return None
     store, key = request.secret_store, request.secret_key
     assert store and key, "validated: auth needs secret_store and secret_key"

@@ -101,29 +101,10 @@ async def run_pulls(
         sink = open_sink(loaded.config, settings) if not options.dry_run else None
         if sink is not None:
             stack.push_async_callback(sink.aclose)
-        windows: list[Window | None] = [options.window]
-        since = loaded.config.ingestion.window.since
-        moves_mark = False  # each succeeded window moves the since: last_success mark
-        if replay is not None:
-            assert store is not None or options.dry_run
-            windows, options = await _replay(store, replay, source_id, options)
-            if not windows:
-                return []
-        elif backfill is not None:
-            windows = list(backfill.windows())
-            options = replace(options, trigger="backfill", commit_state=advance_state)
-            moves_mark = advance_state and since == "last_success"
-        elif options.window is None and since == "last_success":
-            windows = list(await _catch_up(loaded, store, options, now or utcnow()))
-            moves_mark = not (options.only or options.limit)
-            if not windows:
-                logger.info(
-                    f"{source_id}: nothing to fetch yet, the last succeeded window reaches the tick",
-                    extra={"event": "up_to_date"},
-                )
-                return []
+        plan = await _plan_windows(loaded, store, options, backfill, replay, advance_state, now or utcnow())
+        options = plan.options
         records: list[RunRecord] = []
-        for window in windows:
+        for window in plan.windows:
             observer = observer_for(window) if observer_for else None
             record = await run_source(
                 loaded,
@@ -138,13 +119,50 @@ async def run_pulls(
             warning = await asyncio.to_thread(export_run_metrics, record, settings.otel_endpoint)
             if warning:
                 logger.warning(warning, extra={"event": "metrics_not_sent"})
-            if moves_mark and window is not None and store is not None and not options.dry_run:
+            if plan.moves_mark and window is not None and store is not None and not options.dry_run:
                 if record.status != "succeeded":
                     if backfill is None:  # the gap stays the next run's: nothing after it is fetched now
                         break
                     continue
                 await _move_window_mark(loaded, store, options, window, record.run_id, backfill is not None)
         return records
+
+
+@dataclass
+class _Windows:
+    """What a run covers: its windows (None: the schedule's own), its options, whether it moves the mark."""
+
+    windows: list[Window | None]
+    options: RunOptions
+    moves_mark: bool = False  # each succeeded window moves the since: last_success mark
+
+
+async def _plan_windows(
+    loaded: LoadedSource,
+    store: PullStore | None,
+    options: RunOptions,
+    backfill: Backfill | None,
+    replay: str | None,
+    advance_state: bool,
+    now: datetime,
+) -> _Windows:
+    """A replay's one window, a backfill's, a ``since: last_success`` catch-up's, or the run's own."""
+    since = loaded.config.ingestion.window.since
+    if replay is not None:
+        replayed, options = await _replay(store, replay, loaded.source_id, options)
+        return _Windows(replayed, options)
+    if backfill is not None:
+        options = replace(options, trigger="backfill", commit_state=advance_state)
+        return _Windows(list(backfill.windows()), options, advance_state and since == "last_success")
+    if options.window is None and since == "last_success":
+        windows: list[Window | None] = list(await _catch_up(loaded, store, options, now))
+        if not windows:
+            logger.info(
+                f"{loaded.source_id}: nothing to fetch yet, the last succeeded window reaches the tick",
+                extra={"event": "up_to_date"},
+            )
+        return _Windows(windows, options, not (options.only or options.limit))
+    return _Windows([options.window], options)
 
 
 def _mark_item(options: RunOptions) -> str:

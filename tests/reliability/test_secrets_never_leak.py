@@ -27,6 +27,7 @@ from tests.conftest import Cli
 from tests.emulators.dapr import DaprEmulator
 from tests.emulators.kube import KubeEmulator
 from tests.runkit import Runner, write_source
+from tests.servers.oauth import OAuthServer
 from tests.servers.upstream import Upstream
 from tests.test_serve import Served, free_port, wait_for
 
@@ -264,6 +265,138 @@ def test_a_webhook_url_with_credentials_is_masked_in_errors_records_and_logs(
     for blob in (json.dumps(record), log, *_streams(text, history)):
         for form in forms:
             assert form not in blob, f"the webhook token leaked as {form!r}: {blob}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# run with auth_type oauth2 or session: the client secret, the configured and the rotated refresh tokens,
+# the login password and every access token the token server issued
+
+ROTATED_SUFFIX = "/r0tated+t0ken="
+OAUTH_SECRETS = {
+    "client_id": {"secret_store": "vault", "secret_key": "client-id"},
+    "client_secret": {"secret_store": "vault", "secret_key": "client-secret"},
+    "refresh_token": {"secret_store": "vault", "secret_key": "refresh-token"},
+    "password": {"secret_store": "vault", "secret_key": "password"},
+}
+
+
+def _forms(*values: str) -> set[str]:
+    return {
+        form
+        for value in values
+        for form in (
+            value,
+            quote(value, safe=""),
+            quote_plus(value),
+            quote_plus(value, safe="!$'()*,/:?@"),
+            base64.b64encode(value.encode()).decode(),
+        )
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "client_credentials",
+        "client_credentials-basic-401-echoed",
+        "token-error-echoed",
+        "refresh-rotated",
+        "refresh-rotated-then-failed",
+        "session-param",
+        "session-param-401-echoed",
+    ],
+)
+def test_oauth2_and_session_credentials_and_tokens_never_leak(
+    cli: Cli, tmp_path: Path, oauth: OAuthServer, dapr_emulator: DaprEmulator, case: str
+) -> None:
+    """Each credential has odd characters; the API and the token endpoint echo what they got where the case
+    says (a careless API's 401, an error_description), and every output is searched for every form."""
+    from pullctl.pipeline.state_key import new_key
+
+    oauth.client_secret = SECRET
+    oauth.users = {"alice": HEADER_SECRET}
+    configured_rt = "rt/c0nfigured+t0ken=x"
+    oauth.refresh_tokens = {configured_rt}
+    oauth.rotate, oauth.rotation_suffix = True, ROTATED_SUFFIX
+    oauth.echo_on_401 = oauth.echo_on_token_error = True
+    env = {
+        "DAPR_HTTP_ENDPOINT": dapr_emulator.url,
+        "PULLCTL_EVENTS": "dapr://pubsub/t",
+        "PULLCTL_STATE_KEY": new_key(),
+        "PULLCTL_SECRET_VAULT_CLIENT_ID": oauth.client_id,
+        "PULLCTL_SECRET_VAULT_CLIENT_SECRET": SECRET,
+        "PULLCTL_SECRET_VAULT_REFRESH_TOKEN": configured_rt,
+        "PULLCTL_SECRET_VAULT_PASSWORD": HEADER_SECRET,
+    }
+    grant = "refresh_token" if case.startswith("refresh") else "client_credentials"
+    request: dict[str, Any] = {
+        "base_url": f"{oauth.api_url}/api/items",
+        "parameters": {"item": "{thing.id}"},
+        "auth_type": "oauth2",
+        "oauth2": {
+            "grant": grant,
+            "token_url": f"{oauth.auth_url}/token",
+            "client_id": "{secret.client_id}",
+            "client_secret": "{secret.client_secret}",
+            "client_auth": "basic" if "basic" in case else "body",
+            **({"refresh_token": "{secret.refresh_token}"} if grant == "refresh_token" else {}),
+        },
+    }
+    if case.startswith("session"):
+        login = {
+            "url": f"{oauth.auth_url}/login",
+            "body": {"username": "alice", "password": "{secret.password}"},
+        }
+        del request["oauth2"]
+        request.update(
+            auth_type="session", session={"login": login, "token_path": "session.id", "param": "session"}
+        )
+    if case == "token-error-echoed":
+        oauth.token_failures = [
+            (400, '{"error": "invalid_client", "error_description": "ECHO"}', "application/json")
+        ]
+    if case.endswith("401-echoed") or case == "refresh-rotated-then-failed":
+        oauth.refuse_all = True
+    runner = Runner(cli, tmp_path, env)
+    items = {"foreach": "thing", "items": [{"id": "a"}, {"id": "b"}], "key": "id"}
+    write_source(
+        runner.config, "authed", secrets=OAUTH_SECRETS, request=request, iteration=items, retry=RETRY
+    )
+    result = runner("run", "authed", "--output", "json")
+    again = runner("run", "authed", PULLCTL_LOG_FORMAT="text")
+    dry = runner("run", "authed", "--dry-run") if grant != "refresh_token" else again
+    failing = case.endswith("echoed") or case.endswith("failed")
+    assert result.exit_code == (1 if failing else 0), result.stdout + result.stderr
+    if case == "session-param":
+        doc = runner.documents("authed")[0]
+        assert doc["request"]["url"] == f"{oauth.api_url}/api/items?item=a&session=***"
+    if case.endswith("echoed"):
+        assert "***" in result.stdout
+    issued = oauth.issued()
+    assert issued  # tokens were handed out, and are searched for below
+    rotated = [t for t in oauth.refresh_tokens if t.endswith(ROTATED_SUFFIX)]
+    forms = _forms(
+        SECRET,
+        HEADER_SECRET,
+        configured_rt,
+        *issued,
+        *rotated,
+        *(f"rt-{n}{ROTATED_SUFFIX}" for n in range(1, 9)),
+    )
+    outputs = [
+        *_streams(result, again, dry),
+        runner.db.read_bytes().decode("utf-8", "replace"),
+        runner("runs", "--output", "json").stdout,
+        *(
+            m.body.decode("utf-8", "replace") if isinstance(m.body, bytes) else str(m.body)
+            for m in dapr_emulator.published
+        ),
+    ]
+    for blob in outputs:
+        for form in forms:
+            assert form not in blob, f"a credential leaked as {form!r}"
+    assert SECRET not in oauth.seen("api") and configured_rt not in oauth.seen("api")
+    assert not any(token in oauth.seen("auth") for token in issued)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ import yaml
 
 from pullctl.canonical import canonical_hash
 from pullctl.config.loader import LoadedSource
+from pullctl.config.models import STATIC_AUTH
 from pullctl.errors import ConfigError, Issue
+from pullctl.pipeline.state_key import STATE_KEY_VAR
 from pullctl.schedulers.kubernetes.options import (
     CONFIG_KEY,
     ENV_FROM_KINDS,
@@ -34,6 +36,7 @@ Obj = dict[str, Any]
 
 STORE_SECRET_KEY = "url"
 KUBERNETES_SECRET_STORE = "kubernetes"  # a named secret of this store is rendered as a secretKeyRef
+STATE_KEY_SECRET = "pullctl-state-key"  # Secret (and key) of PULLCTL_STATE_KEY, for rotating refresh tokens
 CONFIG_DIR = "/etc/pullctl/sources"
 
 RUN_AS_USER = 10001  # the Dockerfile's non-root user
@@ -115,10 +118,11 @@ def _configmap(src: LoadedSource, options: RenderOptions) -> Obj:
 def _secret_env(src: LoadedSource, options: RenderOptions) -> list[Obj]:
     """One ``PULLCTL_SECRET_<STORE>_<KEY>`` from a ``secretKeyRef`` per secret the run resolves: the auth
     secret (any store), and each named secret of store ``kubernetes`` (others come from DAPR); one entry per
-    variable when the two name the same secret."""
+    variable when the two name the same secret. A rotating refresh-token grant also gets ``PULLCTL_STATE_KEY``
+    (never optional: no DAPR store stands in for it, and a run without it fails before its token request)."""
     ing = src.config.ingestion
     wanted: list[tuple[str, str, str]] = []  # (store, key, the field that names it)
-    if ing.request is not None and ing.request.auth_type != "none":
+    if ing.request is not None and ing.request.auth_type in STATIC_AUTH:
         store, key = ing.request.secret_store, ing.request.secret_key
         assert store and key, "validated: auth needs secret_store and secret_key"
         wanted.append((store, key, "ingestion.request.secret_key"))
@@ -129,10 +133,17 @@ def _secret_env(src: LoadedSource, options: RenderOptions) -> list[Obj]:
     for store, key, where in wanted:
         variable = env_name("PULLCTL_SECRET", store, key)
         env.setdefault(variable, _secret_key_ref(src, options, variable, key, where))
+    if ing.request is not None and ing.request.rotates_refresh_token:
+        where = "ingestion.request.oauth2.rotation"
+        env[STATE_KEY_VAR] = _secret_key_ref(
+            src, options, STATE_KEY_VAR, STATE_KEY_SECRET, where, fallback=False
+        )
     return list(env.values())
 
 
-def _secret_key_ref(src: LoadedSource, options: RenderOptions, variable: str, key: str, where: str) -> Obj:
+def _secret_key_ref(
+    src: LoadedSource, options: RenderOptions, variable: str, key: str, where: str, fallback: bool = True
+) -> Obj:
     ref = options.secret_refs.get(key) or SecretRef(key, key)
     if not valid_subdomain(ref.name) or not CONFIG_KEY.match(ref.key):
         raise ConfigError(
@@ -149,7 +160,7 @@ def _secret_key_ref(src: LoadedSource, options: RenderOptions, variable: str, ke
             ],
         )
     selector: Obj = {"name": ref.name, "key": ref.key}
-    if options.dapr:
+    if options.dapr and fallback:
         # With a sidecar, the DAPR secret store is the fallback when the Secret is absent (DESIGN §4).
         selector["optional"] = True
     return {"name": variable, "valueFrom": {"secretKeyRef": selector}}

@@ -1,80 +1,29 @@
-"""`pullctl serve`: the app DAPR calls when a pull's job fires (DESIGN §3, §4a).
-
-Routes
-    ``POST /job/{name}``                       the DAPR scheduler's callback; body = the job's ``data``
-                                               (``{"source_id", "config_hash"}``); no body: ``pull-<id>``
-    ``POST /api/v1/triggers/job/{source_id}``  the same run, for people and other services
-    ``GET /healthz``                           200 while the store answers, else 503
-    ``GET /readyz``                            200 once the store is open and the start-up jobs sync is done
-
-A trigger reads the configs once, in a thread (``ConfigSource.all``: a slow config store stalls neither
-``/healthz`` nor other triggers), and runs the source it found with
-``run_pulls(..., RunOptions(trigger="dapr"), loaded=source)``. It answers with the run record:
-200 when it succeeded or was partial (``status`` says which), 500 when it failed (so DAPR's failure policy
-retries), 409 while a run of that source is in progress in this process, 404 only when no such source
-exists. DAPR treats a 404 as success and drops the trigger silently, so that case is logged as an error.
-
-At start-up (lifespan) the store is opened and a background task performs ``jobs sync``, retried with
-bounded back-off while the sidecar is not ready yet; the app listens meanwhile (daprd waits for the app
-port). On shutdown, in-flight runs get ``shutdown_grace`` seconds to finish; those that do not are cancelled
-and their run records marked failed ("interrupted"). Log lines are JSON objects on stderr.
-
-With ``APP_API_TOKEN`` set (DAPR's app API token), the trigger routes require ``dapr-api-token: <token>``.
-"""
+"""`pullctl serve`'s service: triggers, in-flight runs, the start-up jobs sync, health (``app.py`` routes
+HTTP to it)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hmac
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from pullctl.config.loader import LoadResult
 from pullctl.config.source import ConfigSource
-from pullctl.dapr import DaprClient, unwrap_value
+from pullctl.dapr import DaprClient
 from pullctl.errors import PullctlError, UsageError
 from pullctl.logs import JsonLines
 from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.documents import RunRecord, new_run_id, utcnow
 from pullctl.pipeline.store import Store, store_at
 from pullctl.redact import mask_url
-from pullctl.schedulers.dapr_jobs import JobsPlan, source_id_of, startup_policy, sync_until_ready
+from pullctl.schedulers.dapr_jobs import JobsPlan, startup_policy, sync_until_ready
 from pullctl.settings import Settings
 
 INTERRUPTED = "interrupted: pullctl serve shut down before the run finished"
-
-
-def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` for uvicorn: JSON lines on stderr, no access log. uvicorn's records
-    say ``"event": "server"``; every other logger (pullctl's, the OpenTelemetry exporter's, asyncio's)
-    reaches the root logger's JSON handler, so no plain-text line gets into the stream."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {
-            "server": {"()": "pullctl.logs.JsonFormatter", "default_event": "server"},
-            "json": {"()": "pullctl.logs.JsonFormatter"},
-        },
-        "handlers": {
-            "server": {"class": "pullctl.logs.StderrHandler", "formatter": "server"},
-            "stderr": {"class": "pullctl.logs.StderrHandler", "formatter": "json"},
-        },
-        "loggers": {
-            "uvicorn": {"handlers": ["server"], "level": level.upper(), "propagate": False},
-            "uvicorn.error": {"level": level.upper()},
-            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
-        },
-        "root": {"handlers": ["stderr"], "level": "WARNING"},
-    }
 
 
 @dataclass
@@ -354,95 +303,3 @@ class PullService:
         except (PullctlError, TimeoutError) as exc:
             return False, getattr(exc, "message", None) or "the store did not answer within 5 s"
         return True, None
-
-
-async def _capped_body(request: Request) -> bytes | None:
-    """The request's body, or None when it is over ``MAX_CALLBACK_BYTES`` (read no further than that)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_CALLBACK_BYTES:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_CALLBACK_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _job_source_id(name: str, body: bytes) -> str | None:
-    """The source of a job trigger: the body's ``source_id``, else the job name ``pull-<source_id>``."""
-    data: Any = None
-    with contextlib.suppress(ValueError):
-        data = unwrap_value(json.loads(body)) if body.strip() else None
-    if isinstance(data, dict) and isinstance(data.get("source_id"), str) and data["source_id"]:
-        return str(data["source_id"])
-    return source_id_of(name)
-
-
-def create_app(settings: Settings, service: PullService | None = None) -> Starlette:
-    """The Starlette app ``pullctl serve`` runs (``service`` lets tests tune retries and grace)."""
-    svc = service or PullService(settings)
-
-    def unauthorized(request: Request) -> JSONResponse:
-        svc.log("warning", "trigger_unauthorized", path=request.url.path)
-        return JSONResponse({"error": "missing or wrong dapr-api-token (APP_API_TOKEN)"}, status_code=401)
-
-    def too_large(where: dict[str, str]) -> JSONResponse:
-        svc.log("warning", "trigger_refused", **where, reason=f"body over {MAX_CALLBACK_BYTES} bytes")
-        return JSONResponse({"error": f"the body is larger than {MAX_CALLBACK_BYTES} bytes"}, status_code=413)
-
-    async def job(request: Request) -> JSONResponse:
-        if not svc.authorized(request):
-            return unauthorized(request)
-        name = request.path_params["name"]
-        body = await _capped_body(request)
-        if body is None:
-            return too_large({"job": name})
-        source_id = _job_source_id(name, body)
-        if source_id is None:
-            message = f"job '{name}' names no source (pullctl's jobs are pull-<source_id>)"
-            svc.log("error", "unknown_job", job=name, message=message, note="DAPR drops a 404 silently")
-            return JSONResponse({"error": message}, status_code=404)
-        outcome = await svc.trigger(source_id, via=f"job/{name}")
-        return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
-
-    async def api_trigger(request: Request) -> JSONResponse:
-        if not svc.authorized(request):
-            return unauthorized(request)
-        if await _capped_body(request) is None:
-            return too_large({"source_id": request.path_params["source_id"]})
-        outcome = await svc.trigger(request.path_params["source_id"], via="api")
-        return JSONResponse(outcome.body, status_code=outcome.status, headers=outcome.headers)
-
-    async def healthz(request: Request) -> JSONResponse:
-        ok, reason = await svc.healthy()
-        body: dict[str, Any] = {"status": "ok" if ok else "unhealthy"}
-        if reason:
-            body["error"] = reason
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    async def readyz(request: Request) -> JSONResponse:
-        ready = svc.store is not None and svc.jobs_state in ("synced", "partial", "off")
-        body = {"ready": ready, "jobs": svc.jobs_state, **svc.jobs_detail}
-        return JSONResponse(body, status_code=200 if ready else 503)
-
-    @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await svc.start()
-        try:
-            yield
-        finally:
-            await svc.stop()
-
-    app = Starlette(
-        routes=[
-            Route("/job/{name}", job, methods=["POST"]),
-            Route("/api/v1/triggers/job/{source_id}", api_trigger, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
-    app.state.service = svc
-    return app
