@@ -32,8 +32,6 @@ _OPTIONS = (
     | orjson.OPT_PASSTHROUGH_SUBCLASS
     | orjson.OPT_PASSTHROUGH_DATACLASS
 )
-# in orjson's output, the sign of a float it may write otherwise than the standard library (see above)
-_SUSPECT = (b"null", b"0.0000", b"e-")
 
 
 def canonical_json(value: Any) -> bytes:
@@ -41,7 +39,7 @@ def canonical_json(value: Any) -> bytes:
         out = orjson.dumps(value, option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: a value it does not write as the standard library does
         return stdlib_canonical_json(value)
-    if any(sign in out for sign in _SUSPECT):
+    if b"null" in out or b"0.0000" in out or b"e-" in out:  # a float it may write otherwise (see above)
         return stdlib_canonical_json(value)
     return out
 

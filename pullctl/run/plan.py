@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -32,6 +33,11 @@ class Window:
 
     def as_dict(self) -> dict[str, str]:
         return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+    @cached_property
+    def stored(self) -> dict[str, str]:
+        """``as_dict``, made once: every document of a run holds this one dict (never changed)."""
+        return self.as_dict()
 
     @classmethod
     def from_dict(cls, data: dict[str, str]) -> Window:

@@ -628,7 +628,7 @@ def _document(
         content_type=content_type,
         linkage=linkage,
         run_id=state.record.run_id,
-        window=window.as_dict(),
+        window=window.stored,
         request={"url": page.url, "status": page.status, "page": page.number, "format": page.format},
         fetched_at=utcnow(),
         event_status="none" if isinstance(state.sink, NoEvents) else "pending",

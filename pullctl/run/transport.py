@@ -56,7 +56,7 @@ class Pool(AiohttpTransport):
         if not isinstance(self.client, aiohttp.ClientSession):
             self.client = self.get_client()
         proxy = self.proxy
-        with map_aiohttp_exceptions():
+        try:
             response = await self.client.request(
                 "GET",
                 url,
@@ -69,6 +69,9 @@ class Pool(AiohttpTransport):
                 proxy_auth=aiohttp.BasicAuth(*proxy.auth) if proxy and proxy.auth else None,
                 proxy_headers=proxy.headers if proxy else None,
             ).__aenter__()
+        except Exception:
+            with map_aiohttp_exceptions():  # httpx's classes, as handle_async_request raises them
+                raise
         extensions = {"http_version": b"HTTP/1.1"}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode()
