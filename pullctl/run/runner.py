@@ -250,8 +250,7 @@ async def _execute(
         proxy = env_proxy(ing.request.base_url, settings.proxies)
         userinfo = proxy_userinfo(proxy) if proxy is not None else None
         if userinfo:
-            state.redact.add(userinfo)
-            state.redact.add(userinfo.partition(":")[2])
+            state.redact.add_userinfo(userinfo)
         transport = make_transport(concurrency, proxy)
     http = transport
     try:
@@ -468,10 +467,10 @@ async def _commit_states(state: _Run, options: RunOptions) -> None:
 
 async def _secret(state: _Run, request: Request, settings: Settings) -> str | None:
     secret = await resolve_secret(request, settings, state.dapr)
-    if secret:
+    if secret and request.auth_type == "basic":
+        state.redact.add_userinfo(secret)
+    elif secret:
         state.redact.add(secret)
-        if request.auth_type == "basic":
-            state.redact.add(secret.partition(":")[2])
     return secret
 
 
