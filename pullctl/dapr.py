@@ -9,12 +9,15 @@ there gives one clear message, not a traceback.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from pullctl.errors import DaprError
+
+if TYPE_CHECKING:
+    from pullctl.settings import Settings
 
 JOBS_API_VERSIONS = ("v1.0", "v1.0-alpha1")
 VALUE_TYPE_URL = "type.googleapis.com/google.protobuf.Value"
@@ -33,6 +36,11 @@ class DaprClient:
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._jobs_version: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout: float = 10.0) -> DaprClient:
+        """The sidecar of ``settings`` (``DAPR_HTTP_ENDPOINT`` / ``DAPR_HTTP_PORT``, ``DAPR_API_TOKEN``)."""
+        return cls(settings.dapr_endpoint, settings.dapr_api_token, timeout=timeout)
 
     @property
     def headers(self) -> dict[str, str]:

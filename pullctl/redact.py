@@ -4,6 +4,10 @@ A secret is masked in its plain form, URL-encoded (both ``quote`` and ``quote_pl
 goes on the wire: aiohttp's yarl un-escapes the characters a query may hold as they are, so a server echoes
 ``a/b%2Bc`` for ``a%2Fb%2Bc``) and base64-encoded (as in a Basic ``Authorization`` header), so none of the
 forms a value travels in can leak.
+
+Every secret form lives here: a value (``Redactor.add``: API keys, tokens, assertions, private keys), a
+``user:password`` pair and its password alone (``add_userinfo``: Basic auth, a proxy's credentials), and the
+password inside a URL (``mask_url``, ``url_redactor``: store, config store, event sink and MCP URLs).
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ class Redactor:
             if form not in self._forms:
                 self._forms.append(form)
         self._forms.sort(key=len, reverse=True)
+
+    def add_userinfo(self, userinfo: str) -> None:
+        """``user:password`` (a Basic auth secret, a proxy's credentials): the pair, and the password alone
+        (a server may echo either half)."""
+        self.add(userinfo)
+        self.add(userinfo.partition(":")[2])
 
     def __call__(self, text: str) -> str:
         for form in self._forms:

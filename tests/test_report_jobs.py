@@ -214,6 +214,21 @@ def test_csv_with_quoted_newlines_and_a_bom_becomes_one_document_of_rows(
     assert doc["content_type"] == "application/json" and doc["request"]["format"] == "csv"
 
 
+def test_an_incremental_cursor_reads_the_rows_of_a_streamed_csv(runner: Runner, upstream: Upstream) -> None:
+    record = body_source(
+        runner,
+        upstream,
+        "/reports/bodies/quoted.csv",
+        response={"format": "csv"},
+        records={"split": True},
+        incremental={"cursor_path": "id"},
+    )
+    assert record["exit_code"] == 0 and record["counts"]["stored"] == 2
+    state = runner("state", "get", "bodies", "--output", "json")
+    assert state.exit_code == 0, state.stderr
+    assert json.loads(state.stdout)["value"] == "2"  # the highest id of the streamed rows
+
+
 def test_tsv_with_a_header_only_is_zero_records_not_an_error(runner: Runner, upstream: Upstream) -> None:
     record = body_source(
         runner,

@@ -180,6 +180,32 @@ def test_a_job_trigger_runs_the_pull_and_stores_documents_and_run_record(
     assert served.log.events("run_finished")[-1]["run_id"] == record["run_id"]
 
 
+def test_every_trigger_asks_the_sidecar_through_serves_one_client(
+    serve_factory: Callable[..., Served], upstream: Upstream
+) -> None:
+    """Secrets and events of every run go through the one DAPR client ``serve`` opened (one connection,
+    kept alive), not a new connection pool per trigger or per secret."""
+    dapr = DaprEmulator(secrets={"vault": {"api-token": upstream.bearer_token}}, pubsubs={"pubsub"})
+    with dapr:
+        served = serve_factory(dapr, env={"PULLCTL_EVENTS": "dapr://pubsub/raw-documents"})
+        request = {
+            "base_url": f"{upstream.url}/auth/bearer",
+            "auth_type": "bearer",
+            "secret_store": "vault",
+            "secret_key": "api-token",
+        }
+        write_source(served.config, **weather(upstream.url, request=request))
+        served.start().ready()
+        for _ in range(2):
+            result = dapr.trigger_sync("pull-weather-api")
+            assert result.status == 200, result.body
+        assert upstream.hits["/auth/bearer"] == 10  # 5 regions, twice
+        asked = [r for r in dapr.requests if r.path.startswith(("/v1.0/secrets/", "/v1.0/publish/"))]
+        assert {r.path.split("/")[2] for r in asked} == {"secrets", "publish"}
+        assert len(asked) == 2 + 5  # a secret per run, an event per new document (the second run: duplicates)
+        assert len({r.peer for r in asked}) == 1  # one connection for all of them
+
+
 def test_the_api_trigger_and_a_job_without_data_use_the_name(
     served: Served, dapr_emulator: DaprEmulator
 ) -> None:

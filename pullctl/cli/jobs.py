@@ -43,7 +43,7 @@ def _with_dapr(settings: Settings, call: Callable[[DaprClient, Store], Awaitable
     async def go() -> T:
         async with (
             open_store(settings) as store,
-            DaprClient(settings.dapr_endpoint, settings.dapr_api_token) as dapr,
+            DaprClient.from_settings(settings) as dapr,
         ):
             return await call(dapr, store)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pullctl.cli import output
@@ -106,3 +107,16 @@ def backfill_summary(records: list[Any]) -> str:
         f"backfill {span}: {output.plural(len(records), 'window')}, {outcome};"
         f" {stored} stored, {duplicates} duplicates"
     )
+
+
+def observers(source: str, interactive: bool) -> Callable[[Any], Any]:
+    """The observer of each window of a run: a progress bar for people, JSON lines for pods and pipes."""
+
+    def observer_for(window: Any) -> Any:
+        from pullctl.run.report import JsonLogObserver
+
+        if interactive:
+            return ProgressObserver(source if window is None else f"{source} {window.start:%Y-%m-%d %H:%M}")
+        return JsonLogObserver()
+
+    return observer_for

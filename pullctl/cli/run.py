@@ -63,23 +63,15 @@ def run(
 
     Example: pullctl run weather-api --from 2026-01-01 --to 2026-01-04 --step 1d
     """
-    from pullctl.errors import UsageError
     from pullctl.run.plan import Shard, parse_assignments
     from pullctl.run.runner import RunOptions
     from pullctl.run.service import Backfill, exit_code, run_pulls, shutdown_sidecar
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config, store=store)
-    if (from_ is None) != (to is None):
-        raise UsageError("--from and --to go together (a backfill of [from, to))")
-    if step and from_ is None:
-        raise UsageError("--step needs --from and --to")
-    if allow_jobs and not dry_run:
-        raise UsageError("--allow-jobs goes with --dry-run (a run creates its report jobs anyway)")
-    if replay and from_:
-        raise UsageError("--replay runs the replayed run's window; it cannot be combined with --from/--to")
-    if advance_state and not from_:
-        raise UsageError("--advance-state applies to a backfill (--from/--to); a scheduled run always does")
+    _check_flags(
+        from_, to, step, allow_jobs=allow_jobs, dry_run=dry_run, replay=replay, advance=advance_state
+    )
     overrides = {k: v[-1] for k, v in parse_assignments(set_ or [], "--set").items()}
     options = RunOptions(
         trigger=settings.trigger,
@@ -91,18 +83,8 @@ def run(
         dry_run=dry_run,
         allow_jobs=allow_jobs,
     )
-    log_format = settings.log_format
-    interactive = log_format == "text" or (log_format == "auto" and sys.stderr.isatty())
-
-    def observer_for(window: Any) -> Any:
-        from pullctl.run.report import JsonLogObserver
-
-        if interactive:
-            return progress.ProgressObserver(
-                source if window is None else f"{source} {window.start:%Y-%m-%d %H:%M}"
-            )
-        return JsonLogObserver()
-
+    interactive = settings.log_format == "text" or (settings.log_format == "auto" and sys.stderr.isatty())
+    observer_for = progress.observers(source, interactive)
     backfill = Backfill(from_, to, step) if from_ and to else None
 
     async def pull() -> list[Any]:
@@ -134,6 +116,31 @@ def run(
     if len(records) > 1:
         output.note(progress.backfill_summary(records), event="backfill_finished")
     raise typer.Exit(exit_code(records))
+
+
+def _check_flags(
+    from_: str | None,
+    to: str | None,
+    step: str | None,
+    *,
+    allow_jobs: bool,
+    dry_run: bool,
+    replay: str | None,
+    advance: bool,
+) -> None:
+    """The flags of ``run`` that only make sense together (or apart)."""
+    from pullctl.errors import UsageError
+
+    if (from_ is None) != (to is None):
+        raise UsageError("--from and --to go together (a backfill of [from, to))")
+    if step and from_ is None:
+        raise UsageError("--step needs --from and --to")
+    if allow_jobs and not dry_run:
+        raise UsageError("--allow-jobs goes with --dry-run (a run creates its report jobs anyway)")
+    if replay and from_:
+        raise UsageError("--replay runs the replayed run's window; it cannot be combined with --from/--to")
+    if advance and not from_:
+        raise UsageError("--advance-state applies to a backfill (--from/--to); a scheduled run always does")
 
 
 RUNS_COLUMNS = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
@@ -20,6 +20,9 @@ from pullctl.redact import mask_url, url_redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, RetryPolicy, TransportKind, call_with_retries
 from pullctl.settings import Settings
 from pullctl.transport_errors import host_of, transport_failure
+
+if TYPE_CHECKING:
+    from pullctl.dapr import DaprClient
 
 WEBHOOK_TIMEOUT = 10.0
 
@@ -67,12 +70,15 @@ class DaprPubSub:
         topic: str,
         policy: RetryPolicy = EVENT_RETRY,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        dapr: DaprClient | None = None,
     ) -> None:
+        """``dapr``: a client to borrow (``serve``'s one), else the sink opens its own and closes it."""
         from pullctl.dapr import DaprClient
 
         self.name = f"dapr://{pubsub}/{topic}"
         self.pubsub, self.topic = pubsub, topic
-        self._dapr = DaprClient(settings.dapr_endpoint, settings.dapr_api_token)
+        self._own = dapr is None
+        self._dapr = dapr or DaprClient.from_settings(settings)
         self._policy, self._sleep = policy, sleep
 
     async def publish(self, docs: list[Document]) -> list[str | None]:
@@ -92,7 +98,8 @@ class DaprPubSub:
         return out
 
     async def aclose(self) -> None:
-        await self._dapr.aclose()
+        if self._own:
+            await self._dapr.aclose()
 
 
 class Webhook:
@@ -156,7 +163,7 @@ def event_target(config: SourceConfig, settings: Settings) -> str:
     return target
 
 
-def open_sink(config: SourceConfig, settings: Settings) -> EventSink:
+def open_sink(config: SourceConfig, settings: Settings, dapr: DaprClient | None = None) -> EventSink:
     target = event_target(config, settings)
     if target in ("", "none"):
         return NoEvents()
@@ -164,7 +171,7 @@ def open_sink(config: SourceConfig, settings: Settings) -> EventSink:
         pubsub, _, topic = target.removeprefix("dapr://").partition("/")
         if not pubsub or not topic or "/" in topic:
             raise UsageError(f"PULLCTL_EVENTS '{target}': expected dapr://<pubsub>/<topic>")
-        return DaprPubSub(settings, pubsub, topic)
+        return DaprPubSub(settings, pubsub, topic, dapr=dapr)
     if target.startswith(("http://", "https://")):
         return Webhook(target)
     raise UsageError(

@@ -302,6 +302,8 @@ class Fetcher:
                 return
             if page.stream is not None:  # no pagination: the rows are the item's
                 async for part in self.parts(page):
+                    if observe is not None:  # an incremental cursor reads each part's rows
+                        observe(part.status, part.data, part.records, True)
                     yield part
                 return
             try:

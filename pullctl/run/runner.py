@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -52,6 +52,9 @@ from pullctl.run.plan import (
 from pullctl.run.secrets import resolve_named_secrets, resolve_secret
 from pullctl.run.transport import env_proxy, make_transport, proxy_userinfo
 from pullctl.settings import Settings
+
+if TYPE_CHECKING:
+    from pullctl.dapr import DaprClient
 
 logger = logging.getLogger("pullctl")
 BATCH_SIZE = 200
@@ -116,6 +119,7 @@ class _Run:
     )
     dry_run: bool = False
     tokens: list[TokenManager] = field(default_factory=list)  # the run's and its parents', closed at its end
+    dapr: DaprClient | None = None  # the sidecar client secrets are asked of (serve's), else their own
     states: dict[str | None, StateRecord] = field(default_factory=dict)  # incremental: as the run found them
     marks: dict[str | None, Any] = field(default_factory=dict)  # incremental: each succeeded item's mark
 
@@ -143,8 +147,10 @@ async def run_source(
     transport: httpx.AsyncBaseTransport | None = None,
     now: datetime | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    dapr: DaprClient | None = None,
 ) -> RunRecord:
-    """Run ``loaded`` once and return its record. ``store`` None (or ``dry_run``) stores nothing."""
+    """Run ``loaded`` once and return its record. ``store`` None (or ``dry_run``) stores nothing. ``dapr``:
+    the sidecar client for secrets (``serve`` passes its one), else each lookup opens its own."""
     options = options or RunOptions()
     config = loaded.config
     now = now or utcnow()
@@ -159,7 +165,7 @@ async def run_source(
     observer = observer or SilentObserver()
     store = None if options.dry_run else store
     sink = sink or NoEvents()
-    state = _Run(loaded, record, store, sink, observer, Redactor(), dry_run=options.dry_run)
+    state = _Run(loaded, record, store, sink, observer, Redactor(), dry_run=options.dry_run, dapr=dapr)
     fatal = False
     usage: UsageError | None = None
     try:
@@ -208,7 +214,7 @@ async def _execute(
     assert ing.request is not None
     record = state.record
     secret = await _secret(state, ing.request, settings)
-    named = await resolve_named_secrets(ing, settings, state.redact)
+    named = await resolve_named_secrets(ing, settings, state.redact, state.dapr)
     concurrency = options.concurrency or (ing.iteration.concurrency if ing.iteration else 1)
     if ing.incremental is not None and state.store is not None:
         found = await state.store.list_states(config.source_id)
@@ -244,8 +250,7 @@ async def _execute(
         proxy = env_proxy(ing.request.base_url, settings.proxies)
         userinfo = proxy_userinfo(proxy) if proxy is not None else None
         if userinfo:
-            state.redact.add(userinfo)
-            state.redact.add(userinfo.partition(":")[2])
+            state.redact.add_userinfo(userinfo)
         transport = make_transport(concurrency, proxy)
     http = transport
     try:
@@ -461,11 +466,11 @@ async def _commit_states(state: _Run, options: RunOptions) -> None:
 
 
 async def _secret(state: _Run, request: Request, settings: Settings) -> str | None:
-    secret = await resolve_secret(request, settings)
-    if secret:
+    secret = await resolve_secret(request, settings, state.dapr)
+    if secret and request.auth_type == "basic":
+        state.redact.add_userinfo(secret)
+    elif secret:
         state.redact.add(secret)
-        if request.auth_type == "basic":
-            state.redact.add(secret.partition(":")[2])
     return secret
 
 
@@ -530,7 +535,7 @@ class _Parents:
         ing = parent.config.ingestion
         assert ing.request is not None
         secret = await _secret(self.state, ing.request, self.settings)
-        named = await resolve_named_secrets(ing, self.settings, self.state.redact)
+        named = await resolve_named_secrets(ing, self.settings, self.state.redact, self.state.dapr)
         tokens = await _tokens(self.state, parent.config, named, self.settings, None, self.sleep)
         fetcher = Fetcher(
             parent.config,

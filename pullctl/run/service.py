@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pullctl.config.loader import LoadedSource
 from pullctl.config.schedule import catch_up
@@ -26,6 +26,9 @@ from pullctl.run import incremental
 from pullctl.run.plan import Shard, Window, backfill_windows, parse_instant, parse_step, scheduled_window
 from pullctl.run.runner import EXIT_CODES, RunObserver, RunOptions, run_source
 from pullctl.settings import Settings
+
+if TYPE_CHECKING:
+    from pullctl.dapr import DaprClient
 
 logger = logging.getLogger("pullctl")
 
@@ -80,6 +83,7 @@ async def run_pulls(
     now: datetime | None = None,
     loaded: LoadedSource | None = None,
     advance_state: bool = False,
+    dapr: DaprClient | None = None,
 ) -> list[RunRecord]:
     """Run ``source_id`` once, or once per backfill window, or replay a run's failed items.
 
@@ -98,7 +102,7 @@ async def run_pulls(
     async with contextlib.AsyncExitStack() as stack:
         if store is None and not options.dry_run:
             store = await stack.enter_async_context(open_store(settings))
-        sink = open_sink(loaded.config, settings) if not options.dry_run else None
+        sink = open_sink(loaded.config, settings, dapr) if not options.dry_run else None
         if sink is not None:
             stack.push_async_callback(sink.aclose)
         plan = await _plan_windows(loaded, store, options, backfill, replay, advance_state, now or utcnow())
@@ -114,6 +118,7 @@ async def run_pulls(
                 sink=sink,
                 observer=observer,
                 now=now,
+                dapr=dapr,
             )
             records.append(record)
             warning = await asyncio.to_thread(export_run_metrics, record, settings.otel_endpoint)
@@ -251,7 +256,7 @@ async def shutdown_sidecar(settings: Settings) -> str | None:
     from pullctl.dapr import DaprClient
 
     with contextlib.suppress(PullctlError):
-        async with DaprClient(settings.dapr_endpoint, settings.dapr_api_token) as dapr:
+        async with DaprClient.from_settings(settings) as dapr:
             await dapr.shutdown()
             return None
     return f"could not shut down the DAPR sidecar at {settings.dapr_endpoint}; the pod may not finish"

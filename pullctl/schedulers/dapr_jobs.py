@@ -318,7 +318,7 @@ async def follow_config_change(
     entries.extend(JobEntry(job_name(s), "delete", s) for s in deleted_source_ids)
     if not entries:
         return None
-    client = dapr or DaprClient(settings.dapr_endpoint, settings.dapr_api_token, timeout=5.0)
+    client = dapr or DaprClient.from_settings(settings, timeout=5.0)
     try:
         await _apply_all(client, store, entries)
     except DaprError as exc:

@@ -101,7 +101,7 @@ class PullService:
             self.log("error", "store_unreachable", message=exc.message)
             raise
         self.store = store
-        self.dapr = DaprClient(self.settings.dapr_endpoint, self.settings.dapr_api_token)
+        self.dapr = DaprClient.from_settings(self.settings)
         self.log(
             "info", "serve_started", config=mask_url(self.settings.config), dapr=self.settings.dapr_endpoint
         )
@@ -270,6 +270,7 @@ class PullService:
                 RunOptions(trigger="dapr", run_id=run_id),
                 observer_for=lambda _window: JsonLogObserver(stream=self.log.stream),
                 store=self.store,
+                dapr=self.dapr,  # one sidecar client for every trigger's secrets and events
                 loaded=loaded.one(source_id),  # the configs read above; errors in its own file refuse it
             )
         except PullctlError as exc:

@@ -139,6 +139,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     query: str = ""
+    peer: tuple[str, int] | None = None  # the client's address: one connection reused keeps one port
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.method, self.path, self.headers, self.body))
@@ -514,7 +515,10 @@ class _DaprApp:
         body = await request.body()
         headers = {name: ", ".join(request.headers.getlist(name)) for name in request.headers}
         path = request.url.path
-        self.dapr.requests.append(RecordedRequest(request.method, path, headers, body, request.url.query))
+        peer = (request.client.host, request.client.port) if request.client else None
+        self.dapr.requests.append(
+            RecordedRequest(request.method, path, headers, body, request.url.query, peer)
+        )
 
         if self.dapr.api_token is not None and request.headers.get("dapr-api-token") != self.dapr.api_token:
             health = request.method == "GET" and path.rstrip("/") in (
