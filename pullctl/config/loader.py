@@ -22,22 +22,29 @@ from pydantic import ValidationError
 
 from pullctl.config.loaded import LoadedSource, LoadResult
 from pullctl.config.models import KNOWN_TOP_LEVEL, SourceConfig, config_hash
-from pullctl.config.parents import CROSS_CHECKED, _check_parents
+from pullctl.config.parents import CROSS_CHECKED, check_parents
 from pullctl.config.schedule import Target
-from pullctl.config.schema_issues import _template_issues, _validation_issues
-from pullctl.config.yaml_reader import Loc, _describe, _documents, _Positions, _sub_positions, format_loc
+from pullctl.config.schema_issues import template_issues, validation_issues
+from pullctl.config.yaml_reader import (
+    Loc,
+    Positions,
+    documents,
+    format_loc,
+    sub_positions,
+    summary,
+)
 from pullctl.errors import ConfigError, Issue
 
 
 def _source_entries(
-    doc: Any, pos: _Positions, file: str, issues: list[Issue]
+    doc: Any, pos: Positions, file: str, issues: list[Issue]
 ) -> list[tuple[Loc, dict[str, Any]]]:
     if doc is None:
         return []
     expected = "expected a source config (a mapping with source_id and ingestion) or a 'sources:' list"
     if not isinstance(doc, dict):
         line, col = pos.of_value(())
-        issues.append(Issue(file, line, col, "", f"{expected}, got {_describe(doc)}"))
+        issues.append(Issue(file, line, col, "", f"{expected}, got {summary(doc)}"))
         return []
     if "sources" not in doc:
         return [((), doc)]
@@ -52,7 +59,13 @@ def _source_entries(
     if not isinstance(entries, list):
         line, col = pos.of_value(("sources",))
         issues.append(
-            Issue(file, line, col, "sources", f"must be a list of source configs (got {_describe(entries)})")
+            Issue(
+                file,
+                line,
+                col,
+                "sources",
+                f"must be a list of source configs (got {summary(entries)})",
+            )
         )
         return []
     out: list[tuple[Loc, dict[str, Any]]] = []
@@ -61,17 +74,17 @@ def _source_entries(
             out.append((("sources", i), entry))
         else:
             line, col = pos.of_value(("sources", i))
-            issues.append(Issue(file, line, col, f"sources[{i}]", f"{expected}, got {_describe(entry)}"))
+            issues.append(Issue(file, line, col, f"sources[{i}]", f"{expected}, got {summary(entry)}"))
     return out
 
 
 def load_text(text: str, file: str, *, target: Target = "k8s", strict: bool = False) -> LoadResult:
     """Parse and validate one file's text. Pure: no I/O."""
     result = LoadResult(files=1)
-    docs = _documents(text, file, result.issues)
+    docs = documents(text, file, result.issues)
     for doc, doc_pos in docs:
         for prefix, raw in _source_entries(doc, doc_pos, file, result.issues):
-            pos = _sub_positions(doc_pos, prefix)
+            pos = sub_positions(doc_pos, prefix)
             refused = False
             for name in sorted(set(raw) - set(KNOWN_TOP_LEVEL)):
                 hint = get_close_matches(name, KNOWN_TOP_LEVEL, n=1, cutoff=0.75)
@@ -91,9 +104,9 @@ def load_text(text: str, file: str, *, target: Target = "k8s", strict: bool = Fa
             try:
                 config = SourceConfig.model_validate(raw, context={"target": target})
             except ValidationError as exc:
-                found = _validation_issues(exc, raw, pos, file, prefix)
+                found = validation_issues(exc, raw, pos, file, prefix)
                 result.issues.extend(found)
-                result.issues.extend(_template_issues(raw, pos, file, prefix, {i.path for i in found}))
+                result.issues.extend(template_issues(raw, pos, file, prefix, {i.path for i in found}))
                 if isinstance(raw.get("source_id"), str):
                     result.invalid[raw["source_id"]] = file
                 continue
@@ -180,7 +193,7 @@ def load_entries(
         seen[src.source_id] = src
         unique.append(src)
     result.sources = unique
-    _check_parents(result)
+    check_parents(result)
     result.issues.sort(key=lambda i: (i.file, i.line, i.column))
     return result
 

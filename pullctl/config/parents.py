@@ -24,7 +24,7 @@ CROSS_CHECKED = (
 )
 
 
-def _check_parents(result: LoadResult) -> None:
+def check_parents(result: LoadResult) -> None:
     """``iteration.from_source`` across files: the parent exists and can run, no cycle, at most ``MAX_CHAIN``
     deep; and a child's templates name only its own item, its ancestors' items and the built-ins.
     A source with such an error is dropped from ``sources`` (it cannot run)."""

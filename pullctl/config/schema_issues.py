@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from pullctl.config.models import SourceConfig, raw_template_problems
-from pullctl.config.yaml_reader import Loc, _describe, _Positions, format_loc
+from pullctl.config.yaml_reader import Loc, Positions, format_loc, summary
 from pullctl.errors import Issue
 
 
@@ -70,8 +70,8 @@ def _resolve(data: Any, loc: Loc) -> tuple[Loc, Loc]:
     return loc, ()
 
 
-def _validation_issues(
-    exc: ValidationError, data: dict[str, Any], pos: _Positions, file: str, prefix: Loc
+def validation_issues(
+    exc: ValidationError, data: dict[str, Any], pos: Positions, file: str, prefix: Loc
 ) -> list[Issue]:
     found: dict[Loc, Issue] = {}
     union_types: dict[Loc, list[str]] = {}
@@ -106,7 +106,7 @@ def _validation_issues(
             line, col = pos.of_value(exists)
             names = union_types[exists]
             either = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
-            message = f"must be {either} (got {_describe(value)})"
+            message = f"must be {either} (got {summary(value)})"
             found[exists] = Issue(file, line, col, format_loc(prefix + exists), message)
             continue
         is_key = rest == ("[key]",)  # a mapping's key is at fault, not its value
@@ -120,14 +120,14 @@ def _validation_issues(
             msg = msg.replace("List should", "must").replace("Dictionary should", "must")
             if kind == "string_too_long" and loc == ("source_id",):
                 msg += " (the CronJob name pull-<source_id> must fit in 52)"
-            msg += f" (got {_describe(value)})"
+            msg += f" (got {summary(value)})"
         line, col = pos.keys[exists] if is_key and exists in pos.keys else pos.of_value(exists)
         found.setdefault(exists, Issue(file, line, col, format_loc(prefix + exists), msg))
     return list(found.values())
 
 
-def _template_issues(
-    raw: dict[str, Any], pos: _Positions, file: str, prefix: Loc, reported: set[str]
+def template_issues(
+    raw: dict[str, Any], pos: Positions, file: str, prefix: Loc, reported: set[str]
 ) -> list[Issue]:
     """The template errors of a config the schema refused (the model checks them only once the rest is
     valid), for fields the schema's errors do not already point at."""

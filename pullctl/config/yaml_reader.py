@@ -1,4 +1,4 @@
-"""YAML text -> plain values, with the line and column of every key and value (``_Positions``).
+"""YAML text -> plain values, with the line and column of every key and value (``Positions``).
 
 Built from the parser's events (``_Builder``): duplicate keys, merge keys, aliases and their expansion limit
 are checked here, each problem an ``Issue`` at ``file:line:col``.
@@ -19,7 +19,8 @@ Loc = tuple[str | int, ...]
 _YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _describe(value: Any) -> str:
+def summary(value: Any) -> str:
+    """A value as a message shows it: ``a mapping``, ``a list``, else its repr (at most 60 characters)."""
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -29,7 +30,7 @@ def _describe(value: Any) -> str:
 
 
 @dataclass
-class _Positions:
+class Positions:
     """Where each value and each key of a document sits (1-based line and column)."""
 
     values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
@@ -73,7 +74,7 @@ class _Builder:
         self.count = 0  # values built in this document, aliases expanded
         self.expanded = 0  # of which through aliases
 
-    def document(self, pos: _Positions) -> Any:
+    def document(self, pos: Positions) -> Any:
         self.anchors, self.sizes, self.count, self.expanded = {}, {}, 0, 0
         return self.build(self.loader.get_event(), (), pos)
 
@@ -104,7 +105,7 @@ class _Builder:
             nxt = self.loader.get_event()
             depth += isinstance(nxt, yaml.CollectionStartEvent) - isinstance(nxt, yaml.CollectionEndEvent)
 
-    def build(self, event: Any, loc: Loc, pos: _Positions) -> Any:
+    def build(self, event: Any, loc: Loc, pos: Positions) -> Any:
         block = isinstance(event, yaml.CollectionStartEvent) and not event.flow_style
         # A block mapping or list is best pointed at by its key; a scalar or flow collection by its value.
         pos.values[loc] = pos.keys[loc] if block and loc in pos.keys else _mark(event)
@@ -140,7 +141,7 @@ class _Builder:
             self.sizes[event.anchor] = self.count - start + 1
         return value
 
-    def _mapping(self, loc: Loc, pos: _Positions) -> dict[str, Any]:
+    def _mapping(self, loc: Loc, pos: Positions) -> dict[str, Any]:
         result: dict[str, Any] = {}
         first_seen: dict[str, int] = {}
         merges: list[tuple[Any, Any]] = []
@@ -153,7 +154,7 @@ class _Builder:
                 continue
             tag = self._tag(key_event)
             if tag == MERGE_TAG:
-                merges.append((key_event, self.build(self.loader.get_event(), (*loc, "<<"), _Positions())))
+                merges.append((key_event, self.build(self.loader.get_event(), (*loc, "<<"), Positions())))
                 continue
             key = self._scalar(key_event, tag)
             key = key if isinstance(key, str) else str(key)
@@ -175,7 +176,7 @@ class _Builder:
                     self._issue(
                         key_event,
                         (*loc, "<<"),
-                        f"a merge key '<<' takes a mapping or a list of mappings (got {_describe(source)})",
+                        f"a merge key '<<' takes a mapping or a list of mappings (got {summary(source)})",
                     )
                     continue
                 for key, value in source.items():
@@ -192,8 +193,8 @@ def format_loc(loc: Loc) -> str:
     return out
 
 
-def _documents(text: str, file: str, issues: list[Issue]) -> list[tuple[Any, _Positions]]:
-    docs: list[tuple[Any, _Positions]] = []
+def documents(text: str, file: str, issues: list[Issue]) -> list[tuple[Any, Positions]]:
+    docs: list[tuple[Any, Positions]] = []
     try:
         loader = _YamlLoader(text)
     except yaml.reader.ReaderError as exc:
@@ -206,7 +207,7 @@ def _documents(text: str, file: str, issues: list[Issue]) -> list[tuple[Any, _Po
         loader.get_event()  # StreamStart
         while not loader.check_event(yaml.StreamEndEvent):
             loader.get_event()  # DocumentStart
-            pos = _Positions()
+            pos = Positions()
             before = len(issues)
             value = builder.document(pos)
             loader.get_event()  # DocumentEnd
@@ -224,11 +225,11 @@ def _documents(text: str, file: str, issues: list[Issue]) -> list[tuple[Any, _Po
     return docs
 
 
-def _sub_positions(pos: _Positions, prefix: Loc) -> _Positions:
+def sub_positions(pos: Positions, prefix: Loc) -> Positions:
     if not prefix:
         return pos
     n = len(prefix)
-    sub = _Positions()
+    sub = Positions()
     sub.values = {k[n:]: v for k, v in pos.values.items() if k[:n] == prefix}
     sub.keys = {k[n:]: v for k, v in pos.keys.items() if k[:n] == prefix}
     return sub

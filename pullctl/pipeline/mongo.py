@@ -45,12 +45,12 @@ from pullctl.errors import StoreError
 from pullctl.pipeline.documents import DOCUMENT_FIELDS, Document, RunRecord
 from pullctl.pipeline.mongo_bson import (
     Mongo,
-    _document_bson,
-    _document_dict,
-    _run,
-    _run_bson,
-    _state,
-    _state_bson,
+    document_bson,
+    document_dict,
+    run_bson,
+    run_record,
+    state_bson,
+    state_record,
 )
 from pullctl.pipeline.state import AuthState, StateRecord, state_id
 from pullctl.redact import mask_url, url_redactor
@@ -206,7 +206,7 @@ class MongoStore:
         stored = [True] * len(docs)
         try:
             await self._collection("raw_documents").insert_many(
-                [_document_bson(d) for d in docs], ordered=False
+                [document_bson(d) for d in docs], ordered=False
             )
         except BulkWriteError as exc:
             if _refused(exc):
@@ -251,7 +251,7 @@ class MongoStore:
             .sort("fetched_at", DESCENDING)
             .limit(max(limit, 0))
         )
-        return [_document_dict(d) async for d in cursor]
+        return [document_dict(d) async for d in cursor]
 
     @_translate_errors
     async def count_documents(self, source_id: str) -> int:
@@ -261,7 +261,7 @@ class MongoStore:
 
     @_translate_errors
     async def save_run(self, record: RunRecord) -> None:
-        doc = _run_bson(record)
+        doc = run_bson(record)
         # The replacement carries ``_id`` itself: the upsert must not rely on the server taking it from the
         # filter (nx-27017 does not).
         await self._collection("pull_runs").replace_one({"_id": doc["_id"]}, doc, upsert=True)
@@ -269,7 +269,7 @@ class MongoStore:
     @_translate_errors
     async def get_run(self, run_id: str) -> RunRecord | None:
         doc = await self._collection("pull_runs").find_one({"_id": run_id})
-        return _run(doc) if doc else None
+        return run_record(doc) if doc else None
 
     @_translate_errors
     async def list_runs(
@@ -279,7 +279,7 @@ class MongoStore:
             return []
         query = {name: value for name, value in (("source_id", source_id), ("status", status)) if value}
         cursor = self._collection("pull_runs").find(query).sort("started_at", DESCENDING).limit(max(limit, 0))
-        return [_run(d) async for d in cursor]
+        return [run_record(d) async for d in cursor]
 
     @_translate_errors
     async def close_stale_runs(self, source_id: str, started_before: datetime, message: str) -> int:
@@ -342,17 +342,19 @@ class MongoStore:
     @_translate_errors
     async def get_state(self, source_id: str, item: str | None = None) -> StateRecord | None:
         doc = await self._collection("source_state").find_one({"_id": state_id(source_id, item)})
-        return _state(doc) if doc else None
+        return state_record(doc) if doc else None
 
     @_translate_errors
     async def list_states(self, source_id: str | None = None) -> list[StateRecord]:
         query = {"source_id": source_id} if source_id else {}
-        return [_state(d) async for d in self._collection("source_state").find(query).sort("_id", ASCENDING)]
+        return [
+            state_record(d) async for d in self._collection("source_state").find(query).sort("_id", ASCENDING)
+        ]
 
     @_translate_errors
     async def swap_state(self, record: StateRecord) -> bool:
         coll = self._collection("source_state")
-        doc = _state_bson(record)
+        doc = state_bson(record)
         if record.version == 1:
             try:
                 await coll.insert_one(doc)

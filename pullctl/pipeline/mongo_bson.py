@@ -10,7 +10,7 @@ from pullctl.pipeline.state import StateRecord
 Mongo = dict[str, Any]
 
 
-def _document_bson(d: Document) -> Mongo:
+def document_bson(d: Document) -> Mongo:
     return {
         "_id": d.id,
         "source_id": d.source_id,
@@ -27,13 +27,13 @@ def _document_bson(d: Document) -> Mongo:
     }
 
 
-def _document_dict(doc: Mongo) -> dict[str, Any]:
+def document_dict(doc: Mongo) -> dict[str, Any]:
     out = {name: doc.get(name) for name in DOCUMENT_FIELDS}
     out["content"] = bytes(out["content"] or b"")
     return out
 
 
-def _run_bson(record: RunRecord) -> Mongo:
+def run_bson(record: RunRecord) -> Mongo:
     """The record's fields at the top level, ``_id`` = run id, datetimes as BSON dates."""
     data = record.to_dict()
     data.pop("duration_seconds", None)  # derived from the two datetimes
@@ -43,7 +43,7 @@ def _run_bson(record: RunRecord) -> Mongo:
     return data
 
 
-def _state_bson(record: StateRecord) -> Mongo:
+def state_bson(record: StateRecord) -> Mongo:
     return {
         "_id": record.id,
         "source_id": record.source_id,
@@ -55,7 +55,7 @@ def _state_bson(record: StateRecord) -> Mongo:
     }
 
 
-def _state(doc: Mongo) -> StateRecord:
+def state_record(doc: Mongo) -> StateRecord:
     return StateRecord(
         doc["source_id"],
         doc.get("item"),
@@ -66,7 +66,7 @@ def _state(doc: Mongo) -> StateRecord:
     )
 
 
-def _run(doc: Mongo) -> RunRecord:
+def run_record(doc: Mongo) -> RunRecord:
     data = dict(doc)
     data["run_id"] = data.pop("_id")
     return RunRecord.from_dict(data)

@@ -44,5 +44,5 @@ class FieldProblem(ValueError):
         super().__init__(f"@{field}@{message}")
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

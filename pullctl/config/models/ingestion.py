@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from pullctl.config import templates
-from pullctl.config.models.base import MAX_HELD_BYTES, FieldProblem, _Strict, check_url
+from pullctl.config.models.base import MAX_HELD_BYTES, FieldProblem, Strict, check_url
 from pullctl.config.models.iteration import Iteration, Records
 from pullctl.config.models.pagination import JOB_VARIABLE, Pagination
 from pullctl.config.models.policy import Dedup, Events, RateLimit, ResponseAction, Retry
@@ -22,10 +22,10 @@ from pullctl.config.models.reports import (
 from pullctl.config.models.request import NamedSecret, Request, SecretName
 from pullctl.config.models.template_checks import (
     CREDENTIAL_FIELDS,
-    _known_variables,
-    _one_secret,
-    _place_problem,
-    _secret_problem,
+    known_variables,
+    one_secret,
+    place_problem,
+    secret_problem,
 )
 from pullctl.config.models.window import DataWindow, Incremental
 from pullctl.config.schedule import ScheduleError, parse_schedule, parse_timezone
@@ -42,7 +42,7 @@ _NOT_WITH_JOB = {
 }
 
 
-class Ingestion(_Strict):
+class Ingestion(Strict):
     mode: Literal["scheduled_pull", "blob_trigger"] = "scheduled_pull"
     schedule: str | None = Field(
         None, description="5-field cron or @hourly/@daily/...; @every/6 fields for DAPR"
@@ -296,10 +296,10 @@ class Ingestion(_Strict):
                         f"template '{{{fld.expression}}}': the auth blocks take {{secret.NAME}} only"
                         " (one token serves the whole run)"
                     )
-                problem = _secret_problem(fld, where, list(self.secrets))
+                problem = secret_problem(fld, where, list(self.secrets))
                 if problem:
                     return where, problem
-            if where.rsplit(".", 1)[-1] in CREDENTIAL_FIELDS and not _one_secret(value):
+            if where.rsplit(".", 1)[-1] in CREDENTIAL_FIELDS and not one_secret(value):
                 return where, (
                     f"a credential is not written in the config: declare it in ingestion.secrets and"
                     f" write {{secret.NAME}} here (got a value of {len(value)} characters)"
@@ -313,9 +313,9 @@ class Ingestion(_Strict):
         None when not known yet (any other root passes; the loader checks it across sources)."""
         foreach = self.iteration.foreach if self.iteration is not None else None
         incremental, job = self.incremental is not None, self.job is not None
-        known = _known_variables(foreach, ancestors or (), self.pagination.type, incremental)
+        known = known_variables(foreach, ancestors or (), self.pagination.type, incremental)
         for where, value in self.template_places():
-            problem = _place_problem(
+            problem = place_problem(
                 where,
                 value,
                 known,

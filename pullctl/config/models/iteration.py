@@ -7,15 +7,15 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 
 from pullctl.config import templates
-from pullctl.config.models.base import IDENT_RE, PATH_HELP, SOURCE_ID_RE, FieldProblem, _Strict, check_path
+from pullctl.config.models.base import IDENT_RE, PATH_HELP, SOURCE_ID_RE, FieldProblem, Strict, check_path
 
 
-class Batch(_Strict):
+class Batch(Strict):
     size: Annotated[int, Field(ge=2, le=1000, description="items per fetch")]
     join: str = Field(",", description="what joins the items' values in a template, e.g. {team.id}")
 
 
-class Records(_Strict):
+class Records(Strict):
     path: str | None = Field(
         None,
         description=f"where a page's list of records is (absent: the page, if it is a list): {PATH_HELP}",
@@ -28,7 +28,7 @@ class Records(_Strict):
         return check_path(v)
 
 
-class Iteration(_Strict):
+class Iteration(Strict):
     foreach: Annotated[str, Field(pattern=IDENT_RE, description="template variable name for the item")]
     source_mcp: str | None = Field(None, description="MCP server: DAPR app-id")
     source_tool: str | None = Field(None, description="MCP tool that returns the items")

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pullctl.config.models.base import PATH_HELP, FieldProblem, _Strict, check_path
+from pullctl.config.models.base import PATH_HELP, FieldProblem, Strict, check_path
 
 PaginationType = Literal["none", "page_number", "offset", "cursor", "next_url", "link_header"]
 
@@ -66,7 +66,7 @@ PATH_FIELDS = (
 )
 
 
-class Pagination(_Strict):
+class Pagination(Strict):
     type: PaginationType = "none"
     page_param: str = "page"
     start_page: Annotated[int, Field(ge=0)] = 1

@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
-from pullctl.config.models.base import DEFAULT_RETRY_STATUS, PATH_HELP, FieldProblem, _Strict, check_path
+from pullctl.config.models.base import DEFAULT_RETRY_STATUS, PATH_HELP, FieldProblem, Strict, check_path
 
 
-class ResponseAction(_Strict):
+class ResponseAction(Strict):
     """One rule of ``response_actions``: when a response matches, what it means. First match wins."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -59,7 +59,7 @@ class ResponseAction(_Strict):
         return [self.status] if isinstance(self.status, int) else self.status
 
 
-class Retry(_Strict):
+class Retry(Strict):
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     backoff: Literal["exponential", "fixed"] = "exponential"
     initial_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0
@@ -79,7 +79,7 @@ class Retry(_Strict):
         return self
 
 
-class RateLimit(_Strict):
+class RateLimit(Strict):
     requests_per_second: Annotated[float, Field(gt=0, le=100_000)] | None = None
     remaining_header: str | None = Field(
         None, description="the response header with the requests left (X-RateLimit-Remaining)"
@@ -97,12 +97,12 @@ class RateLimit(_Strict):
         return self
 
 
-class Dedup(_Strict):
+class Dedup(Strict):
     ignore_fields: list[Annotated[str, Field(min_length=1), AfterValidator(check_path)]] = Field(
         default_factory=list, description=f"fields left out of the content hash: {PATH_HELP}, each"
     )
 
 
-class Events(_Strict):
+class Events(Strict):
     pubsub: str | None = None
     topic: str | None = None

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from pullctl.config.models.base import PATH_HELP, FieldProblem, _Strict, check_path, check_url
+from pullctl.config.models.base import PATH_HELP, FieldProblem, Strict, check_path, check_url
 
 # -- reports: non-JSON bodies and asynchronous jobs (SOURCES.md §8) ----------------------------------
 
@@ -17,7 +17,7 @@ ROW_PAGINATION = ("none", "page_number", "offset", "link_header", "cursor")
 JSON_PAGINATION_FIELDS = ("next_url_path", "has_more_path", "done_path", "total_path")
 
 
-class CsvOptions(_Strict):
+class CsvOptions(Strict):
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] | None = Field(
         None, description="one character; default: , for csv, a tab for tsv"
     )
@@ -31,7 +31,7 @@ class CsvOptions(_Strict):
     )
 
 
-class ResponseFormat(_Strict):
+class ResponseFormat(Strict):
     format: ResponseFormatName = Field(
         "json", description="what the body is: json, jsonl (a JSON value per line), csv, tsv or xml"
     )
@@ -47,7 +47,7 @@ JobStatus = str | int
 CallUrl = Annotated[str, Field(min_length=1), AfterValidator(check_url)]
 
 
-class JobCreate(_Strict):
+class JobCreate(Strict):
     method: Literal["GET", "POST"] = "POST"
     url: CallUrl = Field(description="the call that creates the report; templates")
     body: Any = Field(None, description="POST JSON body; templates inside string values")
@@ -59,7 +59,7 @@ class JobCreate(_Strict):
         return self
 
 
-class JobPoll(_Strict):
+class JobPoll(Strict):
     url: CallUrl = Field(description="GET until done; {job.id} and templates")
     every_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(30.0, description="wait between polls")
     timeout_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = Field(
@@ -67,7 +67,7 @@ class JobPoll(_Strict):
     )
 
 
-class JobDownload(_Strict):
+class JobDownload(Strict):
     url_path: Annotated[str, Field(min_length=1), AfterValidator(check_path)] = Field(
         description=f"where the finished job's download URL (or list of URLs) is: {PATH_HELP}"
     )
@@ -81,7 +81,7 @@ class JobDownload(_Strict):
     )
 
 
-class Job(_Strict):
+class Job(Strict):
     """An asynchronous report: create it, poll it until done, download every URL it hands out."""
 
     create: JobCreate

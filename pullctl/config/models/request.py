@@ -12,13 +12,13 @@ from pullctl.config.models.base import (
     MAX_STREAMED_BYTES,
     PATH_HELP,
     FieldProblem,
-    _Strict,
+    Strict,
     check_path,
     check_url,
 )
 
 
-class GraphQL(_Strict):
+class GraphQL(Strict):
     query: Annotated[str, Field(min_length=1, description="sent as written: its braces are GraphQL's")]
     variables: dict[str, Any] = Field(default_factory=dict, description="string values are templates")
 
@@ -30,7 +30,7 @@ def _literal_url(v: str) -> str:
     return v
 
 
-class Jwt(_Strict):
+class Jwt(Strict):
     """A signed JWT assertion (RFC 7523), e.g. a Google service account's."""
 
     private_key: str = Field(description="the PEM private key: {secret.NAME}")
@@ -42,7 +42,7 @@ class Jwt(_Strict):
     lifetime_seconds: Annotated[int, Field(ge=60, le=86400)] = Field(3600, description="exp - iat")
 
 
-class OAuth2(_Strict):
+class OAuth2(Strict):
     """``auth_type: oauth2``: a token from ``token_url``, sent as ``Authorization: Bearer`` (SOURCES §6)."""
 
     grant: Literal["client_credentials", "refresh_token", "jwt_bearer"]
@@ -103,7 +103,7 @@ class OAuth2(_Strict):
         return self
 
 
-class SessionLogin(_Strict):
+class SessionLogin(Strict):
     url: str = Field(description="the login endpoint: a literal URL, the only place the login goes")
     method: Literal["GET", "POST"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict, description="{secret.NAME} allowed")
@@ -121,7 +121,7 @@ class SessionLogin(_Strict):
         return self
 
 
-class Session(_Strict):
+class Session(Strict):
     """``auth_type: session``: log in, then send the session token in a header or a query parameter."""
 
     login: SessionLogin
@@ -152,7 +152,7 @@ STATIC_AUTH = ("api_key", "bearer", "basic")  # a secret_store/secret_key secret
 TOKEN_AUTH = ("oauth2", "session")  # a token pullctl obtains per run (run/auth.py)
 
 
-class Request(_Strict):
+class Request(Strict):
     base_url: Annotated[str, Field(min_length=1, description="URL to fetch; templates allowed")]
     method: Literal["GET", "POST"] = "GET"
     auth_type: Literal["none", "api_key", "bearer", "basic", "oauth2", "session"] = "none"
@@ -229,7 +229,7 @@ class Request(_Strict):
         return self
 
 
-class NamedSecret(_Strict):
+class NamedSecret(Strict):
     """Where a named secret comes from (DESIGN §4): ``PULLCTL_SECRET_<STORE>_<KEY>``, else the DAPR store."""
 
     secret_store: Annotated[str, Field(min_length=1, description='DAPR secret store name, or "kubernetes"')]

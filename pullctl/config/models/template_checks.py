@@ -31,7 +31,7 @@ def raw_template_problems(ingestion: Any) -> list[tuple[str, str]]:
     request, iteration, pagination = part("request"), part("iteration"), part("pagination")
     foreach = iteration.get("foreach") if isinstance(iteration.get("foreach"), str) else None
     incremental = isinstance(ingestion.get("incremental"), dict)
-    known = _known_variables(foreach, (), pagination.get("type"), incremental)
+    known = known_variables(foreach, (), pagination.get("type"), incremental)
     child = iteration.get("from_source") is not None  # an ancestor's names are checked across sources
     secrets = list(part("secrets"))
     places: list[tuple[str, Any]] = [
@@ -48,7 +48,7 @@ def raw_template_problems(ingestion: Any) -> list[tuple[str, str]]:
     for where, value in places:
         if not isinstance(value, str | dict | list):
             continue
-        problem = _place_problem(
+        problem = place_problem(
             where, value, known, not child, secrets, incremental=incremental, job="job" in ingestion
         )
         if problem:
@@ -56,7 +56,7 @@ def raw_template_problems(ingestion: Any) -> list[tuple[str, str]]:
     return out
 
 
-def _known_variables(
+def known_variables(
     foreach: str | None, ancestors: Sequence[str], pagination_type: Any, incremental: bool = False
 ) -> dict[str, tuple[str, ...]]:
     known = dict(templates.BUILTIN_VARIABLES)
@@ -70,7 +70,7 @@ def _known_variables(
     return known
 
 
-def _place_problem(
+def place_problem(
     where: str,
     value: Any,
     known: dict[str, tuple[str, ...]],
@@ -96,7 +96,7 @@ def _place_problem(
                 " or body, where the paginator advances them"
             )
         elif fld.root == templates.SECRET_VARIABLE:
-            problem = _secret_problem(fld, where, secrets)
+            problem = secret_problem(fld, where, secrets)
         elif fld.root == templates.INCREMENTAL_VARIABLE and incremental:
             problem = _incremental_problem(fld, where) or _unknown_variable(fld, known)
         elif fld.root == templates.INCREMENTAL_VARIABLE:
@@ -119,7 +119,7 @@ def _place_problem(
 CREDENTIAL_FIELDS = ("client_secret", "refresh_token", "private_key")
 
 
-def _one_secret(value: str) -> bool:
+def one_secret(value: str) -> bool:
     """``value`` is exactly one ``{secret.NAME}`` (nothing around it)."""
     parts = [p for p in templates.parse(value).parts if p != ""]
     return len(parts) == 1 and isinstance(parts[0], templates.Field)
@@ -136,7 +136,7 @@ _NO_SECRETS = {
 _JOB_URLS = ("job.create.url", "job.poll.url")
 
 
-def _secret_problem(fld: templates.Field, where: str, declared: list[str]) -> str | None:
+def secret_problem(fld: templates.Field, where: str, declared: list[str]) -> str | None:
     """``{secret.NAME}``: allowed in parameters, headers and body, for a NAME under ``ingestion.secrets``."""
     from difflib import get_close_matches
 

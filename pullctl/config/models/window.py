@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from pullctl.config import templates
-from pullctl.config.models.base import PATH_HELP, FieldProblem, _Strict, check_path
+from pullctl.config.models.base import PATH_HELP, FieldProblem, Strict, check_path
 from pullctl.config.schedule import ScheduleError, parse_span
 
 
@@ -35,7 +35,7 @@ def _instant_of(value: InstantValue) -> datetime:
     return instant
 
 
-class DataWindow(_Strict):
+class DataWindow(Strict):
     """How a scheduled run picks its data interval (SOURCES.md §7)."""
 
     since: Literal["ticks", "last_success"] = Field(
@@ -86,7 +86,7 @@ class DataWindow(_Strict):
         }
 
 
-class Incremental(_Strict):
+class Incremental(Strict):
     """A mark kept between runs (SOURCES.md §7): the highest value of a record field, or a sync token."""
 
     cursor_path: str | None = Field(

@@ -51,7 +51,7 @@ class Inflater:
             raise FormatError(f"{self.what} ends early: the {self.kind} stream is truncated")
 
 
-class _Sniff:
+class Sniff:
     """``compression: auto`` or ``gzip``: the first two bytes say whether the body is gzip."""
 
     def __init__(self, compression: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pullctl.config.models import ResponseFormat
 from pullctl.run.formats.base import FormatError, Parser
-from pullctl.run.formats.decompress import _Sniff, content_decoder
+from pullctl.run.formats.decompress import Sniff, content_decoder
 from pullctl.run.formats.parsers import Delimited, JsonLines, JsonWhole
 from pullctl.run.formats.xml_dict import Xml
 
@@ -42,7 +42,7 @@ class BodyReader:
         self.cap = cap
         self.size = 0  # decompressed bytes so far
         self._encoding = content_decoder(content_encoding)
-        self._sniff = _Sniff(response.compression)
+        self._sniff = Sniff(response.compression)
         self._parser = parser(response)
 
     @property
