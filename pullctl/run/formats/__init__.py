@@ -32,13 +32,12 @@ The package: ``decompress`` (both compression layers), ``parsers`` (json, jsonl,
 from pullctl.run.formats.base import FormatError, Parser
 from pullctl.run.formats.decompress import GZIP_MAGIC, PIECE, Inflater, content_decoder
 from pullctl.run.formats.parsers import Delimited, JsonLines, JsonWhole
-from pullctl.run.formats.reader import ROW_FORMATS, BodyReader, parser
+from pullctl.run.formats.reader import BodyReader, parser
 from pullctl.run.formats.xml_dict import Xml
 
 __all__ = [
     "GZIP_MAGIC",
     "PIECE",
-    "ROW_FORMATS",
     "BodyReader",
     "Delimited",
     "FormatError",

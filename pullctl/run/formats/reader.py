@@ -11,7 +11,6 @@ from pullctl.run.formats.decompress import Sniff, content_decoder
 from pullctl.run.formats.parsers import Delimited, JsonLines, JsonWhole
 from pullctl.run.formats.xml_dict import Xml
 
-ROW_FORMATS = ("jsonl", "csv", "tsv")  # the body is a list of records, parsed as it arrives
 _DEFAULT_RESPONSE = ResponseFormat()
 
 
