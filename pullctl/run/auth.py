@@ -315,20 +315,7 @@ async def open_tokens(
         redact.add(flow.private_key)  # as it is used: a JSON key file's \n escapes undone
     keeper: RotationKeeper | None = None
     if isinstance(flow, RefreshToken) and ing.request.rotates_refresh_token:
-        cipher = StateCipher.from_settings(settings)
-        fix = "or set oauth2.rotation: false if the provider never rotates refresh tokens"
-        if cipher is None:
-            raise AuthError(
-                f"{flow.what} may rotate the refresh token, and {STATE_KEY_VAR} is not set to keep the new"
-                f" one encrypted in the store: set it (make one with `pullctl state keygen`), {fix}"
-            )
-        if store is None:
-            why = "a dry run stores nothing" if dry_run else "this run has no store"
-            raise AuthError(
-                f"{flow.what} may rotate the refresh token, and {why}: the rotated token would be lost;"
-                f" run without --dry-run, {fix}"
-            )
-        keeper = RotationKeeper(store, cipher, config.source_id, flow.refresh_token, run_id)
+        keeper = _rotation_keeper(flow, config.source_id, settings, store, dry_run, run_id)
     owns = transport is None
     if transport is None:  # its own small pool, through the proxy the environment names for its host
         transport = make_transport(1, env_proxy(flow.request_url, settings.proxies))
@@ -348,3 +335,28 @@ async def open_tokens(
         await manager.aclose()
         raise
     return manager
+
+
+def _rotation_keeper(
+    flow: RefreshToken,
+    key: str,
+    settings: Settings,
+    store: StateStore | None,
+    dry_run: bool,
+    run_id: str,
+) -> RotationKeeper:
+    """Where a rotating grant keeps what it rotates (the state key and a store), or an ``AuthError``."""
+    cipher = StateCipher.from_settings(settings)
+    fix = "or set oauth2.rotation: false if the provider never rotates refresh tokens"
+    if cipher is None:
+        raise AuthError(
+            f"{flow.what} may rotate the refresh token, and {STATE_KEY_VAR} is not set to keep the new"
+            f" one encrypted in the store: set it (make one with `pullctl state keygen`), {fix}"
+        )
+    if store is None:
+        why = "a dry run stores nothing" if dry_run else "this run has no store"
+        raise AuthError(
+            f"{flow.what} may rotate the refresh token, and {why}: the rotated token would be lost;"
+            f" run without --dry-run, {fix}"
+        )
+    return RotationKeeper(store, cipher, key, flow.refresh_token, run_id)
