@@ -43,12 +43,20 @@ from pymongo.errors import (
 
 from pullctl.errors import StoreError
 from pullctl.pipeline.documents import DOCUMENT_FIELDS, Document, RunRecord
+from pullctl.pipeline.mongo_bson import (
+    Mongo,
+    document_bson,
+    document_dict,
+    run_bson,
+    run_record,
+    state_bson,
+    state_record,
+)
 from pullctl.pipeline.state import AuthState, StateRecord, state_id
 from pullctl.redact import mask_url, url_redactor
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Mongo = dict[str, Any]
 
 DUPLICATE_KEY = 11000
 NAMESPACE_EXISTS = 48
@@ -198,7 +206,7 @@ class MongoStore:
         stored = [True] * len(docs)
         try:
             await self._collection("raw_documents").insert_many(
-                [_document_bson(d) for d in docs], ordered=False
+                [document_bson(d) for d in docs], ordered=False
             )
         except BulkWriteError as exc:
             if _refused(exc):
@@ -243,7 +251,7 @@ class MongoStore:
             .sort("fetched_at", DESCENDING)
             .limit(max(limit, 0))
         )
-        return [_document_dict(d) async for d in cursor]
+        return [document_dict(d) async for d in cursor]
 
     @_translate_errors
     async def count_documents(self, source_id: str) -> int:
@@ -253,7 +261,7 @@ class MongoStore:
 
     @_translate_errors
     async def save_run(self, record: RunRecord) -> None:
-        doc = _run_bson(record)
+        doc = run_bson(record)
         # The replacement carries ``_id`` itself: the upsert must not rely on the server taking it from the
         # filter (nx-27017 does not).
         await self._collection("pull_runs").replace_one({"_id": doc["_id"]}, doc, upsert=True)
@@ -261,7 +269,7 @@ class MongoStore:
     @_translate_errors
     async def get_run(self, run_id: str) -> RunRecord | None:
         doc = await self._collection("pull_runs").find_one({"_id": run_id})
-        return _run(doc) if doc else None
+        return run_record(doc) if doc else None
 
     @_translate_errors
     async def list_runs(
@@ -271,7 +279,7 @@ class MongoStore:
             return []
         query = {name: value for name, value in (("source_id", source_id), ("status", status)) if value}
         cursor = self._collection("pull_runs").find(query).sort("started_at", DESCENDING).limit(max(limit, 0))
-        return [_run(d) async for d in cursor]
+        return [run_record(d) async for d in cursor]
 
     @_translate_errors
     async def close_stale_runs(self, source_id: str, started_before: datetime, message: str) -> int:
@@ -334,17 +342,19 @@ class MongoStore:
     @_translate_errors
     async def get_state(self, source_id: str, item: str | None = None) -> StateRecord | None:
         doc = await self._collection("source_state").find_one({"_id": state_id(source_id, item)})
-        return _state(doc) if doc else None
+        return state_record(doc) if doc else None
 
     @_translate_errors
     async def list_states(self, source_id: str | None = None) -> list[StateRecord]:
         query = {"source_id": source_id} if source_id else {}
-        return [_state(d) async for d in self._collection("source_state").find(query).sort("_id", ASCENDING)]
+        return [
+            state_record(d) async for d in self._collection("source_state").find(query).sort("_id", ASCENDING)
+        ]
 
     @_translate_errors
     async def swap_state(self, record: StateRecord) -> bool:
         coll = self._collection("source_state")
-        doc = _state_bson(record)
+        doc = state_bson(record)
         if record.version == 1:
             try:
                 await coll.insert_one(doc)
@@ -384,68 +394,3 @@ def _refused(exc: BulkWriteError) -> list[dict[str, Any]]:
     details = exc.details
     errors = [e for e in details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
     return errors + list(details.get("writeConcernErrors", []))
-
-
-# -- mapping -------------------------------------------------------------------------------------------------
-
-
-def _document_bson(d: Document) -> Mongo:
-    return {
-        "_id": d.id,
-        "source_id": d.source_id,
-        "content_hash": d.content_hash,
-        "content": d.content,  # bytes are stored as BSON binary (subtype 0) and read back as bytes
-        "content_type": d.content_type,
-        "size_bytes": d.size_bytes,
-        "linkage": d.linkage,
-        "run_id": d.run_id,
-        "window": d.window,
-        "request": d.request,
-        "fetched_at": d.fetched_at,
-        "event_status": d.event_status,
-    }
-
-
-def _document_dict(doc: Mongo) -> dict[str, Any]:
-    out = {name: doc.get(name) for name in DOCUMENT_FIELDS}
-    out["content"] = bytes(out["content"] or b"")
-    return out
-
-
-def _run_bson(record: RunRecord) -> Mongo:
-    """The record's fields at the top level, ``_id`` = run id, datetimes as BSON dates."""
-    data = record.to_dict()
-    data.pop("duration_seconds", None)  # derived from the two datetimes
-    data["_id"] = data.pop("run_id")
-    data["started_at"] = record.started_at
-    data["finished_at"] = record.finished_at
-    return data
-
-
-def _state_bson(record: StateRecord) -> Mongo:
-    return {
-        "_id": record.id,
-        "source_id": record.source_id,
-        "item": record.item,
-        "value": record.value,
-        "run_id": record.run_id,
-        "updated_at": record.updated_at,
-        "version": record.version,
-    }
-
-
-def _state(doc: Mongo) -> StateRecord:
-    return StateRecord(
-        doc["source_id"],
-        doc.get("item"),
-        doc.get("value"),
-        doc.get("run_id"),
-        doc["updated_at"],
-        doc["version"],
-    )
-
-
-def _run(doc: Mongo) -> RunRecord:
-    data = dict(doc)
-    data["run_id"] = data.pop("_id")
-    return RunRecord.from_dict(data)
