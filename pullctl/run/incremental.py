@@ -20,10 +20,11 @@ the same never-backwards compare-and-swap as the cursors, and ``pullctl state se
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pullctl.config import templates
 from pullctl.config.models import Incremental, SourceConfig
@@ -33,7 +34,11 @@ from pullctl.pipeline.state import StateRecord, behind_seconds, format_behind, u
 from pullctl.pipeline.store import StateStore
 from pullctl.settings import Settings
 
+if TYPE_CHECKING:
+    from pullctl.run.context import RunOptions, RunState
+
 logger = logging.getLogger("pullctl")
+COMMIT_CONCURRENCY = 16  # state swaps in flight at the end of a run (per-item states)
 
 WINDOW_ITEM = "@window"
 MAX_SWAPS = 100  # a swap lost this many times in a row is no race any more: the store misbehaves
@@ -282,3 +287,44 @@ async def source_states(
     except PullctlError as exc:
         logger.warning(f"the states are not shown: {exc.message}", extra={"event": "state_unreadable"})
         return {}
+
+
+async def commit_states(state: RunState, options: RunOptions) -> None:
+    """Advance the incremental state, once every document is stored (a crash before this re-fetches; the
+    run record follows). Per item: each succeeded item's own mark. Per source: only when the run fetched
+    every item (no failure, no --only/--limit/--replay)."""
+    config = state.loaded.config
+    inc = config.ingestion.incremental
+    if inc is None or state.store is None or not options.commit_state or not state.marks:
+        return
+    record = state.record
+    marks: dict[str | None, Any] = state.marks
+    if not config.ingestion.per_item_state:
+        partial = options.only or options.limit or options.replay_items
+        if record.counts["failed"] or partial:
+            why = f"{record.counts['failed']} item(s) failed" if record.counts["failed"] else "a partial run"
+            logger.warning(
+                f"{config.source_id}: state not advanced ({why}): the next run fetches from the same start",
+                extra={"event": "state_kept"},
+            )
+            return
+        marks = {None: merge(inc.kind, list(marks.values())) if inc.kind == "cursor" else marks.get(None)}
+    store = state.store
+
+    async def commit(item: str | None, value: Any) -> None:
+        known = state.states.get(item)  # as the run read it: the first swap needs no read
+        outcome = await advance(
+            store,
+            config.source_id,
+            item,
+            value,
+            record.run_id,
+            kind=inc.kind,
+            started_from=known.version if known is not None else 0,
+            read=known,
+        )
+        log_kept(config.source_id, item, outcome)
+
+    pending = [(item, value) for item, value in marks.items() if value is not None]
+    for start in range(0, len(pending), COMMIT_CONCURRENCY):
+        await asyncio.gather(*(commit(i, v) for i, v in pending[start : start + COMMIT_CONCURRENCY]))

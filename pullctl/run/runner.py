@@ -58,7 +58,6 @@ if TYPE_CHECKING:
     from pullctl.dapr import DaprClient
 
 logger = logging.getLogger("pullctl")
-COMMIT_CONCURRENCY = 16  # state swaps in flight at the end of a run (per-item states)
 
 
 def finish_status(record: RunRecord, fatal: bool) -> str:
@@ -99,10 +98,25 @@ async def run_source(
         window=window.as_dict(),
         shard=str(options.shard) if options.shard else None,
     )
-    observer = observer or SilentObserver()
     store = None if options.dry_run else store
-    sink = sink or NoEvents()
-    state = RunState(loaded, record, store, sink, observer, Redactor(), dry_run=options.dry_run, dapr=dapr)
+    observer = observer or SilentObserver()
+    state = RunState(
+        loaded, record, store, sink or NoEvents(), observer, Redactor(), dry_run=options.dry_run, dapr=dapr
+    )
+    return await _run(state, settings, options, window, transport, now, sleep)
+
+
+async def _run(
+    state: RunState,
+    settings: Settings,
+    options: RunOptions,
+    window: Window,
+    transport: httpx.AsyncBaseTransport | None,
+    now: datetime,
+    sleep: Callable[[float], Awaitable[None]],
+) -> RunRecord:
+    """The run of ``state.record``: opened in the store, executed, its record saved however it ends."""
+    config, record, store = state.loaded.config, state.record, state.store
     fatal = False
     usage: UsageError | None = None
     try:
@@ -128,11 +142,9 @@ async def run_source(
         record.finished_at = utcnow()
         record.status = finish_status(record, fatal)
         if store is not None:
-            with contextlib.suppress(
-                PullctlError
-            ):  # the store may be what failed; the record is returned anyway
+            with contextlib.suppress(PullctlError):  # the store may be what failed: return the record anyway
                 await store.save_run(record)
-        observer.finished(record)
+        state.observer.finished(record)
     if usage is not None:  # recorded as failed, and the caller's to fix: exit 2
         raise usage
     return record
@@ -153,21 +165,7 @@ async def _execute(
     secret = await run_secret(state, ing.request, settings)
     named = await resolve_named_secrets(ing, settings, state.redact, state.dapr)
     concurrency = options.concurrency or (ing.iteration.concurrency if ing.iteration else 1)
-    if ing.incremental is not None and state.store is not None:
-        found = await state.store.list_states(config.source_id)
-        state.states = {r.item: r for r in found if not (r.item or "").startswith(incremental.WINDOW_ITEM)}
-    planner = Planner(
-        config,
-        window,
-        record.run_id,
-        shard=options.shard,
-        only=options.only,
-        overrides=options.overrides,
-        limit=options.limit,
-        replay=options.replay_items,
-        secrets=named,
-        states={item: r.value for item, r in state.states.items()} if ing.incremental else None,
-    )
+    planner = await _planner(state, options, window, named)
     tasks: Iterable[FetchTask] | AsyncIterator[FetchTask]
     if ing.parent is None:
         items = await resolve_items(ing.iteration, settings)
@@ -183,13 +181,7 @@ async def _execute(
     else:
         state.observer.started(record, Plan(config.source_id, record.run_id, window, streaming=True))
     own_transport = transport is None
-    if transport is None:
-        proxy = env_proxy(ing.request.base_url, settings.proxies)
-        userinfo = proxy_userinfo(proxy) if proxy is not None else None
-        if userinfo:
-            state.redact.add_userinfo(userinfo)
-        transport = make_transport(concurrency, proxy)
-    http = transport
+    http = transport or _own_transport(state, settings, ing.request.base_url, concurrency)
     try:
         tokens = await run_tokens(state, config, named, settings, None if own_transport else http, sleep)
         fetcher = Fetcher(
@@ -208,12 +200,45 @@ async def _execute(
         await _fan_out(state, fetcher, tasks, concurrency, window)
         if ing.parent is not None and not planner.planned and not record.counts["failed"]:
             raise IterationError(f"nothing to fetch: {ing.parent} gave no records to iterate over")
-        await _commit_states(state, options)  # after every document is stored, before the run record
+        await incremental.commit_states(state, options)  # every document stored, the run record next
     finally:
         for manager in state.tokens:
             await manager.aclose()
         if own_transport:
             await http.aclose()
+
+
+async def _planner(state: RunState, options: RunOptions, window: Window, secrets: dict[str, str]) -> Planner:
+    """The run's planner, with the incremental states the run starts from (read once, here)."""
+    config = state.loaded.config
+    ing = config.ingestion
+    if ing.incremental is not None and state.store is not None:
+        found = await state.store.list_states(config.source_id)
+        state.states = {r.item: r for r in found if not (r.item or "").startswith(incremental.WINDOW_ITEM)}
+    return Planner(
+        config,
+        window,
+        state.record.run_id,
+        shard=options.shard,
+        only=options.only,
+        overrides=options.overrides,
+        limit=options.limit,
+        replay=options.replay_items,
+        secrets=secrets,
+        states={item: r.value for item, r in state.states.items()} if ing.incremental else None,
+    )
+
+
+def _own_transport(
+    state: RunState, settings: Settings, base_url: str, concurrency: int
+) -> httpx.AsyncBaseTransport:
+    """The run's own pool, through the proxy the environment names for ``base_url`` (its credentials
+    masked)."""
+    proxy = env_proxy(base_url, settings.proxies)
+    userinfo = proxy_userinfo(proxy) if proxy is not None else None
+    if userinfo:
+        state.redact.add_userinfo(userinfo)
+    return make_transport(concurrency, proxy)
 
 
 async def _fan_out(
@@ -329,48 +354,3 @@ async def _fetch_item(state: RunState, fetcher: Fetcher, task: FetchTask, window
     mark = incremental.Mark(config)
     await _pages(state, fetcher, task.restart, window, mark)
     return mark.finish()
-
-
-async def _commit_states(state: RunState, options: RunOptions) -> None:
-    """Advance the incremental state, once every document is stored (a crash before this re-fetches; the
-    run record follows). Per item: each succeeded item's own mark. Per source: only when the run fetched
-    every item (no failure, no --only/--limit/--replay)."""
-    config = state.loaded.config
-    inc = config.ingestion.incremental
-    if inc is None or state.store is None or not options.commit_state or not state.marks:
-        return
-    record = state.record
-    marks: dict[str | None, Any] = state.marks
-    if not config.ingestion.per_item_state:
-        partial = options.only or options.limit or options.replay_items
-        if record.counts["failed"] or partial:
-            why = f"{record.counts['failed']} item(s) failed" if record.counts["failed"] else "a partial run"
-            logger.warning(
-                f"{config.source_id}: state not advanced ({why}): the next run fetches from the same start",
-                extra={"event": "state_kept"},
-            )
-            return
-        marks = {
-            None: incremental.merge(inc.kind, list(marks.values()))
-            if inc.kind == "cursor"
-            else marks.get(None)
-        }
-    store = state.store
-
-    async def commit(item: str | None, value: Any) -> None:
-        known = state.states.get(item)  # as the run read it: the first swap needs no read
-        outcome = await incremental.advance(
-            store,
-            config.source_id,
-            item,
-            value,
-            record.run_id,
-            kind=inc.kind,
-            started_from=known.version if known is not None else 0,
-            read=known,
-        )
-        incremental.log_kept(config.source_id, item, outcome)
-
-    pending = [(item, value) for item, value in marks.items() if value is not None]
-    for start in range(0, len(pending), COMMIT_CONCURRENCY):
-        await asyncio.gather(*(commit(i, v) for i, v in pending[start : start + COMMIT_CONCURRENCY]))
