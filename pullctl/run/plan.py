@@ -163,6 +163,21 @@ def parse_assignments(values: Sequence[str], option: str) -> dict[str, list[str]
     return out
 
 
+def _check_overrides(config: SourceConfig, overrides: Mapping[str, str]) -> None:
+    """``run --set`` values may use the run's own template variables, never a secret."""
+    ing = config.ingestion
+    known = set(templates.BUILTIN_VARIABLES) | ({ing.iteration.foreach} if ing.iteration else set())
+    known |= {templates.INCREMENTAL_VARIABLE} if ing.incremental is not None else set()
+    for name, value in overrides.items():
+        for fld in templates.template_fields(value):
+            if fld.root == templates.SECRET_VARIABLE:
+                raise UsageError(
+                    f"--set {name}={value}: a secret can only be used in the source config's request"
+                )
+            if fld.root not in known:
+                raise UsageError(f"--set {name}={value}: unknown template variable '{fld.root}'")
+
+
 class Planner:
     """Items -> fetch tasks, one item at a time: filtered (``only``), sharded, limited, rendered.
 
@@ -216,16 +231,7 @@ class Planner:
             # left as written: the fetcher fills them per page (pagination.py: page templates)
             PAGE_VARIABLE: {name: f"{{{PAGE_VARIABLE}.{name}}}" for name in PAGE_FIELDS},
         }
-        known = set(templates.BUILTIN_VARIABLES) | ({self.iteration.foreach} if self.iteration else set())
-        known |= {templates.INCREMENTAL_VARIABLE} if ing.incremental is not None else set()
-        for name, value in (overrides or {}).items():
-            for fld in templates.template_fields(value):
-                if fld.root == templates.SECRET_VARIABLE:
-                    raise UsageError(
-                        f"--set {name}={value}: a secret can only be used in the source config's request"
-                    )
-                if fld.root not in known:
-                    raise UsageError(f"--set {name}={value}: unknown template variable '{fld.root}'")
+        _check_overrides(config, overrides or {})
         self.incremental = ing.incremental
         self.per_item_state = ing.per_item_state
         self.states: Mapping[str | None, Any] = states or {}
