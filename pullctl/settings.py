@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from pullctl.errors import UsageError
 
@@ -30,7 +30,8 @@ DEFAULT_STORE = "sqlite:///.pullctl/pullctl.db"
 DEFAULT_DAPR_ENDPOINT = "http://127.0.0.1:3500"
 DAPR_VARIABLES = ("DAPR_HTTP_ENDPOINT", "DAPR_HTTP_PORT", "DAPR_API_TOKEN")  # set where a sidecar runs
 LOG_FORMATS = ("auto", "json", "text")
-TRIGGERS = ("schedule", "dapr", "manual", "backfill")
+Trigger = Literal["schedule", "dapr", "manual", "backfill"]  # what started a run (``pull_runs.trigger``)
+TRIGGERS: tuple[Trigger, ...] = get_args(Trigger)
 SECRET_PREFIX = "PULLCTL_SECRET_"
 MCP_URL_PREFIX = "PULLCTL_MCP_URL_"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
@@ -53,7 +54,7 @@ class Settings:
     )
     events: str = "none"  # PULLCTL_EVENTS
     log_format: str = "auto"  # PULLCTL_LOG_FORMAT: auto | json | text
-    trigger: str = "manual"  # PULLCTL_TRIGGER (the rendered CronJob sets schedule)
+    trigger: Trigger = "manual"  # PULLCTL_TRIGGER (the rendered CronJob sets schedule)
     dapr_shutdown: bool = False  # PULLCTL_DAPR_SHUTDOWN: ask the sidecar to stop after the run (a Job's pod)
     job_completion_index: str | None = None  # JOB_COMPLETION_INDEX: this pod's shard (an Indexed Job)
     app_api_token: str | None = field(default=None, repr=False)  # APP_API_TOKEN: what serve's callers send
@@ -88,7 +89,7 @@ class Settings:
             dapr_configured=any(env.get(name) for name in DAPR_VARIABLES),
             events=env.get("PULLCTL_EVENTS") or "none",
             log_format=(env.get("PULLCTL_LOG_FORMAT") or "auto").lower(),
-            trigger=env.get("PULLCTL_TRIGGER") or "manual",
+            trigger=cast(Trigger, env.get("PULLCTL_TRIGGER") or "manual"),  # checked in __post_init__
             dapr_shutdown=_flag("PULLCTL_DAPR_SHUTDOWN", env.get("PULLCTL_DAPR_SHUTDOWN", "")),
             job_completion_index=env.get("JOB_COMPLETION_INDEX") or None,
             app_api_token=env.get("APP_API_TOKEN") or None,

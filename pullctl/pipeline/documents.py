@@ -6,12 +6,15 @@ import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pullctl.canonical import canonical_hash
 from pullctl.config.paths import parse_path
+from pullctl.settings import Trigger
 
-RUN_STATUSES = ("running", "succeeded", "partial", "failed")
+RunStatus = Literal["running", "succeeded", "partial", "failed"]
+EventStatus = Literal["pending", "sent", "none"]  # none: no event sink
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 COUNT_NAMES = (
     "items",
     "fetched",
@@ -100,7 +103,7 @@ class Document:
     window: dict[str, str]
     request: dict[str, Any]  # url (secrets redacted), status, page
     fetched_at: datetime
-    event_status: str = "pending"  # pending | sent | none (no event sink)
+    event_status: EventStatus = "pending"
 
     @property
     def size_bytes(self) -> int:
@@ -149,10 +152,10 @@ class RunRecord:
 
     run_id: str
     source_id: str
-    trigger: str  # schedule | dapr | manual | backfill
+    trigger: Trigger
     window: dict[str, str]
     started_at: datetime = field(default_factory=utcnow)
-    status: str = "running"
+    status: RunStatus = "running"
     finished_at: datetime | None = None
     shard: str | None = None
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_NAMES, 0))

@@ -20,7 +20,7 @@ from pullctl.redact import Redactor
 from pullctl.run.auth import TokenManager, open_tokens
 from pullctl.run.plan import Plan, Shard, Window
 from pullctl.run.secrets import resolve_secret
-from pullctl.settings import Settings
+from pullctl.settings import Settings, Trigger
 
 if TYPE_CHECKING:
     from pullctl.dapr import DaprClient
@@ -30,7 +30,7 @@ BATCH_SIZE = 200
 
 @dataclass
 class RunOptions:
-    trigger: str = "manual"
+    trigger: Trigger = "manual"
     window: Window | None = None
     shard: Shard | None = None
     only: dict[str, list[str]] | None = None

@@ -21,6 +21,7 @@ from pullctl.config.loader import LoadedSource
 from pullctl.errors import FetchError, ItemSkippedError, IterationError, PullctlError, UsageError
 from pullctl.pipeline.documents import (
     RunRecord,
+    RunStatus,
     new_run_id,
     utcnow,
 )
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pullctl")
 
 
-def finish_status(record: RunRecord, fatal: bool) -> str:
+def finish_status(record: RunRecord, fatal: bool) -> RunStatus:
     c = record.counts
     if fatal or (c["failed"] and not c["fetched"]):
         return "failed"
