@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from pullctl.cli import output
-from pullctl.cli.options import StoreOption, TableOutputOption
+from pullctl.cli.options import SourceArgument, StoreOption, TableOutputOption, complete_source
 from pullctl.cli.output import Output, TableOrJson
 
 app = typer.Typer(
@@ -78,7 +78,9 @@ def _show_one(record: Any, out: Output) -> None:
 
 @app.command("list")
 def list_states(
-    source: Annotated[str | None, typer.Argument(help="Only this source's states")] = None,
+    source: Annotated[
+        str | None, typer.Argument(help="Only this source's states", autocompletion=complete_source)
+    ] = None,
     store: StoreOption = None,
     out: TableOutputOption = TableOrJson.table,
 ) -> None:
@@ -91,7 +93,7 @@ def list_states(
 
 @app.command("get")
 def get_state(
-    source: Annotated[str, typer.Argument(help="The source_id")],
+    source: SourceArgument,
     item: ItemOption = None,
     store: StoreOption = None,
     out: TableOutputOption = TableOrJson.table,
@@ -111,7 +113,7 @@ def get_state(
 
 @app.command("set")
 def set_state(
-    source: Annotated[str, typer.Argument(help="The source_id")],
+    source: SourceArgument,
     value: Annotated[str, typer.Argument(help='The new value: JSON when it parses (42, "a b"), else text')],
     item: ItemOption = None,
     store: StoreOption = None,
@@ -133,7 +135,7 @@ def set_state(
 
 @app.command("reset")
 def reset_state(
-    source: Annotated[str, typer.Argument(help="The source_id")],
+    source: SourceArgument,
     item: ItemOption = None,
     store: StoreOption = None,
     out: TableOutputOption = TableOrJson.table,
