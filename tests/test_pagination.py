@@ -11,7 +11,8 @@ from typing import Any, get_args
 import pytest
 
 from pullctl.config.models import PAGINATION_RULES, Pagination, PaginationType
-from pullctl.run.pagination import STRATEGIES, PageRequest, PageView, PaginationError, Step, paginator
+from pullctl.run.pages import PageRequest, PageView
+from pullctl.run.pagination import STRATEGIES, PaginationError, Step, paginator
 
 URL = "https://api.example.com/v1/items"
 

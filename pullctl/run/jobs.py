@@ -32,7 +32,8 @@ from pullctl.config import templates
 from pullctl.config.models import JOB_VARIABLE, Job, ResponseFormat
 from pullctl.config.paths import describe, parse_path
 from pullctl.errors import FetchError, ItemSkippedError
-from pullctl.run.pagination import PageRequest, PageView, PaginationError, paginator
+from pullctl.run.pages import PageRequest, PageView
+from pullctl.run.pagination import PaginationError, paginator
 from pullctl.run.plan import FetchTask
 from pullctl.transport_errors import host_of
 

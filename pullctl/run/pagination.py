@@ -29,13 +29,13 @@ What fails the item (``PaginationError``), never read as an end:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin
 
 from pullctl.config.paths import JsonPath, describe, parse_path
+from pullctl.run.pages import PageRequest, PageView, set_at
 
 if TYPE_CHECKING:
     from pullctl.config.models import Pagination, PaginationType
@@ -43,41 +43,6 @@ if TYPE_CHECKING:
 
 class PaginationError(Exception):
     """The item's pages cannot be followed without losing or repeating data; the message says why."""
-
-
-@dataclass(frozen=True)
-class PageRequest:
-    """What to send for one page. ``params`` None: the URL is sent as given (a next URL has its own query)."""
-
-    url: str
-    params: Mapping[str, str] | None
-    number: int = 1
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: Any = None
-    page: Mapping[str, Any] = field(default_factory=dict)  # {page.number}, {page.offset}, {page.cursor}
-
-    def filled(self) -> PageRequest:
-        """The request with ``{page.*}`` templates filled from ``page``; a value that is only an absent
-        template (``cursor: "{page.cursor}"`` before there is one) is left out."""
-        if not self.page:
-            return self
-        return replace(
-            self,
-            params=None if self.params is None else _fill(self.params, self.page),
-            headers=_fill(self.headers, self.page),
-            body=_fill(self.body, self.page),
-        )
-
-
-@dataclass(frozen=True)
-class PageView:
-    """What a paginator reads of a response: the parsed body, the URL that answered, Link's rel="next", the
-    response headers (``cursor_from: header``)."""
-
-    data: Any
-    url: str
-    next_link: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -212,7 +177,7 @@ class Paginator:
         inject = self.config.inject
         if inject == "body":
             assert body_path is not None
-            return replace(request, body=_set_at(request.body, body_path, value))
+            return replace(request, body=set_at(request.body, body_path, value))
         if inject == "header":
             headers = {k: v for k, v in request.headers.items() if k.lower() != name.lower()}
             if value is not None:
@@ -387,51 +352,9 @@ def _page_value(pager: Paginator, name: str, value: Any) -> dict[str, Any]:
     return {}
 
 
-def _fill(value: Any, page: Mapping[str, Any]) -> Any:
-    if isinstance(value, str):
-        if "{page." not in value:
-            return value
-        for key, filled in page.items():
-            value = value.replace(f"{{page.{key}}}", "" if filled is None else str(filled))
-        return value
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            absent = (
-                isinstance(v, str)
-                and v.startswith("{page.")
-                and v.endswith("}")
-                and page.get(v[6:-1]) is None
-            )
-            if not absent:
-                out[k] = _fill(v, page)
-        return out
-    if isinstance(value, list):
-        return [_fill(v, page) for v in value]
-    return value
-
-
 def _flag(value: Any, name: str, path: JsonPath, number: int) -> bool:
     if isinstance(value, bool):
         return value
     if value in ("true", "false"):
         return value == "true"
     raise PaginationError(f"page {number}: {name} '{path}' holds {describe(value)}, not true or false")
-
-
-def _set_at(body: Any, path: str, value: Any) -> Any:
-    """A copy of the JSON ``body`` with ``value`` at the dotted ``path`` (mappings created when missing);
-    None removes the key."""
-    out = copy.deepcopy(body) if isinstance(body, dict) else {}
-    parts = list(parse_path(path).parts)
-    node = out
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    if value is None:
-        node.pop(parts[-1], None)
-    else:
-        node[parts[-1]] = value
-    return out
