@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
     from pullctl.asgi import BackgroundServer
     from pullctl.demo_servers import WeatherApi
-    from pullctl.run.plan import Window
     from pullctl.run.runner import RunObserver
+    from pullctl.run.windows import Window
     from pullctl.settings import Settings
 
 __all__ = [

@@ -9,6 +9,8 @@ before a message is built.
     PullctlError                        exit 1 unless said otherwise
     ├── ConfigError                     exit 2: a config (or several) is invalid; carries located issues
     ├── UsageError                      exit 2: bad flags or arguments
+    │   └── OptionsError                a library refused an option's value, naming its field (the
+    │                                   CLI says the flag instead)
     ├── IterationError                  the iteration list could not be resolved (MCP, static list)
     ├── SecretError                     a secret could not be resolved
     ├── AuthError                       no token: the token endpoint or login refused or failed, or a
@@ -25,6 +27,7 @@ An event that cannot be published is no error of its own: its document stays pen
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -71,6 +74,20 @@ class ConfigError(PullctlError):
 
 class UsageError(PullctlError):
     exit_code = 2
+
+
+class OptionsError(UsageError):
+    """A library refused the value of an option. ``problems`` holds ``(field, detail)`` pairs and the message
+    names the fields (``shard '5/4': expected ...``); a front end names its own spelling of each field
+    instead (``spelled``: the CLI's flags)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__(self.spelled({}))
+
+    def spelled(self, names: Mapping[str, str]) -> str:
+        """The message with each field as ``names`` spells it (a field it lacks keeps its own name)."""
+        return "; ".join(f"{names.get(name, name)} {detail}" for name, detail in self.problems)
 
 
 class IterationError(PullctlError):

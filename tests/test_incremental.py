@@ -301,8 +301,8 @@ def test_a_backfill_with_advance_state_never_moves_the_window_mark_past_a_gap(
     code, _, stderr = runner.run_json("feed", "--from", "2026-01-03", "--to", "2026-01-04", "--advance-state")
     assert code == 0 and states(runner) == {}
     assert (
-        "feed: --advance-state left the window mark at 2026-01-01T00:00:00+00:00: the backfill starts later"
-        " (2026-01-03T00:00:00+00:00), and moving past the gap would skip it"
+        "feed: the backfill left the window mark at 2026-01-01T00:00:00+00:00: it starts later"
+        " (2026-01-03T00:00:00+00:00), and moving the mark past the gap would skip it"
     ) in stderr
     assert runner.run_json("feed", "--from", "2026-01-01", "--to", "2026-01-02", "--advance-state")[0] == 0
     assert states(runner) == {"@window": "2026-01-02T00:00:00+00:00"}

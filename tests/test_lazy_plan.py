@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pullctl.config.models import SourceConfig
-from pullctl.run.plan import LazyTasks, Planner, Shard, Window, plan_items, stream_items
+from pullctl.run.plan import LazyTasks, Planner, Shard, plan_items, stream_items
+from pullctl.run.windows import Window
 
 WINDOW = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
 

@@ -314,6 +314,18 @@ def test_unknown_source_and_bad_flags(runner: Runner, upstream: Upstream) -> Non
     assert runner("run", "weather-api", "--from", "yesterday", "--to", "x").stderr == (
         "error: --from 'yesterday': expected an ISO-8601 date or time, e.g. 2026-01-31 or 2026-01-31T06:00Z\n"
     )
+    assert runner("run", "weather-api", "--replay", "r-1", "--dry-run").stderr == (
+        "error: --replay reads the run from the store; it cannot be combined with --dry-run\n"
+    )
+    # refused by the library, which names its fields (step, overrides); the CLI says the flags typed
+    result = runner("run", "weather-api", "--from", "2026-01-01", "--to", "2026-02-01", "--step", "1m")
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: --step makes 44640 windows of the backfill, at most 10000: use a longer step\n",
+    )
+    assert runner("run", "weather-api", "--set", "hourly={secret.token}").stderr == (
+        "error: --set hourly={secret.token}: a secret can only be used in the source config's request\n"
+    )
 
 
 def test_shards_partition_the_items(runner: Runner, upstream: Upstream) -> None:

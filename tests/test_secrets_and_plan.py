@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from pullctl.cli import flags
+from pullctl.cli.flags import FLAGS
 from pullctl.config.models import SourceConfig
-from pullctl.errors import UsageError
-from pullctl.run.plan import Planner, Shard, Window, backfill_windows, parse_step, plan_items, shard_of
+from pullctl.errors import OptionsError, UsageError
+from pullctl.run.plan import Planner, Shard, plan_items, shard_of
+from pullctl.run.windows import Window, backfill_windows
 from tests.conftest import Cli
 from tests.emulators.dapr import DaprEmulator
 from tests.runkit import Runner, write_source
@@ -116,17 +119,29 @@ def test_overrides_and_limit() -> None:
         Planner(CONFIG, WINDOW, "r", overrides={"d": "fixed"}, limit=1), [{"id": "a"}, {"id": "b"}]
     )
     assert [(t.key, t.params) for t in plan.tasks] == [("a", {"d": "fixed"})]
-    with pytest.raises(UsageError, match=r"^--set d=\{nope\.x\}: unknown template variable 'nope'$"):
+    with pytest.raises(
+        OptionsError, match=r"^overrides d=\{nope\.x\}: unknown template variable 'nope'$"
+    ) as e:
         plan_items(Planner(CONFIG, WINDOW, "r", overrides={"d": "{nope.x}"}), [])
+    assert (
+        e.value.spelled(FLAGS) == "--set d={nope.x}: unknown template variable 'nope'"
+    )  # as the CLI says it
 
 
 def test_backfill_windows_and_steps() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    windows = backfill_windows(start, start + timedelta(hours=60), parse_step("1d"))
+    windows = backfill_windows(start, start + timedelta(hours=60), flags.step("1d"))
     assert [(w.end - w.start).total_seconds() / 3600 for w in windows] == [24, 24, 12]
-    assert parse_step("1d12h") == timedelta(hours=36)
+    assert flags.step("1d12h") == timedelta(hours=36)
     with pytest.raises(UsageError, match=r"^--step 'x': expected a duration such as 1d, 6h, 30m or 1h30m$"):
-        parse_step("x")
+        flags.step("x")
+    # the library names its fields; the CLI's error handler says the flags instead
+    with pytest.raises(OptionsError, match=r"^step makes 10001 windows of the backfill, at most 10000") as e:
+        backfill_windows(start, start + timedelta(minutes=10_001), timedelta(minutes=1))
+    assert e.value.spelled(FLAGS).startswith("--step makes 10001 windows")
+    assert len(backfill_windows(start, start + timedelta(minutes=10_000), timedelta(minutes=1))) == 10_000
+    with pytest.raises(OptionsError, match=r"^end \(2026-01-01T00:00:00\+00:00\) must be after the start"):
+        backfill_windows(start, start, timedelta(days=1))
 
 
 # -- named secrets (SOURCES.md §2): ingestion.secrets and {secret.NAME} ---------------------------------------
@@ -287,6 +302,6 @@ def test_plan_renders_named_secrets_into_query_headers_and_body_only() -> None:
         ],
     )
     with pytest.raises(
-        UsageError, match=r"^--set key=\{secret\.tok\}: a secret can only be used in the source"
+        OptionsError, match=r"^overrides key=\{secret\.tok\}: a secret can only be used in the source"
     ):
         plan_items(Planner(config, WINDOW, "r", overrides={"key": "{secret.tok}"}), None)

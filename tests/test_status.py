@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
+from pullctl.cli import flags
 from pullctl.config.loader import LoadedSource, load_text
 from pullctl.errors import UsageError
 from pullctl.pipeline.documents import RunRecord, document_id
 from pullctl.pipeline.state import StateRecord
-from pullctl.pipeline.status import FailOn, source_status
+from pullctl.pipeline.status import source_status
 from pullctl.pipeline.store import Store
 from tests.conftest import Cli
 from tests.stores import StoreTarget, anyio_backend, mongo_database, mongo_uri, store, store_target, stores
@@ -108,11 +109,11 @@ async def test_status_rows_from_the_store(store: Store) -> None:
     assert rows["manual-api"].last_run is None and rows["manual-api"].next_run is None
     assert rows["paused-api"].next_run is None and not rows["paused-api"].scheduled
 
-    rules = FailOn.parse("stale=2,failed")
+    rules = flags.fail_on("stale=2,failed")
     assert weather.problems(rules) == [
         "stale: 3 intervals behind (more than 2)"
     ]  # its last finished: partial
-    assert weather.problems(FailOn.parse("partial")) == ["partial: last run w-3 was partial"]
+    assert weather.problems(flags.fail_on("partial")) == ["partial: last run w-3 was partial"]
     assert soil.problems(rules) == []
     assert rows["manual-api"].problems(rules) == []  # no schedule: never stale
     assert rows["paused-api"].problems(rules) == []  # disabled: never stale
@@ -123,11 +124,11 @@ async def test_a_scheduled_source_that_never_succeeded_is_stale(store: Store) ->
     await store.save_run(_run("w-1", "weather-api", NOW - timedelta(hours=1), "failed"))
     [_, _, soil, weather] = await source_status(_sources(), store, NOW)
     assert weather.intervals_behind is None
-    assert weather.problems(FailOn.parse("stale=2,failed")) == [
+    assert weather.problems(flags.fail_on("stale=2,failed")) == [
         "stale: never succeeded",
         "failed: last run w-1 failed",
     ]
-    assert soil.problems(FailOn.parse("stale=0")) == ["stale: never succeeded"]
+    assert soil.problems(flags.fail_on("stale=0")) == ["stale: never succeeded"]
 
 
 @pytest.mark.parametrize(
@@ -141,7 +142,7 @@ async def test_a_scheduled_source_that_never_succeeded_is_stale(store: Store) ->
 )
 def test_fail_on_is_checked(text: str, message: str) -> None:
     with pytest.raises(UsageError) as caught:
-        FailOn.parse(text)
+        flags.fail_on(text)
     assert caught.value.message == message
 
 

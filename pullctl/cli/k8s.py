@@ -77,7 +77,7 @@ def _options(
     env_from: list[str] | None,
 ) -> RenderOptions:
     from pullctl.errors import UsageError
-    from pullctl.schedulers.kubernetes.options import DEFAULT_IMAGE, OptionsError, RenderOptions, SecretRef
+    from pullctl.schedulers.kubernetes.options import DEFAULT_IMAGE, RenderOptions, SecretRef
 
     labels: dict[str, str] = {}
     for text in pod_label or []:
@@ -85,32 +85,17 @@ def _options(
         if not sep:
             raise UsageError(f"--pod-label '{text}': expected KEY=VALUE")
         labels[key] = value
-    try:
-        return RenderOptions(
-            image=image or DEFAULT_IMAGE,
-            namespace=namespace,
-            set_name=set_name,
-            service_account=service_account,
-            dapr=dapr,
-            store_secret=store_secret,
-            secret_refs=dict(SecretRef.parse(t) for t in secret_ref or []),
-            pod_labels=labels,
-            env_from=tuple(env_from or ()),
-        )
-    except OptionsError as exc:  # the library names fields; a user typed flags
-        raise UsageError("; ".join(f"{_FLAGS[name]} {detail}" for name, detail in exc.problems)) from None
-
-
-_FLAGS = {
-    "image": "--image",
-    "namespace": "--namespace",
-    "set_name": "--set-name",
-    "service_account": "--service-account",
-    "store_secret": "--store-secret",
-    "secret_refs": "--secret-ref",
-    "pod_labels": "--pod-label",
-    "env_from": "--env-from",
-}
+    return RenderOptions(
+        image=image or DEFAULT_IMAGE,
+        namespace=namespace,
+        set_name=set_name,
+        service_account=service_account,
+        dapr=dapr,
+        store_secret=store_secret,
+        secret_refs=dict(SecretRef.parse(t) for t in secret_ref or []),
+        pod_labels=labels,
+        env_from=tuple(env_from or ()),
+    )
 
 
 def render(

@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 from pullctl import __version__
 from pullctl.cli import configs, jobs, k8s, output, run, serve, sources, state, status, validate
 from pullctl.cli.demo import demo
-from pullctl.errors import PullctlError
+from pullctl.errors import OptionsError, PullctlError
 from pullctl.settings import Settings
 
 # Metavars people read in --help (Typer would show Python types: <str>, <list[str]>, <int range>)
@@ -132,7 +132,7 @@ class _PullctlGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except PullctlError as exc:
-            output.error(exc.message, event="fatal_error", exit_code=exc.exit_code)
+            output.error(_spelled(exc), event="fatal_error", exit_code=exc.exit_code)
             ctx.exit(exc.exit_code)
         except UsageError as exc:
             _usage_error(exc)
@@ -144,6 +144,15 @@ class _PullctlGroup(TyperGroup):
             # A bug: its traceback, as one JSON line (a log collector keeps it in one piece).
             logging.getLogger("pullctl").exception("unexpected error (a bug)", extra={"event": "crash"})
             ctx.exit(1)
+
+
+def _spelled(exc: PullctlError) -> str:
+    """The error's message; a library's refusal of an option names the flag typed (``cli/flags.py``)."""
+    if isinstance(exc, OptionsError):
+        from pullctl.cli.flags import FLAGS
+
+        return exc.spelled(FLAGS)
+    return exc.message
 
 
 def _version(value: bool) -> None:

@@ -63,21 +63,20 @@ def run(
 
     Example: pullctl run weather-api --from 2026-01-01 --to 2026-01-04 --step 1d
     """
-    from pullctl.run.plan import Shard, parse_assignments
+    from pullctl.cli import flags
     from pullctl.run.runner import RunOptions
-    from pullctl.run.service import Backfill, exit_code, run_pulls, shutdown_sidecar
+    from pullctl.run.service import exit_code, run_pulls, shutdown_sidecar
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config, store=store)
     _check_flags(
         from_, to, step, allow_jobs=allow_jobs, dry_run=dry_run, replay=replay, advance=advance_state
     )
-    overrides = {k: v[-1] for k, v in parse_assignments(set_ or [], "--set").items()}
     options = RunOptions(
         trigger=settings.trigger,
-        shard=Shard.parse(shard) if shard else None,
-        only=parse_assignments(only or [], "--only") or None,
-        overrides=overrides or None,
+        shard=flags.shard(shard),
+        only=flags.assignments(only, "--only") or None,
+        overrides=flags.overrides(set_) or None,
         limit=limit,
         concurrency=concurrency,
         dry_run=dry_run,
@@ -85,7 +84,7 @@ def run(
     )
     interactive = settings.log_format == "text" or (settings.log_format == "auto" and sys.stderr.isatty())
     observer_for = progress.observers(source, interactive)
-    backfill = Backfill(from_, to, step) if from_ and to else None
+    backfill = flags.backfill(from_, to, step)
 
     async def pull() -> list[Any]:
         try:
@@ -139,6 +138,8 @@ def _check_flags(
         raise UsageError("--allow-jobs goes with --dry-run (a run creates its report jobs anyway)")
     if replay and from_:
         raise UsageError("--replay runs the replayed run's window; it cannot be combined with --from/--to")
+    if replay and dry_run:
+        raise UsageError("--replay reads the run from the store; it cannot be combined with --dry-run")
     if advance and not from_:
         raise UsageError("--advance-state applies to a backfill (--from/--to); a scheduled run always does")
 

@@ -78,13 +78,14 @@ def status(
 
     Example: pullctl status --fail-on stale=2,failed
     """
+    from pullctl.cli import flags
     from pullctl.pipeline.config_store import open_config_source
-    from pullctl.pipeline.status import FailOn, source_status
+    from pullctl.pipeline.status import source_status
     from pullctl.pipeline.store import open_store
     from pullctl.settings import Settings
 
     settings = Settings.from_env(config=config, store=store)
-    rules = FailOn.parse(fail_on)
+    rules = flags.fail_on(fail_on)
     result = open_config_source(settings.config, settings.mongodb_database).all("dapr", require=True)
     result.raise_for_errors()
 

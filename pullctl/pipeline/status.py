@@ -1,7 +1,7 @@
 """`pullctl status`: one row per source, from its config and the run records, for the 3 a.m. reader.
 
     source_status(sources, store, now)    -> list[SourceStatus], sorted by source id
-    FailOn.parse("stale=2,failed")        -> the rules ``--fail-on`` checks; ``SourceStatus.problems(rules)``
+    FailOn(stale=2, failed=True)          -> the rules ``--fail-on`` checks; ``SourceStatus.problems(rules)``
 
 A source is **behind** by the schedule ticks that passed since its last successful run finished
 (``intervals_behind``; 0 = it succeeded after its latest tick). A scheduled, enabled source that never
@@ -19,7 +19,6 @@ from typing import Any
 from pullctl.config.catalog import next_runs
 from pullctl.config.loader import LoadedSource
 from pullctl.config.schedule import parse_schedule, parse_timezone
-from pullctl.errors import UsageError
 from pullctl.pipeline.documents import RunRecord
 from pullctl.pipeline.state import behind_seconds
 from pullctl.pipeline.store import Store
@@ -58,26 +57,6 @@ class FailOn:
     stale: int | None = None
     failed: bool = False
     partial: bool = False
-
-    @classmethod
-    def parse(cls, text: str | None) -> FailOn:
-        if not text:
-            return cls()
-        stale: int | None = None
-        flags: set[str] = set()
-        for part in (p.strip() for p in text.split(",")):
-            name, sep, value = part.partition("=")
-            if name == "stale" and sep:
-                if not value.isdigit():
-                    raise UsageError(
-                        f"--fail-on '{part}': stale takes a whole number of intervals, e.g. stale=2"
-                    )
-                stale = int(value)
-            elif name in ("failed", "partial") and not sep:
-                flags.add(name)
-            else:
-                raise UsageError(f"--fail-on '{part}': use stale=N, failed or partial, comma-separated")
-        return cls(stale, "failed" in flags, "partial" in flags)
 
 
 @dataclass(frozen=True)

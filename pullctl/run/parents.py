@@ -15,8 +15,9 @@ from pullctl.errors import FetchError, IterationError
 from pullctl.run.context import RunState, record_skipped, run_secret, run_tokens
 from pullctl.run.fetch import Fetcher, Page
 from pullctl.run.iteration import resolve_items
-from pullctl.run.plan import FetchTask, Planner, Window
+from pullctl.run.plan import FetchTask, Planner
 from pullctl.run.secrets import resolve_named_secrets
+from pullctl.run.windows import Window
 from pullctl.settings import Settings
 
 

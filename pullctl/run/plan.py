@@ -7,41 +7,18 @@ turned into a URL with ``None`` in it. Sharding keeps a stable share of the item
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
 from pullctl.config import templates
 from pullctl.config.models import PAGE_FIELDS, PAGE_VARIABLE, SourceConfig
-from pullctl.config.schedule import ScheduleError, parse_schedule, parse_span, parse_timezone
-from pullctl.errors import UsageError
+from pullctl.errors import IterationError, OptionsError, PullctlError
+from pullctl.run.windows import Window
 
 SCALARS = (str, int, float, bool)
 _NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class Window:
-    """A data interval: start inclusive, end exclusive."""
-
-    start: datetime
-    end: datetime
-
-    def as_dict(self) -> dict[str, str]:
-        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
-
-    @cached_property
-    def stored(self) -> dict[str, str]:
-        """``as_dict``, made once: every document of a run holds this one dict (never changed)."""
-        return self.as_dict()
-
-    @classmethod
-    def from_dict(cls, data: dict[str, str]) -> Window:
-        return cls(datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["end"]))
 
 
 @dataclass(frozen=True)
@@ -51,13 +28,6 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        m = re.fullmatch(r"(\d+)/(\d+)", text.strip())
-        if not m or int(m.group(2)) < 1 or int(m.group(1)) >= int(m.group(2)):
-            raise UsageError(f"--shard '{text}': expected I/N with 0 <= I < N, e.g. 0/4")
-        return cls(int(m.group(1)), int(m.group(2)))
 
 
 @dataclass(frozen=True)
@@ -93,51 +63,6 @@ class Plan:
         return len(self.tasks) + len(self.skipped)
 
 
-def scheduled_window(config: SourceConfig, now: datetime) -> Window:
-    """The window of the latest schedule tick at or before ``now``: [tick before, that tick)."""
-    ing = config.ingestion
-    if not ing.schedule:
-        return Window(now - timedelta(days=1), now)
-    start, end = parse_schedule(ing.schedule, "dapr").window_ending_at_or_before(
-        now, parse_timezone(ing.timezone)
-    )
-    return Window(start.astimezone(UTC), end.astimezone(UTC))
-
-
-def parse_step(text: str) -> timedelta:
-    """``1d``, ``6h``, ``30m``, ``1h30m``: a backfill step (``schedule.parse_span``)."""
-    try:
-        return parse_span(text)
-    except ScheduleError:
-        raise UsageError(f"--step '{text}': expected a duration such as 1d, 6h, 30m or 1h30m") from None
-
-
-def parse_instant(text: str, option: str) -> datetime:
-    """An ISO-8601 date or date-time; naive values are UTC."""
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"{option} '{text}': expected an ISO-8601 date or time, e.g. 2026-01-31 or 2026-01-31T06:00Z"
-        ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def backfill_windows(start: datetime, end: datetime, step: timedelta) -> list[Window]:
-    if end <= start:
-        raise UsageError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
-    windows: list[Window] = []
-    t = start
-    while t < end:
-        windows.append(Window(t, min(t + step, end)))
-        t += step
-    if len(windows) > 10_000:
-        raise UsageError(
-            f"the backfill has {len(windows)} windows; use a larger --step (at most 10000 windows)"
-        )
-    return windows
-
-
 def shard_of(key: str, count: int) -> int:
     """A stable shard for ``key``: the same item always lands on the same shard."""
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % count
@@ -153,29 +78,19 @@ def default_linkage(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if isinstance(v, SCALARS)}
 
 
-def parse_assignments(values: Sequence[str], option: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for value in values:
-        name, sep, rest = value.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"{option} '{value}': expected NAME=VALUE")
-        out.setdefault(name.strip(), []).append(rest)
-    return out
-
-
 def _check_overrides(config: SourceConfig, overrides: Mapping[str, str]) -> None:
-    """``run --set`` values may use the run's own template variables, never a secret."""
+    """Request overrides may use the run's own template variables, never a secret."""
     ing = config.ingestion
     known = set(templates.BUILTIN_VARIABLES) | ({ing.iteration.foreach} if ing.iteration else set())
     known |= {templates.INCREMENTAL_VARIABLE} if ing.incremental is not None else set()
     for name, value in overrides.items():
         for fld in templates.template_fields(value):
             if fld.root == templates.SECRET_VARIABLE:
-                raise UsageError(
-                    f"--set {name}={value}: a secret can only be used in the source config's request"
-                )
+                detail = f"{name}={value}: a secret can only be used in the source config's request"
+                raise OptionsError([("overrides", detail)])
             if fld.root not in known:
-                raise UsageError(f"--set {name}={value}: unknown template variable '{fld.root}'")
+                detail = f"{name}={value}: unknown template variable '{fld.root}'"
+                raise OptionsError([("overrides", detail)])
 
 
 class Planner:
@@ -419,37 +334,40 @@ def _tasks(planner: Planner, items: list[dict[str, Any]] | None) -> Iterator[Fet
         yield last
 
 
-def no_task_reason(planner: Planner, items: list[dict[str, Any]] | None, plan: Plan) -> tuple[str, bool]:
-    """Why ``plan`` has no task, and whether the caller's options are to blame (``--only``: a usage error).
-
-    A run with nothing to fetch says why and does not succeed."""
+def no_task_reason(planner: Planner, items: list[dict[str, Any]] | None, plan: Plan) -> PullctlError:
+    """Why ``plan`` has no task: an ``OptionsError`` when the run's options are to blame (``only``), else an
+    ``IterationError``. A run with nothing to fetch says why and does not succeed."""
     if items is None:
         reason = plan.skipped[0][1] if plan.skipped else "no request"
-        return f"nothing to fetch: {reason}", False
+        return IterationError(f"nothing to fetch: {reason}")
     total = len(items)
     if not total:
-        return "nothing to fetch: the iteration list is empty", False
+        return IterationError("nothing to fetch: the iteration list is empty")
     if len(plan.skipped) == total:
-        return f"nothing to fetch: all {total} items were skipped (see the errors)", False
+        return IterationError(f"nothing to fetch: all {total} items were skipped (see the errors)")
     for name, wanted in (planner.only or {}).items():
         values = sorted({str(i[name]) for i in items if name in i})
         if not values:
             fields = sorted({str(k) for i in items for k in i})
-            return f"--only {name}=…: no item has the field '{name}' (fields: {', '.join(fields)})", True
+            return OptionsError(
+                [("only", f"{name}=…: no item has the field '{name}' (fields: {', '.join(fields)})")]
+            )
         if not set(wanted) & set(values):
             shown = ", ".join(values[:5]) + (f", … ({len(values)} values)" if len(values) > 5 else "")
-            return f"--only {name}={wanted[0]} matches none of the {total} items; {name} has: {shown}", True
+            return OptionsError(
+                [("only", f"{name}={wanted[0]} matches none of the {total} items; {name} has: {shown}")]
+            )
     if planner.only:
-        given = " ".join(f"--only {k}={v}" for k, vals in planner.only.items() for v in vals)
-        return f"{given}: no item matches all of them ({total} items)", True
+        given = ", ".join(f"{k}={v}" for k, vals in planner.only.items() for v in vals)
+        return OptionsError([("only", f"{given}: no item matches all of them ({total} items)")])
     if planner.replay is not None:
-        return (
+        return IterationError(
             f"nothing to fetch: none of the {len(planner.replay)} failed items of the replayed run is in"
             f" the item list now ({total} items)"
-        ), False
+        )
     if planner.shard is not None:
-        return f"nothing to fetch: shard {planner.shard} got none of the {total} items", False
-    return f"nothing to fetch: none of the {total} items became a request", False
+        return IterationError(f"nothing to fetch: shard {planner.shard} got none of the {total} items")
+    return IterationError(f"nothing to fetch: none of the {total} items became a request")
 
 
 def _scalar(value: Any) -> str:

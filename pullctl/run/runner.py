@@ -41,17 +41,10 @@ from pullctl.run.context import (
 from pullctl.run.fetch import Fetcher
 from pullctl.run.iteration import resolve_items
 from pullctl.run.parents import child_tasks
-from pullctl.run.plan import (
-    FetchTask,
-    Plan,
-    Planner,
-    Window,
-    no_task_reason,
-    scheduled_window,
-    stream_items,
-)
+from pullctl.run.plan import FetchTask, Plan, Planner, no_task_reason, stream_items
 from pullctl.run.secrets import resolve_named_secrets
 from pullctl.run.transport import env_proxy, make_transport, proxy_userinfo
+from pullctl.run.windows import Window, scheduled_window
 from pullctl.run.writer import documents, publish_pending, store_documents
 from pullctl.settings import Settings
 
@@ -174,9 +167,8 @@ async def _execute(
         record.counts["items"] = plan.items
         record_skipped(record, plan.skipped)
         state.observer.started(record, plan)
-        if not plan.tasks:  # not a success: say why (an --only that matches nothing is a usage error)
-            reason, usage = no_task_reason(planner, items, plan)
-            raise UsageError(reason) if usage else IterationError(reason)
+        if not plan.tasks:  # not a success: say why (an `only` that matches nothing is a usage error)
+            raise no_task_reason(planner, items, plan)
         concurrency = min(concurrency, len(plan.tasks))
         tasks = plan.tasks
     else:

@@ -10,21 +10,22 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pullctl.config.loader import LoadedSource
 from pullctl.config.schedule import catch_up
 from pullctl.config.templates import as_instant
-from pullctl.errors import PullctlError, UsageError
+from pullctl.errors import OptionsError, PullctlError, UsageError
 from pullctl.pipeline.config_store import open_config_source
 from pullctl.pipeline.documents import RunRecord, utcnow
 from pullctl.pipeline.events import open_sink
 from pullctl.pipeline.metrics import export_run_metrics
 from pullctl.pipeline.store import PullStore, open_store
 from pullctl.run import incremental
-from pullctl.run.plan import Shard, Window, backfill_windows, parse_instant, parse_step, scheduled_window
+from pullctl.run.plan import Shard
 from pullctl.run.runner import EXIT_CODES, RunObserver, RunOptions, run_source
+from pullctl.run.windows import Window, backfill_windows, scheduled_window
 from pullctl.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,17 +34,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pullctl")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Backfill:
-    start: str
-    end: str
-    step: str | None = None
+    """Runs over [start, end): one window of ``step`` each (None: one window)."""
+
+    start: datetime
+    end: datetime
+    step: timedelta | None = None
 
     def windows(self) -> list[Window]:
-        start, end = parse_instant(self.start, "--from"), parse_instant(self.end, "--to")
-        if self.step is None:
-            return [Window(start, end)] if end > start else backfill_windows(start, end, end - start)
-        return backfill_windows(start, end, parse_step(self.step))
+        return backfill_windows(self.start, self.end, self.step or (self.end - self.start))
 
 
 def load_source(settings: Settings, source_id: str) -> LoadedSource:
@@ -217,8 +217,8 @@ async def _move_window_mark(
         reach = mark or loaded.config.ingestion.window.initial_instant
         if reach is not None and window.start > reach:
             logger.warning(
-                f"{source_id}: --advance-state left the window mark at {reach.isoformat()}: the backfill"
-                f" starts later ({window.start.isoformat()}), and moving past the gap would skip it",
+                f"{source_id}: the backfill left the window mark at {reach.isoformat()}: it starts later"
+                f" ({window.start.isoformat()}), and moving the mark past the gap would skip it",
                 extra={"event": "state_kept"},
             )
             return
@@ -230,7 +230,7 @@ async def _replay(
     store: PullStore | None, run_id: str, source_id: str, options: RunOptions
 ) -> tuple[list[Window | None], RunOptions]:
     if store is None:
-        raise UsageError("--replay reads the run from the store; it cannot be combined with --dry-run")
+        raise OptionsError([("replay", "reads the run from the store; it cannot be combined with a dry run")])
     previous = await store.get_run(run_id)
     if previous is None:
         raise UsageError(f"no run '{run_id}' in the store (see: pullctl runs {source_id})")

@@ -13,7 +13,8 @@ from pullctl.canonical import canonical_json
 from pullctl.config.loader import load_text
 from pullctl.config.models import SourceConfig
 from pullctl.pipeline.documents import content_hash
-from pullctl.run.plan import Planner, Window, plan_items
+from pullctl.run.plan import Planner, plan_items
+from pullctl.run.windows import Window
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),

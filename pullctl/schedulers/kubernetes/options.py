@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pullctl import __version__
-from pullctl.errors import UsageError
+from pullctl.errors import OptionsError
 
 DEFAULT_IMAGE = f"pullctl:{__version__}"
 DEFAULT_SET = "default"
@@ -31,15 +31,6 @@ _LABEL_KEY_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 ENV_FROM_KINDS = {"secret": "secretRef", "configmap": "configMapRef"}
-
-
-class OptionsError(UsageError):
-    """``RenderOptions`` refused its values. ``problems`` holds ``(field, detail)`` pairs; the message names
-    the fields (``namespace 'Pulls': must be ...``), so a CLI can name its flags instead."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{name} {detail}" for name, detail in problems))
 
 
 @dataclass(frozen=True)
