@@ -6,7 +6,7 @@ import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypedDict, cast, get_args
 
 from pullctl.canonical import canonical_hash
 from pullctl.config.paths import parse_path
@@ -15,18 +15,37 @@ from pullctl.settings import Trigger
 RunStatus = Literal["running", "succeeded", "partial", "failed"]
 EventStatus = Literal["pending", "sent", "none"]  # none: no event sink
 RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
-COUNT_NAMES = (
-    "items",
-    "fetched",
-    "stored",
-    "duplicates",
-    "failed",
-    "skipped",
-    "pages",
-    "requests",
-    "retries",
-    "parent_requests",  # iteration.from_source: the requests made to fetch the parents' records
-)
+
+
+class RequestCounts(TypedDict):
+    """What a fetcher counts as it sends: a run's record, or a parent source's own tally."""
+
+    requests: int
+    retries: int
+
+
+class Counts(TypedDict):
+    """A run record's counts (``RunRecord.counts``), in the order they are stored and printed."""
+
+    items: int
+    fetched: int
+    stored: int
+    duplicates: int
+    failed: int
+    skipped: int
+    pages: int
+    requests: int
+    retries: int
+    parent_requests: int  # iteration.from_source: the requests made to fetch the parents' records
+
+
+COUNT_NAMES: tuple[str, ...] = tuple(Counts.__annotations__)
+
+
+def zero_counts() -> Counts:
+    return cast(Counts, dict.fromkeys(COUNT_NAMES, 0))
+
+
 MAX_RECORDED_ERRORS = 100
 
 
@@ -158,7 +177,7 @@ class RunRecord:
     status: RunStatus = "running"
     finished_at: datetime | None = None
     shard: str | None = None
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_NAMES, 0))
+    counts: Counts = field(default_factory=zero_counts)
     events: dict[str, int] = field(default_factory=lambda: {"sent": 0, "pending": 0})
     errors: list[RunError] = field(default_factory=list)
     failed_items: list[str] = field(default_factory=list)
@@ -190,5 +209,5 @@ class RunRecord:
             if isinstance(data.get(name), datetime) and data[name].tzinfo is None:
                 data[name] = data[name].replace(tzinfo=UTC)
         data["errors"] = [RunError(**e) for e in data.get("errors") or []]
-        data["counts"] = {**dict.fromkeys(COUNT_NAMES, 0), **(data.get("counts") or {})}
+        data["counts"] = {**zero_counts(), **(data.get("counts") or {})}
         return cls(**data)

@@ -37,6 +37,7 @@ from pullctl.config import templates
 from pullctl.config.models import PAGE_VARIABLE, ROW_FORMATS, ResponseFormat, SourceConfig
 from pullctl.config.paths import describe
 from pullctl.errors import FetchError, ItemSkippedError
+from pullctl.pipeline.documents import RequestCounts
 from pullctl.redact import Redactor
 from pullctl.retry import AttemptFailed, GaveUp, Outcome, call_with_retries, retry_after_seconds
 from pullctl.run.auth import Grant, TokenManager
@@ -209,7 +210,7 @@ class Fetcher:
         transport: httpx.AsyncBaseTransport,
         secret: str | None,
         redact: Redactor,
-        counts: dict[str, int],
+        counts: RequestCounts,
         limiter: RateLimiter | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,

@@ -12,6 +12,7 @@ import httpx
 from pullctl.config.loader import LoadedSource
 from pullctl.config.paths import describe
 from pullctl.errors import FetchError, IterationError
+from pullctl.pipeline.documents import RequestCounts
 from pullctl.run.context import RunState, record_skipped, run_secret, run_tokens
 from pullctl.run.fetch import Fetcher, Page
 from pullctl.run.iteration import resolve_items
@@ -61,7 +62,7 @@ class Parents:
     window: Window
     transport: httpx.AsyncBaseTransport
     sleep: Callable[[float], Awaitable[None]]
-    counts: dict[str, int] = field(default_factory=lambda: {"requests": 0, "retries": 0})
+    counts: RequestCounts = field(default_factory=lambda: RequestCounts(requests=0, retries=0))
 
     async def records(
         self, chain: list[LoadedSource]
