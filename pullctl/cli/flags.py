@@ -37,6 +37,9 @@ FLAGS = {
     "secret_refs": "--secret-ref",
     "pod_labels": "--pod-label",
     "env_from": "--env-from",
+    # sync (the cluster)
+    "context": "--context",
+    "kubeconfig": "--kubeconfig",
 }
 
 

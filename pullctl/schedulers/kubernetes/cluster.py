@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pullctl.errors import ClusterError, UsageError
+from pullctl.errors import ClusterError, OptionsError
 from pullctl.schedulers.kubernetes.options import FIELD_MANAGER
 from pullctl.settings import Settings
 
@@ -273,7 +273,9 @@ def connect(
     exists = any(Path(p).expanduser().is_file() for p in path.split(os.pathsep) if p)
     if kubeconfig is None and not exists and settings.in_cluster:
         if context:
-            raise UsageError("--context needs a kubeconfig; inside a pod pullctl uses the in-cluster config")
+            raise OptionsError(
+                [("context", "needs a kubeconfig; inside a pod pullctl uses the in-cluster config")]
+            )
         configuration = kubernetes.client.Configuration()
         try:
             kubernetes.config.load_incluster_config(client_configuration=configuration)
@@ -293,7 +295,7 @@ def connect(
         chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
         if chosen is None:
             names = ", ".join(sorted(str(c.get("name")) for c in contexts)) or "none"
-            raise UsageError(f"--context '{context}': no such context in {path} (contexts: {names})")
+            raise OptionsError([("context", f"'{context}': no such context in {path} (contexts: {names})")])
         api_client = kubernetes.config.new_client_from_config(
             config_file=path, context=chosen["name"], persist_config=False
         )
