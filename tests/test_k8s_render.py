@@ -24,7 +24,8 @@ from pullctl.schedulers.kubernetes.render import dump_yaml, render
 from pullctl.schedulers.kubernetes.sources import load_sources, render_configs
 from tests.conftest import EXAMPLES, ROOT, Cli
 from tests.runkit import write_source as write_run_source
-from tests.servers.upstream import Upstream
+from tests.servers.upstream import GraphShape, Upstream
+from tests.test_parent_child import graph_sources
 
 GOLDEN = ROOT / "tests" / "golden" / "k8s"
 MANIFESTS = ROOT / "manifests"
@@ -620,6 +621,54 @@ def test_a_run_with_the_rendered_env_is_recorded_as_a_schedule_run(
     assert json.loads(result.stdout)["trigger"] == "schedule"
     [stored] = json.loads(cli("runs", "--store", store, "--output", "json").stdout)
     assert stored["trigger"] == "schedule"
+
+
+def test_a_child_source_s_pod_has_its_parents_configs_and_secrets(
+    tmp_path: Path, cli: Cli, upstream: Upstream
+) -> None:
+    """A child (iteration.from_source) fetches its parents' pages with their own configs and secrets: its
+    ConfigMap holds every config of the chain and its env every secret; the pod's run stores every message."""
+    upstream.graph = GraphShape(teams=2, channels=2, messages=3)
+    sources = graph_sources(upstream.url)
+    sources[0]["ingestion"]["request"] |= {
+        "auth_type": "bearer",
+        "secret_store": "kubernetes",
+        "secret_key": "graph-token",
+    }
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "graph.yaml").write_text(yaml.safe_dump({"sources": sources}, sort_keys=False))
+    objects = render_configs(str(configs), RenderOptions(image=IMAGE))
+    assert [o["metadata"]["name"] for o in objects] == ["pull-channel-messages"] * 2  # one scheduled source
+    [config_map] = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert sorted(config_map["data"]) == ["channel-messages.yaml", "teams-channels.yaml", "teams.yaml"]
+    env = env_of(cronjob(objects, "channel-messages"))
+    assert env["PULLCTL_CONFIG"]["value"] == "/etc/pullctl/sources"  # the folder: the parents are beside it
+    assert env["PULLCTL_SECRET_KUBERNETES_GRAPH_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "graph-token", "key": "graph-token"}
+    }
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    for name, text in config_map["data"].items():
+        (mounted / name).write_text(text)
+    run_env = {name: e.get("value", "a-token") for name, e in env.items()}  # each Secret's value, here
+    run_env |= {"PULLCTL_CONFIG": str(mounted), "PULLCTL_STORE": f"sqlite:///{tmp_path / 'store.db'}"}
+    result = cli("run", "channel-messages", "--output", "json", env=run_env)
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout.splitlines()[-1])
+    assert (record["status"], record["counts"]["stored"]) == ("succeeded", 2 * 2 * 3)
+    assert (
+        len(render_configs(str(configs), RenderOptions(image=IMAGE))) == 2
+    )  # a parent change re-renders it:
+    before = config_map["metadata"]["annotations"][HASH_ANNOTATION]
+    sources[0]["ingestion"]["request"]["base_url"] += "?v=2"
+    (configs / "graph.yaml").write_text(yaml.safe_dump({"sources": sources}, sort_keys=False))
+    [changed] = [
+        o for o in render_configs(str(configs), RenderOptions(image=IMAGE)) if o["kind"] == "ConfigMap"
+    ]
+    assert (
+        changed["metadata"]["annotations"][HASH_ANNOTATION] != before
+    )  # a parent's change re-syncs the child
 
 
 # -- --out DIR ------------------------------------------------------------------------------------------------------

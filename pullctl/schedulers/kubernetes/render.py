@@ -92,8 +92,16 @@ def _metadata(src: LoadedSource, options: RenderOptions) -> Obj:
 
 
 def _configmap(src: LoadedSource, options: RenderOptions) -> Obj:
-    text = yaml.safe_dump(src.raw, sort_keys=False, allow_unicode=True, default_flow_style=False, width=4096)
-    if len(text.encode()) > CONFIGMAP_MAX_BYTES:
+    """The source's config, and each parent's (``iteration.from_source``: the run fetches the parents' pages
+    with their own configs), one file each."""
+    data = {
+        config_file_name(s.source_id): yaml.safe_dump(
+            s.raw, sort_keys=False, allow_unicode=True, default_flow_style=False, width=4096
+        )
+        for s in (src, *src.parents)
+    }
+    size = sum(len(text.encode()) for text in data.values())
+    if size > CONFIGMAP_MAX_BYTES:
         raise ConfigError(
             "",
             [
@@ -102,7 +110,8 @@ def _configmap(src: LoadedSource, options: RenderOptions) -> Obj:
                     src.line,
                     1,
                     "",
-                    f"the config is {len(text.encode())} bytes; a ConfigMap holds at most"
+                    f"the config{' with its parents' if src.parents else ''} is {size} bytes; a ConfigMap"
+                    f" holds at most"
                     f" {CONFIGMAP_MAX_BYTES} (move a long static items list to an MCP tool)",
                 )
             ],
@@ -111,33 +120,36 @@ def _configmap(src: LoadedSource, options: RenderOptions) -> Obj:
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(src, options),
-        "data": {config_file_name(src.source_id): text},
+        "data": data,
     }
 
 
 def _secret_env(src: LoadedSource, options: RenderOptions) -> list[Obj]:
     """One ``PULLCTL_SECRET_<STORE>_<KEY>`` from a ``secretKeyRef`` per secret the run resolves: the auth
-    secret (any store), and each named secret of store ``kubernetes`` (others come from DAPR); one entry per
-    variable when the two name the same secret. A rotating refresh-token grant also gets ``PULLCTL_STATE_KEY``
-    (never optional: no DAPR store stands in for it, and a run without it fails before its token request)."""
-    ing = src.config.ingestion
-    wanted: list[tuple[str, str, str]] = []  # (store, key, the field that names it)
-    if ing.request is not None and ing.request.auth_type in STATIC_AUTH:
-        store, key = ing.request.secret_store, ing.request.secret_key
-        assert store and key, "validated: auth needs secret_store and secret_key"
-        wanted.append((store, key, "ingestion.request.secret_key"))
-    for name, ref in ing.secrets.items():
-        if ref.secret_store == KUBERNETES_SECRET_STORE:
-            wanted.append((ref.secret_store, ref.secret_key, f"ingestion.secrets.{name}.secret_key"))
+    secret (any store), and each named secret of store ``kubernetes`` (others come from DAPR), of the source
+    and of each of its parents (the run fetches their pages too); one entry per variable when two name the
+    same secret. A rotating refresh-token grant also gets ``PULLCTL_STATE_KEY`` (never optional: no DAPR store
+    stands in for it, and a run without it fails before its token request)."""
     env: dict[str, Obj] = {}
-    for store, key, where in wanted:
-        variable = env_name("PULLCTL_SECRET", store, key)
-        env.setdefault(variable, _secret_key_ref(src, options, variable, key, where))
-    if ing.request is not None and ing.request.rotates_refresh_token:
-        where = "ingestion.request.oauth2.rotation"
-        env[STATE_KEY_VAR] = _secret_key_ref(
-            src, options, STATE_KEY_VAR, STATE_KEY_SECRET, where, fallback=False
-        )
+    for owner in (src, *src.parents):
+        ing = owner.config.ingestion
+        wanted: list[tuple[str, str, str]] = []  # (store, key, the field that names it)
+        if ing.request is not None and ing.request.auth_type in STATIC_AUTH:
+            store, key = ing.request.secret_store, ing.request.secret_key
+            assert store and key, "validated: auth needs secret_store and secret_key"
+            wanted.append((store, key, "ingestion.request.secret_key"))
+        for name, ref in ing.secrets.items():
+            if ref.secret_store == KUBERNETES_SECRET_STORE:
+                wanted.append((ref.secret_store, ref.secret_key, f"ingestion.secrets.{name}.secret_key"))
+        for store, key, where in wanted:
+            variable = env_name("PULLCTL_SECRET", store, key)
+            env.setdefault(variable, _secret_key_ref(owner, options, variable, key, where))
+        if ing.request is not None and ing.request.rotates_refresh_token:
+            where = "ingestion.request.oauth2.rotation"
+            env.setdefault(
+                STATE_KEY_VAR,
+                _secret_key_ref(owner, options, STATE_KEY_VAR, STATE_KEY_SECRET, where, fallback=False),
+            )
     return list(env.values())
 
 
@@ -168,7 +180,11 @@ def _secret_key_ref(
 
 def _container(src: LoadedSource, options: RenderOptions) -> Obj:
     env: list[Obj] = [
-        {"name": "PULLCTL_CONFIG", "value": f"{CONFIG_DIR}/{config_file_name(src.source_id)}"},
+        # a child's parents' configs are files beside its own: the run loads the folder
+        {
+            "name": "PULLCTL_CONFIG",
+            "value": CONFIG_DIR if src.parents else f"{CONFIG_DIR}/{config_file_name(src.source_id)}",
+        },
         {
             "name": "PULLCTL_STORE",
             "valueFrom": {"secretKeyRef": {"name": options.store_secret, "key": STORE_SECRET_KEY}},
