@@ -253,12 +253,15 @@ def test_a_source_wide_state_moves_only_when_every_item_succeeded(
 
 def test_state_set_get_list_reset(cli: Cli, tmp_path: Path, upstream: Upstream) -> None:
     runner = Runner(cli, tmp_path)
+    per_item = {"foreach": "account", "items": [{"id": "acme"}]}
+    cursor_source(runner, upstream, iteration=per_item)  # one state per item
     result = runner("state", "set", "feed", "2026-01-03T00:00:00Z", "--item", "acme", "--output", "json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["value"] == "2026-01-03T00:00:00Z"
-    assert json.loads(runner("state", "set", "feed", "42", "--output", "json").stdout)["value"] == 42
     got = json.loads(runner("state", "get", "feed", "--item", "acme", "--output", "json").stdout)
     assert got["_id"] == "feed/acme" and got["run_id"] is None and got["version"] == 1
+    cursor_source(runner, upstream)  # one state for the source
+    assert json.loads(runner("state", "set", "feed", "42", "--output", "json").stdout)["value"] == 42
     table = runner("state", "list").stdout
     assert "feed" in table and "acme" in table and "(set by hand)" in table
     assert states(runner) == {"acme": "2026-01-03T00:00:00Z", None: 42}
@@ -268,6 +271,51 @@ def test_state_set_get_list_reset(cli: Cli, tmp_path: Path, upstream: Upstream) 
     assert missing.exit_code == 2
     assert "error: no state for item 'acme' of source 'feed' (see: pullctl state list feed)" in missing.stderr
     assert runner("state", "reset", "feed").exit_code == 0 and states(runner) == {}
+
+
+@pytest.mark.parametrize(
+    ("ingestion", "args", "message"),
+    [
+        (
+            {"incremental": None},
+            [],
+            "feed keeps no state between runs (no ingestion.incremental, and its window.since is not"
+            " last_success): a state set now would never be read",
+        ),
+        (
+            {},
+            ["--item", "@window"],
+            "--item '@window': feed keeps no window mark (its window.since is not last_success)",
+        ),
+        (
+            {"iteration": {"foreach": "account", "items": [{"id": "acme"}]}},
+            [],
+            "--item is needed: feed keeps one state per item (incremental.per_item)",
+        ),
+        (
+            {},
+            ["--item", "acme"],
+            "--item 'acme': feed keeps one state for the source (incremental.per_item: false): leave it out",
+        ),
+        (
+            {"incremental": None, "window": {"since": "last_success", "step": "1h"}},
+            [],
+            "--item @window is needed: feed keeps only its window mark (item @window)",
+        ),
+    ],
+)
+def test_state_set_refuses_a_state_no_run_would_read(
+    cli: Cli, tmp_path: Path, upstream: Upstream, ingestion: dict[str, Any], args: list[str], message: str
+) -> None:
+    runner = Runner(cli, tmp_path)
+    if "incremental" in ingestion:  # no incremental state: no {incremental.start} either
+        ingestion = {**ingestion, "request": {"base_url": f"{upstream.url}/inc/acme/records"}}
+    cursor_source(runner, upstream, **ingestion)
+    result = runner("state", "set", "feed", "2026-01-03T00:00:00Z", *args, PULLCTL_LOG_FORMAT="text")
+    assert (result.exit_code, result.stderr) == (2, f"error: {message}\n")
+    assert states(runner) == {}  # nothing written
+    unknown = runner("state", "set", "fede", "1", PULLCTL_LOG_FORMAT="text")
+    assert unknown.stderr == "error: no source 'fede' in the configs; did you mean 'feed'?\n"
 
 
 def test_a_backfill_leaves_the_state_unless_advance_state(

@@ -28,6 +28,8 @@ FLAGS = {
     "end": "--to",
     "step": "--step",
     "replay": "--replay",
+    # state set
+    "item": "--item",
     # render, sync (RenderOptions)
     "image": "--image",
     "namespace": "--namespace",

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from pullctl.cli import output
-from pullctl.cli.options import SourceArgument, StoreOption, TableOutputOption, complete_source
+from pullctl.cli.options import ConfigOption, SourceArgument, StoreOption, TableOutputOption, complete_source
 from pullctl.cli.output import Output, TableOrJson
 
 app = typer.Typer(
@@ -116,14 +116,21 @@ def set_state(
     source: SourceArgument,
     value: Annotated[str, typer.Argument(help='The new value: JSON when it parses (42, "a b"), else text')],
     item: ItemOption = None,
+    config: ConfigOption = None,
     store: StoreOption = None,
     out: TableOutputOption = TableOrJson.table,
 ) -> None:
-    """Set a state by hand (backwards too): the next run starts from it.
+    """Set a state by hand (backwards too): the next run starts from it. The source's config says which
+    states it keeps: one no run would read is refused.
 
     Example: pullctl state set crm-contacts 2026-01-01T00:00:00Z --item acme
     """
+    from pullctl.run.incremental import check_settable
     from pullctl.run.incremental import set_state as write
+    from pullctl.run.service import load_source
+    from pullctl.settings import Settings
+
+    check_settable(load_source(Settings.from_env(config=config), source).config, item)
 
     try:
         parsed: Any = json.loads(value)

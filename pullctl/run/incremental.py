@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pullctl.config import templates
 from pullctl.config.models import Incremental, SourceConfig
 from pullctl.config.paths import JsonPath, describe, parse_path
-from pullctl.errors import FetchError, StoreError
+from pullctl.errors import FetchError, OptionsError, StoreError, UsageError
 from pullctl.pipeline.state import StateRecord, behind_seconds, format_behind, utcnow
 from pullctl.pipeline.store import StateStore
 from pullctl.settings import Settings
@@ -206,6 +206,35 @@ async def advance(
         if await store.swap_state(record):
             return Advanced(True, record)
     raise StoreError(f"the state of {source_id} ({item or 'source'}) changed {MAX_SWAPS} times while written")
+
+
+def check_settable(config: SourceConfig, item: str | None) -> None:
+    """Refuse a hand-set state (``pullctl state set``) that no run of ``config`` would read: a source that
+    keeps none, a window mark for a source without ``since: last_success``, an item's state for a source that
+    keeps one state (or the other way round)."""
+    source, ing = config.source_id, config.ingestion
+    window = ing.window.since == "last_success"
+    if item is not None and (item == WINDOW_ITEM or item.startswith(f"{WINDOW_ITEM}:")):
+        if not window:
+            detail = f"'{item}': {source} keeps no window mark (its window.since is not last_success)"
+            raise OptionsError([("item", detail)])
+        return
+    if ing.incremental is None:
+        if window:
+            said = f"{WINDOW_ITEM} is needed:" if item is None else f"'{item}':"
+            raise OptionsError([("item", f"{said} {source} keeps only its window mark (item {WINDOW_ITEM})")])
+        raise UsageError(
+            f"{source} keeps no state between runs (no ingestion.incremental, and its window.since is not"
+            " last_success): a state set now would never be read"
+        )
+    if ing.per_item_state and item is None:
+        detail = f"is needed: {source} keeps one state per item (incremental.per_item)"
+        raise OptionsError([("item", detail)])
+    if not ing.per_item_state and item is not None:
+        detail = (
+            f"'{item}': {source} keeps one state for the source (incremental.per_item: false): leave it out"
+        )
+        raise OptionsError([("item", detail)])
 
 
 async def set_state(store: StateStore, source_id: str, item: str | None, value: Any) -> StateRecord:
