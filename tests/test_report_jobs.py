@@ -176,6 +176,36 @@ def test_a_dry_run_creates_no_job_unless_allowed(
     )
 
 
+def test_a_child_s_dry_run_creates_no_job_of_its_parent_unless_allowed(
+    runner: Runner, upstream: Upstream, downloads: Downloads
+) -> None:
+    """A report source as a parent: a child's dry run would create the parent's (costly) job too."""
+    job_source(
+        runner, upstream, spec={"polls": 0}, iteration={"foreach": "acct", "items": ACCOUNTS[:1], "key": "id"}
+    )
+    child = {
+        "request": {
+            "base_url": f"{upstream.url}/v1/forecast",
+            "parameters": {"latitude": "{row.id}", "longitude": "0"},
+        },
+        "iteration": {"foreach": "row", "from_source": "exports", "key": "id"},
+    }
+    write_source(runner.config, "rows", **child)
+    code, records, stderr = runner.run_json("rows", "--dry-run")
+    assert upstream.reports.jobs == {}  # nothing created, nothing paid for
+    assert code == 1 and records[-1]["counts"]["skipped"] == 1
+    assert records[-1]["errors"][0] == {
+        "item": "exports:acme",
+        "message": f"skipped: parent item skipped: dry run: the report job was not created (POST"
+        f" {upstream.url}/reports/jobs); creating a report can cost money or quota: add --allow-jobs to create it",
+        "attempts": 0,
+    }
+    assert records[-1]["message"] == "nothing to fetch: exports gave no records to iterate over"
+    code, records, stderr = runner.run_json("rows", "--dry-run", "--allow-jobs")
+    assert code == 0, stderr
+    assert len(upstream.reports.jobs) == 1 and records[-1]["counts"]["fetched"] == len(upstream.records)
+
+
 # -- non-JSON bodies straight from an endpoint --------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ import httpx
 
 from pullctl.config.loader import LoadedSource
 from pullctl.config.paths import describe
-from pullctl.errors import FetchError, IterationError
+from pullctl.errors import FetchError, ItemSkippedError, IterationError
 from pullctl.pipeline.documents import RequestCounts
 from pullctl.run.context import RunState, record_skipped, run_secret, run_tokens
 from pullctl.run.fetch import Fetcher, Page
@@ -29,10 +29,12 @@ async def child_tasks(
     window: Window,
     transport: httpx.AsyncBaseTransport,
     sleep: Callable[[float], Awaitable[None]],
+    create_jobs: bool = True,
 ) -> AsyncIterator[FetchTask]:
-    """The tasks of a source over its parent's records, planned as the parent's pages arrive."""
+    """The tasks of a source over its parent's records, planned as the parent's pages arrive. ``create_jobs``
+    False (a dry run): a parent's report job is not created either, and its item is skipped."""
     record = state.record
-    parents = Parents(state, settings, window, transport, sleep)
+    parents = Parents(state, settings, window, transport, sleep, create_jobs)
     index = 0
     try:
         async for item, ancestors in parents.records(list(state.loaded.parents)):
@@ -62,6 +64,7 @@ class Parents:
     window: Window
     transport: httpx.AsyncBaseTransport
     sleep: Callable[[float], Awaitable[None]]
+    create_jobs: bool = True
     counts: RequestCounts = field(default_factory=lambda: RequestCounts(requests=0, retries=0))
 
     async def records(
@@ -84,12 +87,18 @@ class Parents:
             self.counts,
             sleep=self.sleep,
             tokens=tokens,
+            create_jobs=self.create_jobs,
         )
         async for task, ancestors in self.tasks(chain, named):
             try:
                 async for page in fetcher.pages(task):
                     for item in _items_of(page):
                         yield item, ancestors
+            except (
+                ItemSkippedError
+            ) as exc:  # a skip rule, or a dry run's report job: counted, the chain goes on
+                reason = f"parent item skipped: {exc.message}"
+                record_skipped(self.state.record, [(f"{parent.source_id}:{task.key}", reason)])
             except FetchError as exc:
                 message = f"parent source '{parent.source_id}' (item {task.key}): {exc.message}"
                 raise IterationError(self.state.redact(message)) from None

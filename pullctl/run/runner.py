@@ -189,7 +189,7 @@ async def _execute(
             tokens=tokens,
         )
         if ing.parent is not None:
-            tasks = child_tasks(state, settings, planner, window, http, sleep)
+            tasks = child_tasks(state, settings, planner, window, http, sleep, fetcher.create_jobs)
         await _fan_out(state, fetcher, tasks, concurrency, window)
         if ing.parent is not None and not planner.planned and not record.counts["failed"]:
             raise IterationError(f"nothing to fetch: {ing.parent} gave no records to iterate over")
