@@ -7,6 +7,8 @@ are checked here, each problem an ``Issue`` at ``file:line:col``.
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,23 +31,65 @@ def summary(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-@dataclass
-class Positions:
-    """Where each value and each key of a document sits (1-based line and column)."""
+NOTED_ELEMENTS = 1000  # a list's elements whose positions are noted as it is read; the others', on demand
 
+
+@dataclass
+class _Noted:
+    """The positions noted in one document: ``values`` and ``keys`` by place; ``cut``: the lists whose
+    elements from that index on were not noted; ``reread``: the document read again, every position noted."""
+
+    reread: Callable[[], _Noted] | None = None
     values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    cut: dict[Loc, int] = field(default_factory=dict)
+    full: _Noted | None = None
+
+    def holding(self, loc: Loc) -> _Noted:
+        """These positions, or all of them when ``loc`` is in a list element that was not noted."""
+        cut = self.cut
+        if not cut or not any(type(p) is int and p >= cut.get(loc[:i], p + 1) for i, p in enumerate(loc)):
+            return self
+        if self.full is None:
+            assert self.reread is not None, "a document read in full has no cut"
+            self.full = self.reread()
+        return self.full
+
+
+class Positions:
+    """Where each value and each key of a document sits (1-based line and column), or of the part of it at
+    ``prefix`` (a source in a ``sources:`` list).
+
+    They are noted as the document is read, except in a list's elements past its first ``NOTED_ELEMENTS``
+    (a static list of 100,000 items held 640 B an item in positions): asking for a place in one of those
+    reads the document again, noting every position, once. The answers are the same either way.
+    """
+
+    def __init__(self, noted: _Noted, prefix: Loc = ()) -> None:
+        self._noted, self._prefix = noted, prefix
+
+    def under(self, prefix: Loc) -> Positions:
+        return Positions(self._noted, self._prefix + prefix) if prefix else self
 
     def of_value(self, loc: Loc) -> tuple[int, int]:
-        while loc not in self.values and loc:
+        loc = self._prefix + loc
+        values, top = self._noted.holding(loc).values, len(self._prefix)
+        while loc not in values and len(loc) > top:
             loc = loc[:-1]
-        return self.values.get(loc, (1, 1))
+        return values.get(loc, (1, 1))
+
+    def of_key(self, loc: Loc) -> tuple[int, int] | None:
+        """The position of the key that holds the value at ``loc`` (None: no key does)."""
+        loc = self._prefix + loc
+        return self._noted.holding(loc).keys.get(loc)
 
     def of_mapping(self, loc: Loc) -> tuple[int, int]:
         """The line of the key that holds the mapping at ``loc`` (its own start for a document root)."""
-        while loc and loc not in self.keys:
+        loc = self._prefix + loc
+        noted, top = self._noted.holding(loc), len(self._prefix)
+        while len(loc) > top and loc not in noted.keys:
             loc = loc[:-1]
-        return self.keys[loc] if loc else self.values.get((), (1, 1))
+        return noted.keys[loc] if len(loc) > top else noted.values.get(loc, (1, 1))
 
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -65,8 +109,9 @@ class _Builder:
     An alias is a copy of its anchor's value, so a source never shares a mapping with another.
     """
 
-    def __init__(self, loader: Any, file: str, issues: list[Issue]) -> None:
+    def __init__(self, loader: Any, file: str, issues: list[Issue], limit: int | None = None) -> None:
         self.loader = loader
+        self.limit = limit  # a list's elements whose positions are noted (None: all)
         self.file = file
         self.issues = issues
         self.anchors: dict[str, Any] = {}
@@ -74,7 +119,7 @@ class _Builder:
         self.count = 0  # values built in this document, aliases expanded
         self.expanded = 0  # of which through aliases
 
-    def document(self, pos: Positions) -> Any:
+    def document(self, pos: _Noted | None) -> Any:
         self.anchors, self.sizes, self.count, self.expanded = {}, {}, 0, 0
         return self.build(self.loader.get_event(), (), pos)
 
@@ -105,10 +150,12 @@ class _Builder:
             nxt = self.loader.get_event()
             depth += isinstance(nxt, yaml.CollectionStartEvent) - isinstance(nxt, yaml.CollectionEndEvent)
 
-    def build(self, event: Any, loc: Loc, pos: Positions) -> Any:
-        block = isinstance(event, yaml.CollectionStartEvent) and not event.flow_style
-        # A block mapping or list is best pointed at by its key; a scalar or flow collection by its value.
-        pos.values[loc] = pos.keys[loc] if block and loc in pos.keys else _mark(event)
+    def build(self, event: Any, loc: Loc, pos: _Noted | None) -> Any:
+        """The value that ``event`` starts, at ``loc``; its positions noted in ``pos`` (None: not noted)."""
+        if pos is not None:
+            block = isinstance(event, yaml.CollectionStartEvent) and not event.flow_style
+            # A block mapping or list is best pointed at by its key; a scalar or flow collection by its value.
+            pos.values[loc] = pos.keys[loc] if block and loc in pos.keys else _mark(event)
         value: Any
         self.count += 1
         start = self.count
@@ -131,8 +178,12 @@ class _Builder:
             value = self._scalar(event, self._tag(event))
         elif isinstance(event, yaml.SequenceStartEvent):
             value = []
+            noted = pos
             while not self.loader.check_event(yaml.SequenceEndEvent):
-                value.append(self.build(self.loader.get_event(), (*loc, len(value)), pos))
+                if noted is not None and len(value) == self.limit:
+                    noted.cut[loc] = len(value)  # the rest of this list is noted on demand (Positions)
+                    noted = None
+                value.append(self.build(self.loader.get_event(), (*loc, len(value)), noted))
             self.loader.get_event()
         else:
             value = self._mapping(loc, pos)
@@ -141,7 +192,7 @@ class _Builder:
             self.sizes[event.anchor] = self.count - start + 1
         return value
 
-    def _mapping(self, loc: Loc, pos: Positions) -> dict[str, Any]:
+    def _mapping(self, loc: Loc, pos: _Noted | None) -> dict[str, Any]:
         result: dict[str, Any] = {}
         first_seen: dict[str, int] = {}
         merges: list[tuple[Any, Any]] = []
@@ -154,7 +205,7 @@ class _Builder:
                 continue
             tag = self._tag(key_event)
             if tag == MERGE_TAG:
-                merges.append((key_event, self.build(self.loader.get_event(), (*loc, "<<"), Positions())))
+                merges.append((key_event, self.build(self.loader.get_event(), (*loc, "<<"), None)))
                 continue
             key = self._scalar(key_event, tag)
             key = key if isinstance(key, str) else str(key)
@@ -167,7 +218,8 @@ class _Builder:
                 continue
             first_seen[key] = line
             sub = (*loc, key)
-            pos.keys[sub] = (line, col)
+            if pos is not None:
+                pos.keys[sub] = (line, col)
             result[key] = self.build(self.loader.get_event(), sub, pos)
         self.loader.get_event()
         for key_event, merged in merges:
@@ -182,7 +234,8 @@ class _Builder:
                 for key, value in source.items():
                     if key not in result:
                         result[key] = value
-                        pos.keys[(*loc, key)] = pos.values[(*loc, key)] = _mark(key_event)
+                        if pos is not None:
+                            pos.keys[(*loc, key)] = pos.values[(*loc, key)] = _mark(key_event)
         return result
 
 
@@ -203,16 +256,18 @@ def documents(text: str, file: str, issues: list[Issue]) -> list[tuple[Any, Posi
         )
         return docs
     try:
-        builder = _Builder(loader, file, issues)
+        builder = _Builder(loader, file, issues, NOTED_ELEMENTS)
         loader.get_event()  # StreamStart
+        index = 0
         while not loader.check_event(yaml.StreamEndEvent):
             loader.get_event()  # DocumentStart
-            pos = Positions()
+            pos = _Noted(functools.partial(_reread, text, file, index))
             before = len(issues)
             value = builder.document(pos)
             loader.get_event()  # DocumentEnd
             if len(issues) == before:  # a document with duplicate or complex keys yields no source
-                docs.append((value, pos))
+                docs.append((value, Positions(pos)))
+            index += 1
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -225,11 +280,19 @@ def documents(text: str, file: str, issues: list[Issue]) -> list[tuple[Any, Posi
     return docs
 
 
-def sub_positions(pos: Positions, prefix: Loc) -> Positions:
-    if not prefix:
+def _reread(text: str, file: str, index: int) -> _Noted:
+    """Every position of the ``index``-th document of ``text`` (read before, so it reads the same)."""
+    loader = _YamlLoader(text)
+    try:
+        builder = _Builder(loader, file, [])
+        loader.get_event()  # StreamStart
+        for _ in range(index):
+            loader.get_event()  # DocumentStart
+            builder.document(None)
+            loader.get_event()  # DocumentEnd
+        loader.get_event()
+        pos = _Noted()
+        builder.document(pos)
         return pos
-    n = len(prefix)
-    sub = Positions()
-    sub.values = {k[n:]: v for k, v in pos.values.items() if k[:n] == prefix}
-    sub.keys = {k[n:]: v for k, v in pos.keys.items() if k[:n] == prefix}
-    return sub
+    finally:
+        loader.dispose()
