@@ -92,3 +92,25 @@ def test_any_structure_is_located_alike_read_again(doc: object) -> None:
     finally:
         yaml_reader.NOTED_ELEMENTS = saved
     assert again == noted
+
+
+def _str_keys(value: object) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _str_keys(v) for k, v in value.items())
+    return all(_str_keys(v) for v in value) if isinstance(value, list) else True
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet="aAyYnNoOtTfF~-+.0129:eE_x<=!'\" ", max_size=8))
+def test_scalars_resolve_as_pyyaml_resolves_them(scalar: str) -> None:
+    """The reader's shortcut past the resolver (a plain scalar no implicit type can start) types every
+    scalar as PyYAML does with the same parser (libyaml's reads ``! `` as '', the pure one as None)."""
+    text = f"v: {scalar}\nw: [{scalar}]\n"
+    try:
+        expected = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return
+    issues: list[object] = []
+    docs = yaml_reader.documents(text, "f.yaml", issues)  # type: ignore[arg-type]
+    if not issues and _str_keys(expected):
+        assert [doc for doc, _ in docs] == [expected]

@@ -1,4 +1,5 @@
-"""YAML text -> plain values, with the line and column of every key and value (``Positions``).
+"""YAML text -> plain values, with the line and column of every key and value (``Positions``: noted as the
+text is read, or on demand inside a large list).
 
 Built from the parser's events (``_Builder``): duplicate keys, merge keys, aliases and their expansion limit
 are checked here, each problem an ``Issue`` at ``file:line:col``.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +114,9 @@ class _Builder:
     def __init__(self, loader: Any, file: str, issues: list[Issue], limit: int | None = None) -> None:
         self.loader = loader
         self.limit = limit  # a list's elements whose positions are noted (None: all)
+        resolvers = loader.yaml_implicit_resolvers
+        # what a plain scalar that is not a string (null, bool, int, float, date, merge) may start with
+        self.typed_starts = None if None in resolvers or loader.yaml_path_resolvers else frozenset(resolvers)
         self.file = file
         self.issues = issues
         self.anchors: dict[str, Any] = {}
@@ -128,9 +133,14 @@ class _Builder:
         self.issues.append(Issue(self.file, line, col, format_loc(loc), message))
 
     def _tag(self, event: Any) -> str:
-        if event.tag is None or event.tag == "!":
-            return str(self.loader.resolve(yaml.ScalarNode, event.value, event.implicit))
-        return str(event.tag)
+        tag = event.tag
+        if tag is not None and tag != "!":
+            return str(tag)
+        if self.typed_starts is not None and (
+            not event.implicit[0] or event.value[:1] not in self.typed_starts
+        ):
+            return STR_TAG  # the resolver's answer, without its call: no implicit type can match
+        return str(self.loader.resolve(yaml.ScalarNode, event.value, event.implicit))
 
     def _scalar(self, event: Any, tag: str) -> Any:
         if tag == STR_TAG:  # most scalars: PyYAML's constructor returns the text as it is
@@ -179,12 +189,11 @@ class _Builder:
         elif isinstance(event, yaml.SequenceStartEvent):
             value = []
             noted = pos
-            while not self.loader.check_event(yaml.SequenceEndEvent):
+            while not isinstance(element := self.loader.get_event(), yaml.SequenceEndEvent):
                 if noted is not None and len(value) == self.limit:
                     noted.cut[loc] = len(value)  # the rest of this list is noted on demand (Positions)
                     noted = None
-                value.append(self.build(self.loader.get_event(), (*loc, len(value)), noted))
-            self.loader.get_event()
+                value.append(self.build(element, (*loc, len(value)), noted))
         else:
             value = self._mapping(loc, pos)
         if event.anchor is not None:
@@ -196,8 +205,7 @@ class _Builder:
         result: dict[str, Any] = {}
         first_seen: dict[str, int] = {}
         merges: list[tuple[Any, Any]] = []
-        while not self.loader.check_event(yaml.MappingEndEvent):
-            key_event = self.loader.get_event()
+        while not isinstance(key_event := self.loader.get_event(), yaml.MappingEndEvent):
             if not isinstance(key_event, yaml.ScalarEvent):
                 self._issue(key_event, loc, "a key must be a plain scalar")
                 self._skip(key_event)
@@ -208,7 +216,7 @@ class _Builder:
                 merges.append((key_event, self.build(self.loader.get_event(), (*loc, "<<"), None)))
                 continue
             key = self._scalar(key_event, tag)
-            key = key if isinstance(key, str) else str(key)
+            key = sys.intern(key if isinstance(key, str) else str(key))  # one 'id' for 100,000 items
             line, col = _mark(key_event)
             if key in first_seen:
                 self._issue(
@@ -221,7 +229,6 @@ class _Builder:
             if pos is not None:
                 pos.keys[sub] = (line, col)
             result[key] = self.build(self.loader.get_event(), sub, pos)
-        self.loader.get_event()
         for key_event, merged in merges:
             for source in merged if isinstance(merged, list) else [merged]:
                 if not isinstance(source, dict):
