@@ -256,6 +256,27 @@ INVALID: list[tuple[str, str, str, list[str]]] = [
         ],
     ),
     (
+        "items-not-mappings",
+        BASE + "  iteration:\n    foreach: x\n    items: [{id: a}, 5, [x]]\n",
+        "k8s",
+        [
+            "case.yaml:8:22: ingestion.iteration.items[1]: must be a valid dictionary (got 5)",
+            "case.yaml:8:25: ingestion.iteration.items[2]: must be a valid dictionary (got a list)",
+        ],
+    ),
+    (
+        "items-block-scalar",
+        BASE + "  iteration:\n    foreach: x\n    items:\n      - id: a\n      - plain\n",
+        "k8s",
+        ["case.yaml:10:9: ingestion.iteration.items[1]: must be a valid dictionary (got 'plain')"],
+    ),
+    (
+        "items-a-mapping",
+        BASE + "  iteration:\n    foreach: x\n    items: {id: a}\n",
+        "k8s",
+        ["case.yaml:8:12: ingestion.iteration.items: must be a valid list (got a mapping)"],
+    ),
+    (
         "neither-items-nor-mcp",
         BASE + "  iteration:\n    foreach: region\n",
         "k8s",

@@ -30,7 +30,6 @@ from pullctl.config.yaml_reader import (
     Positions,
     documents,
     format_loc,
-    sub_positions,
     summary,
 )
 from pullctl.errors import ConfigError, Issue
@@ -50,7 +49,7 @@ def _source_entries(
         return [((), doc)]
     if set(doc) != {"sources"}:
         others = sorted(set(doc) - {"sources"})
-        line, col = pos.keys[(others[0],)]
+        line, col = pos.of_key((others[0],)) or pos.of_value((others[0],))
         issues.append(
             Issue(file, line, col, others[0], "a file with 'sources:' holds nothing else at the top level")
         )
@@ -84,11 +83,11 @@ def load_text(text: str, file: str, *, target: Target = "k8s", strict: bool = Fa
     docs = documents(text, file, result.issues)
     for doc, doc_pos in docs:
         for prefix, raw in _source_entries(doc, doc_pos, file, result.issues):
-            pos = sub_positions(doc_pos, prefix)
+            pos = doc_pos.under(prefix)
             refused = False
             for name in sorted(set(raw) - set(KNOWN_TOP_LEVEL)):
                 hint = get_close_matches(name, KNOWN_TOP_LEVEL, n=1, cutoff=0.75)
-                line, col = pos.keys[(name,)]
+                line, col = pos.of_key((name,)) or pos.of_value((name,))
                 if hint:
                     text_ = f"unknown field '{name}'; did you mean '{hint[0]}'?"
                     result.issues.append(Issue(file, line, col, format_loc((*prefix, name)), text_))
@@ -112,7 +111,7 @@ def load_text(text: str, file: str, *, target: Target = "k8s", strict: bool = Fa
                 continue
             if refused:
                 continue
-            line, _ = pos.keys.get(("source_id",), pos.of_value(()))
+            line, _ = pos.of_key(("source_id",)) or pos.of_value(())
             positions = {
                 f"ingestion.{place}": pos.of_value(("ingestion", *place.split(".")))
                 for place in CROSS_CHECKED

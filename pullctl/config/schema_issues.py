@@ -97,7 +97,7 @@ def validation_issues(
             text = f"unknown field '{loc[-1]}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
             if model and not hint:
                 text += f" (allowed: {', '.join(model.model_fields)})"
-            line, col = pos.keys.get(loc, pos.of_value(loc))
+            line, col = pos.of_key(loc) or pos.of_value(loc)
             found.setdefault(loc, Issue(file, line, col, format_loc(prefix + loc), text))
             continue
         exists, rest = _resolve(data, loc)
@@ -121,7 +121,7 @@ def validation_issues(
             if kind == "string_too_long" and loc == ("source_id",):
                 msg += " (the CronJob name pull-<source_id> must fit in 52)"
             msg += f" (got {summary(value)})"
-        line, col = pos.keys[exists] if is_key and exists in pos.keys else pos.of_value(exists)
+        line, col = (is_key and pos.of_key(exists)) or pos.of_value(exists)
         found.setdefault(exists, Issue(file, line, col, format_loc(prefix + exists), msg))
     return list(found.values())
 

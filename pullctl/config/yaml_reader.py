@@ -1,4 +1,5 @@
-"""YAML text -> plain values, with the line and column of every key and value (``Positions``).
+"""YAML text -> plain values, with the line and column of every key and value (``Positions``: noted as the
+text is read, or on demand inside a large list).
 
 Built from the parser's events (``_Builder``): duplicate keys, merge keys, aliases and their expansion limit
 are checked here, each problem an ``Issue`` at ``file:line:col``.
@@ -7,6 +8,9 @@ are checked here, each problem an ``Issue`` at ``file:line:col``.
 from __future__ import annotations
 
 import copy
+import functools
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,23 +33,65 @@ def summary(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-@dataclass
-class Positions:
-    """Where each value and each key of a document sits (1-based line and column)."""
+NOTED_ELEMENTS = 1000  # a list's elements whose positions are noted as it is read; the others', on demand
 
+
+@dataclass
+class _Noted:
+    """The positions noted in one document: ``values`` and ``keys`` by place; ``cut``: the lists whose
+    elements from that index on were not noted; ``reread``: the document read again, every position noted."""
+
+    reread: Callable[[], _Noted] | None = None
     values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    cut: dict[Loc, int] = field(default_factory=dict)
+    full: _Noted | None = None
+
+    def holding(self, loc: Loc) -> _Noted:
+        """These positions, or all of them when ``loc`` is in a list element that was not noted."""
+        cut = self.cut
+        if not cut or not any(type(p) is int and p >= cut.get(loc[:i], p + 1) for i, p in enumerate(loc)):
+            return self
+        if self.full is None:
+            assert self.reread is not None, "a document read in full has no cut"
+            self.full = self.reread()
+        return self.full
+
+
+class Positions:
+    """Where each value and each key of a document sits (1-based line and column), or of the part of it at
+    ``prefix`` (a source in a ``sources:`` list).
+
+    They are noted as the document is read, except in a list's elements past its first ``NOTED_ELEMENTS``
+    (a static list of 100,000 items held 640 B an item in positions): asking for a place in one of those
+    reads the document again, noting every position, once. The answers are the same either way.
+    """
+
+    def __init__(self, noted: _Noted, prefix: Loc = ()) -> None:
+        self._noted, self._prefix = noted, prefix
+
+    def under(self, prefix: Loc) -> Positions:
+        return Positions(self._noted, self._prefix + prefix) if prefix else self
 
     def of_value(self, loc: Loc) -> tuple[int, int]:
-        while loc not in self.values and loc:
+        loc = self._prefix + loc
+        values, top = self._noted.holding(loc).values, len(self._prefix)
+        while loc not in values and len(loc) > top:
             loc = loc[:-1]
-        return self.values.get(loc, (1, 1))
+        return values.get(loc, (1, 1))
+
+    def of_key(self, loc: Loc) -> tuple[int, int] | None:
+        """The position of the key that holds the value at ``loc`` (None: no key does)."""
+        loc = self._prefix + loc
+        return self._noted.holding(loc).keys.get(loc)
 
     def of_mapping(self, loc: Loc) -> tuple[int, int]:
         """The line of the key that holds the mapping at ``loc`` (its own start for a document root)."""
-        while loc and loc not in self.keys:
+        loc = self._prefix + loc
+        noted, top = self._noted.holding(loc), len(self._prefix)
+        while len(loc) > top and loc not in noted.keys:
             loc = loc[:-1]
-        return self.keys[loc] if loc else self.values.get((), (1, 1))
+        return noted.keys[loc] if len(loc) > top else noted.values.get(loc, (1, 1))
 
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -65,8 +111,12 @@ class _Builder:
     An alias is a copy of its anchor's value, so a source never shares a mapping with another.
     """
 
-    def __init__(self, loader: Any, file: str, issues: list[Issue]) -> None:
+    def __init__(self, loader: Any, file: str, issues: list[Issue], limit: int | None = None) -> None:
         self.loader = loader
+        self.limit = limit  # a list's elements whose positions are noted (None: all)
+        resolvers = loader.yaml_implicit_resolvers
+        # what a plain scalar that is not a string (null, bool, int, float, date, merge) may start with
+        self.typed_starts = None if None in resolvers or loader.yaml_path_resolvers else frozenset(resolvers)
         self.file = file
         self.issues = issues
         self.anchors: dict[str, Any] = {}
@@ -74,7 +124,7 @@ class _Builder:
         self.count = 0  # values built in this document, aliases expanded
         self.expanded = 0  # of which through aliases
 
-    def document(self, pos: Positions) -> Any:
+    def document(self, pos: _Noted | None) -> Any:
         self.anchors, self.sizes, self.count, self.expanded = {}, {}, 0, 0
         return self.build(self.loader.get_event(), (), pos)
 
@@ -83,9 +133,14 @@ class _Builder:
         self.issues.append(Issue(self.file, line, col, format_loc(loc), message))
 
     def _tag(self, event: Any) -> str:
-        if event.tag is None or event.tag == "!":
-            return str(self.loader.resolve(yaml.ScalarNode, event.value, event.implicit))
-        return str(event.tag)
+        tag = event.tag
+        if tag is not None and tag != "!":
+            return str(tag)
+        if self.typed_starts is not None and (
+            not event.implicit[0] or event.value[:1] not in self.typed_starts
+        ):
+            return STR_TAG  # the resolver's answer, without its call: no implicit type can match
+        return str(self.loader.resolve(yaml.ScalarNode, event.value, event.implicit))
 
     def _scalar(self, event: Any, tag: str) -> Any:
         if tag == STR_TAG:  # most scalars: PyYAML's constructor returns the text as it is
@@ -105,10 +160,12 @@ class _Builder:
             nxt = self.loader.get_event()
             depth += isinstance(nxt, yaml.CollectionStartEvent) - isinstance(nxt, yaml.CollectionEndEvent)
 
-    def build(self, event: Any, loc: Loc, pos: Positions) -> Any:
-        block = isinstance(event, yaml.CollectionStartEvent) and not event.flow_style
-        # A block mapping or list is best pointed at by its key; a scalar or flow collection by its value.
-        pos.values[loc] = pos.keys[loc] if block and loc in pos.keys else _mark(event)
+    def build(self, event: Any, loc: Loc, pos: _Noted | None) -> Any:
+        """The value that ``event`` starts, at ``loc``; its positions noted in ``pos`` (None: not noted)."""
+        if pos is not None:
+            block = isinstance(event, yaml.CollectionStartEvent) and not event.flow_style
+            # A block mapping or list is best pointed at by its key; a scalar or flow collection by its value.
+            pos.values[loc] = pos.keys[loc] if block and loc in pos.keys else _mark(event)
         value: Any
         self.count += 1
         start = self.count
@@ -131,9 +188,12 @@ class _Builder:
             value = self._scalar(event, self._tag(event))
         elif isinstance(event, yaml.SequenceStartEvent):
             value = []
-            while not self.loader.check_event(yaml.SequenceEndEvent):
-                value.append(self.build(self.loader.get_event(), (*loc, len(value)), pos))
-            self.loader.get_event()
+            noted = pos
+            while not isinstance(element := self.loader.get_event(), yaml.SequenceEndEvent):
+                if noted is not None and len(value) == self.limit:
+                    noted.cut[loc] = len(value)  # the rest of this list is noted on demand (Positions)
+                    noted = None
+                value.append(self.build(element, (*loc, len(value)), noted))
         else:
             value = self._mapping(loc, pos)
         if event.anchor is not None:
@@ -141,12 +201,11 @@ class _Builder:
             self.sizes[event.anchor] = self.count - start + 1
         return value
 
-    def _mapping(self, loc: Loc, pos: Positions) -> dict[str, Any]:
+    def _mapping(self, loc: Loc, pos: _Noted | None) -> dict[str, Any]:
         result: dict[str, Any] = {}
         first_seen: dict[str, int] = {}
         merges: list[tuple[Any, Any]] = []
-        while not self.loader.check_event(yaml.MappingEndEvent):
-            key_event = self.loader.get_event()
+        while not isinstance(key_event := self.loader.get_event(), yaml.MappingEndEvent):
             if not isinstance(key_event, yaml.ScalarEvent):
                 self._issue(key_event, loc, "a key must be a plain scalar")
                 self._skip(key_event)
@@ -154,10 +213,10 @@ class _Builder:
                 continue
             tag = self._tag(key_event)
             if tag == MERGE_TAG:
-                merges.append((key_event, self.build(self.loader.get_event(), (*loc, "<<"), Positions())))
+                merges.append((key_event, self.build(self.loader.get_event(), (*loc, "<<"), None)))
                 continue
             key = self._scalar(key_event, tag)
-            key = key if isinstance(key, str) else str(key)
+            key = sys.intern(key if isinstance(key, str) else str(key))  # one 'id' for 100,000 items
             line, col = _mark(key_event)
             if key in first_seen:
                 self._issue(
@@ -167,9 +226,9 @@ class _Builder:
                 continue
             first_seen[key] = line
             sub = (*loc, key)
-            pos.keys[sub] = (line, col)
+            if pos is not None:
+                pos.keys[sub] = (line, col)
             result[key] = self.build(self.loader.get_event(), sub, pos)
-        self.loader.get_event()
         for key_event, merged in merges:
             for source in merged if isinstance(merged, list) else [merged]:
                 if not isinstance(source, dict):
@@ -182,7 +241,8 @@ class _Builder:
                 for key, value in source.items():
                     if key not in result:
                         result[key] = value
-                        pos.keys[(*loc, key)] = pos.values[(*loc, key)] = _mark(key_event)
+                        if pos is not None:
+                            pos.keys[(*loc, key)] = pos.values[(*loc, key)] = _mark(key_event)
         return result
 
 
@@ -203,16 +263,18 @@ def documents(text: str, file: str, issues: list[Issue]) -> list[tuple[Any, Posi
         )
         return docs
     try:
-        builder = _Builder(loader, file, issues)
+        builder = _Builder(loader, file, issues, NOTED_ELEMENTS)
         loader.get_event()  # StreamStart
+        index = 0
         while not loader.check_event(yaml.StreamEndEvent):
             loader.get_event()  # DocumentStart
-            pos = Positions()
+            pos = _Noted(functools.partial(_reread, text, file, index))
             before = len(issues)
             value = builder.document(pos)
             loader.get_event()  # DocumentEnd
             if len(issues) == before:  # a document with duplicate or complex keys yields no source
-                docs.append((value, pos))
+                docs.append((value, Positions(pos)))
+            index += 1
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -225,11 +287,19 @@ def documents(text: str, file: str, issues: list[Issue]) -> list[tuple[Any, Posi
     return docs
 
 
-def sub_positions(pos: Positions, prefix: Loc) -> Positions:
-    if not prefix:
+def _reread(text: str, file: str, index: int) -> _Noted:
+    """Every position of the ``index``-th document of ``text`` (read before, so it reads the same)."""
+    loader = _YamlLoader(text)
+    try:
+        builder = _Builder(loader, file, [])
+        loader.get_event()  # StreamStart
+        for _ in range(index):
+            loader.get_event()  # DocumentStart
+            builder.document(None)
+            loader.get_event()  # DocumentEnd
+        loader.get_event()
+        pos = _Noted()
+        builder.document(pos)
         return pos
-    n = len(prefix)
-    sub = Positions()
-    sub.values = {k[n:]: v for k, v in pos.values.items() if k[:n] == prefix}
-    sub.keys = {k[n:]: v for k, v in pos.keys.items() if k[:n] == prefix}
-    return sub
+    finally:
+        loader.dispose()
