@@ -179,6 +179,12 @@ def test_a_run_with_no_items_fails_and_says_why(cli: Cli, tmp_path: Path, upstre
     for code, record in empty:
         assert code == 1 and record["status"] == "failed"
         assert record["message"] == f"nothing to fetch: shard {record['shard']} got none of the 1 items"
+    validated = runner("validate", PULLCTL_LOG_FORMAT="text")  # validate says so before any run
+    assert validated.exit_code == 0
+    assert (
+        "ingestion.iteration.shards: 4 shards over 1 static item: 3 shards get no item, and a run with nothing"
+        " to fetch fails (warning)"
+    ) in validated.stdout
 
 
 # -- fix 5: malformed input anywhere is one line, never a traceback ------------------------------------------

@@ -117,11 +117,8 @@ def load_text(text: str, file: str, *, target: Target = "k8s", strict: bool = Fa
                 for place in CROSS_CHECKED
             }
             result.sources.append(LoadedSource(config, raw, file, line, config_hash(raw), positions))
-            alias = config.ingestion.pagination.stop_when_empty_path
-            if alias and config.ingestion.records is None:
-                where = ("ingestion", "pagination", "stop_when_empty_path")
+            for where, message in _advice(config):
                 line_, col = pos.of_value(where)
-                message = f"an alias of records.path: write records: {{path: {alias}}} instead"
                 result.issues.append(
                     Issue(file, line_, col, format_loc((*prefix, *where)), message, "warning")
                 )
@@ -130,6 +127,24 @@ def load_text(text: str, file: str, *, target: Target = "k8s", strict: bool = Fa
             Issue(file, 1, 1, "", "the file is empty; expected a source config with source_id and ingestion")
         )
     return result
+
+
+def _advice(config: SourceConfig) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Warnings on a valid config: (where, message). It loads, but something in it reads as a mistake."""
+    ing = config.ingestion
+    alias = ing.pagination.stop_when_empty_path
+    if alias and ing.records is None:
+        message = f"an alias of records.path: write records: {{path: {alias}}} instead"
+        yield ("ingestion", "pagination", "stop_when_empty_path"), message
+    iteration = ing.iteration
+    if iteration is not None and iteration.items is not None and iteration.shards > len(iteration.items):
+        count = len(iteration.items)
+        empty = iteration.shards - count
+        message = (
+            f"{iteration.shards} shards over {count} static item{'s' if count != 1 else ''}: {empty} shard"
+            f"{'s get' if empty != 1 else ' gets'} no item, and a run with nothing to fetch fails"
+        )
+        yield ("ingestion", "iteration", "shards"), message
 
 
 def iter_config_files(paths: Sequence[str | Path]) -> Iterable[Path]:
