@@ -27,7 +27,7 @@ from pullctl.redact import Redactor
 from pullctl.retry import AttemptFailed, Outcome, retry_after_seconds
 from pullctl.run.formats import BodyReader, FormatError
 from pullctl.run.responses import Matched, match
-from pullctl.run.transport import TRANSPORT_ERRORS
+from pullctl.run.transport import TRANSPORT_ERRORS, Body
 from pullctl.transport_errors import host_of, transport_failure
 
 if TYPE_CHECKING:
@@ -280,10 +280,16 @@ class ResponseReader:
         declared = resp.headers.get("content-length", "")
         if cap_is_error and declared.isdigit() and int(declared) > cap:
             raise final(f"response of {int(declared)} bytes is larger than max_response_bytes={cap}")
-        chunks: list[bytes] = []
-        total = 0
         # without a content-encoding the raw body is the body: no decoder on the way (5 % of a run's CPU)
         plain = "content-encoding" not in resp.headers and not resp.is_stream_consumed
+        if plain and isinstance(resp.stream, Body):  # the run's pool: straight from aiohttp, as it comes
+            resp.is_stream_consumed = True
+            body = await resp.stream.head(cap)
+            if cap_is_error and len(body) > cap:
+                raise final(f"response is larger than max_response_bytes={cap}")
+            return body[:cap]
+        chunks: list[bytes] = []
+        total = 0
         async for chunk in resp.aiter_raw() if plain else resp.aiter_bytes():
             total += len(chunk)
             if total > cap:
