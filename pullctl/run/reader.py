@@ -27,7 +27,7 @@ from pullctl.redact import Redactor
 from pullctl.retry import AttemptFailed, Outcome, retry_after_seconds
 from pullctl.run.formats import BodyReader, FormatError
 from pullctl.run.responses import Matched, match
-from pullctl.run.transport import TRANSPORT_ERRORS, Body
+from pullctl.run.transport import TRANSPORT_ERRORS, Body, header
 from pullctl.transport_errors import host_of, transport_failure
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ class ResponseReader:
         if call.response is not None:
             return await self._formatted(resp, url, number, call)
         body = read if read is not None else await self.read(resp, self.request.max_response_bytes)
-        content_type = resp.headers.get("content-type", "")
+        content_type = header(resp, "content-type")
         if not body.strip():
             raise final(f"empty response body from {shown_url}, expected JSON")
         try:
@@ -277,11 +277,11 @@ class ResponseReader:
         raise Ended(resp.status_code, body)
 
     async def read(self, resp: httpx.Response, cap: int, *, cap_is_error: bool = True) -> bytes:
-        declared = resp.headers.get("content-length", "")
+        declared = header(resp, "content-length")
         if cap_is_error and declared.isdigit() and int(declared) > cap:
             raise final(f"response of {int(declared)} bytes is larger than max_response_bytes={cap}")
         # without a content-encoding the raw body is the body: no decoder on the way (5 % of a run's CPU)
-        plain = "content-encoding" not in resp.headers and not resp.is_stream_consumed
+        plain = not header(resp, "content-encoding") and not resp.is_stream_consumed
         if plain and isinstance(resp.stream, Body):  # the run's pool: straight from aiohttp, as it comes
             resp.is_stream_consumed = True
             body = await resp.stream.head(cap)
