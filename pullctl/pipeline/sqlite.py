@@ -345,13 +345,12 @@ class SqliteStore:
 _INSERT = f"INSERT INTO raw_documents ({_DOC_COLUMNS}) VALUES {{}} ON CONFLICT DO NOTHING"
 _ROW = "(" + ",".join("?" * len(DOCUMENT_FIELDS)) + ")"
 _CHUNK = 50  # rows per INSERT statement: 600 parameters, below the 999 of the oldest SQLite builds
+_STORED = "SELECT content_hash FROM raw_documents WHERE source_id = ? AND content_hash IN ({})"
 
 
 def _insert_new(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[bool]:
-    """Insert the rows whose (source_id, content_hash) is not stored yet, in the caller's write transaction:
-    whether each row is new. A few statements for the batch, not one per row: each statement lets go of
-    the GIL and takes it back from the event loop, which then waits for it (one statement per row made a
-    10,000-item run's fetch loop 11 % slower, paired runs of bench/run_bench.py's setup)."""
+    """Insert the rows not stored yet (in the caller's transaction): whether each is new. A few statements,
+    not one per row: each takes the GIL back from the event loop (per row: a run's fetch loop 11 % slower)."""
     stored: set[tuple[str, str]] = set()
     by_source: dict[str, list[str]] = {}
     for row in rows:
@@ -359,11 +358,8 @@ def _insert_new(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[b
     for source_id, hashes in by_source.items():
         for start in range(0, len(hashes), _CHUNK * 10):
             some = hashes[start : start + _CHUNK * 10]
-            sql = (
-                "SELECT content_hash FROM raw_documents WHERE source_id = ? AND content_hash IN"
-                f" ({','.join('?' * len(some))})"
-            )
-            stored.update((source_id, h) for (h,) in conn.execute(sql, (source_id, *some)))
+            found = conn.execute(_STORED.format(",".join("?" * len(some))), (source_id, *some))
+            stored.update((source_id, h) for (h,) in found)
     out: list[bool] = []
     new: list[tuple[Any, ...]] = []
     for row in rows:
@@ -376,17 +372,14 @@ def _insert_new(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[b
         part = new[start : start + _CHUNK]
         before = conn.total_changes
         conn.execute(_INSERT.format(",".join([_ROW] * len(part))), [v for row in part for v in row])
-        if conn.total_changes - before != len(part):  # an _id taken by other content: row by row
-            return _insert_each(conn, rows, out)
+        if conn.total_changes - before != len(part):  # an _id taken by other content: again, row by row
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            one = _INSERT.format(_ROW)
+            return [
+                is_new and conn.execute(one, r).rowcount == 1 for r, is_new in zip(rows, out, strict=True)
+            ]
     return out
-
-
-def _insert_each(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], out: list[bool]) -> list[bool]:
-    """The rows one statement each, those ``out`` holds new (the rows before are rolled back first)."""
-    conn.execute("ROLLBACK")
-    conn.execute("BEGIN IMMEDIATE")
-    sql = _INSERT.format(_ROW)
-    return [is_new and conn.execute(sql, row).rowcount == 1 for row, is_new in zip(rows, out, strict=True)]
 
 
 def _state(row: tuple[Any, ...]) -> StateRecord:
