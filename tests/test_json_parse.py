@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pullctl.run.fetch import parse_json
+from pullctl.run.reader import parse_json
 
 _scalars = (
     st.none()

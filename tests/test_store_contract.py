@@ -122,6 +122,17 @@ async def test_a_mixed_batch_reports_each_document(store: Store) -> None:
     }
 
 
+async def test_an_id_taken_by_other_content_is_not_new_and_the_rest_of_the_batch_is(store: Store) -> None:
+    await store.insert_documents([doc("old"), *(doc(f"n{i}") for i in range(10))])
+    taken = doc("other", id=document_id("weather-api", "old"))  # another hash under a stored _id
+    batch = [doc(f"n{i}") for i in range(300)] + [taken] + [doc(f"m{i}") for i in range(300)]
+
+    assert await store.insert_documents(batch) == [False] * 10 + [True] * 290 + [False] + [True] * 300
+    assert await store.count_documents("weather-api") == 601
+    hashes = {d["content_hash"] for d in await store.find_documents("weather-api", limit=1000)}
+    assert "other" not in hashes and "old" in hashes
+
+
 async def test_a_batch_sent_as_several_messages_reports_each_document(store: Store) -> None:
     # 40 x 1.5 MB exceed one 48 MB wire message: the driver splits the batch, and the duplicates at the end
     # (in the second message) must still be reported at their place in the batch.

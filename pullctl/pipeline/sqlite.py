@@ -181,15 +181,11 @@ class SqliteStore:
             )
             for d in docs
         ]
-        values = ",".join("?" * 12)
-        sql = f"INSERT INTO raw_documents ({_DOC_COLUMNS}) VALUES ({values}) ON CONFLICT DO NOTHING"
 
         def insert(conn: sqlite3.Connection) -> list[bool]:
-            out: list[bool] = []
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for row in rows:
-                    out.append(conn.execute(sql, row).rowcount == 1)
+                out = _insert_new(conn, rows)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -344,6 +340,46 @@ class SqliteStore:
         )
         row = (state.key, state.ciphertext, state.fingerprint, state.run_id, state.updated_at.isoformat())
         await self._call(lambda c: c.execute(sql, row))
+
+
+_INSERT = f"INSERT INTO raw_documents ({_DOC_COLUMNS}) VALUES {{}} ON CONFLICT DO NOTHING"
+_ROW = "(" + ",".join("?" * len(DOCUMENT_FIELDS)) + ")"
+_CHUNK = 50  # rows per INSERT statement: 600 parameters, below the 999 of the oldest SQLite builds
+_STORED = "SELECT content_hash FROM raw_documents WHERE source_id = ? AND content_hash IN ({})"
+
+
+def _insert_new(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[bool]:
+    """Insert the rows not stored yet (in the caller's transaction): whether each is new. A few statements,
+    not one per row: each takes the GIL back from the event loop (per row: a run's fetch loop 11 % slower)."""
+    stored: set[tuple[str, str]] = set()
+    by_source: dict[str, list[str]] = {}
+    for row in rows:
+        by_source.setdefault(row[1], []).append(row[2])
+    for source_id, hashes in by_source.items():
+        for start in range(0, len(hashes), _CHUNK * 10):
+            some = hashes[start : start + _CHUNK * 10]
+            found = conn.execute(_STORED.format(",".join("?" * len(some))), (source_id, *some))
+            stored.update((source_id, h) for (h,) in found)
+    out: list[bool] = []
+    new: list[tuple[Any, ...]] = []
+    for row in rows:
+        key = (row[1], row[2])
+        out.append(key not in stored)  # the first of equal rows in the batch is the new one
+        if out[-1]:
+            stored.add(key)
+            new.append(row)
+    for start in range(0, len(new), _CHUNK):
+        part = new[start : start + _CHUNK]
+        before = conn.total_changes
+        conn.execute(_INSERT.format(",".join([_ROW] * len(part))), [v for row in part for v in row])
+        if conn.total_changes - before != len(part):  # an _id taken by other content: again, row by row
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            one = _INSERT.format(_ROW)
+            return [
+                is_new and conn.execute(one, r).rowcount == 1 for r, is_new in zip(rows, out, strict=True)
+            ]
+    return out
 
 
 def _state(row: tuple[Any, ...]) -> StateRecord:

@@ -18,8 +18,9 @@ from pullctl.pipeline.state import StateRecord
 from pullctl.pipeline.store import PullStore
 from pullctl.redact import Redactor
 from pullctl.run.auth import TokenManager, open_tokens
-from pullctl.run.plan import Plan, Shard, Window
+from pullctl.run.plan import Plan, Shard
 from pullctl.run.secrets import resolve_secret
+from pullctl.run.windows import Window
 from pullctl.settings import Settings, Trigger
 
 if TYPE_CHECKING:

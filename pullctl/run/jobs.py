@@ -35,12 +35,13 @@ from pullctl.errors import FetchError, ItemSkippedError
 from pullctl.run.pages import PageRequest, PageView
 from pullctl.run.pagination import PaginationError, paginator
 from pullctl.run.plan import FetchTask
+from pullctl.run.reader import Call, Page
 from pullctl.transport_errors import host_of
 
 logger = logging.getLogger("pullctl")
 
 if TYPE_CHECKING:
-    from pullctl.run.fetch import Fetcher, Page
+    from pullctl.run.fetch import Fetcher
 
 
 class JobError(Exception):
@@ -126,8 +127,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 async def job_pages(fetcher: Fetcher, job: Job, task: FetchTask) -> AsyncIterator[Page]:
     """The item's job, created, polled and downloaded: each download is a page (1, 2, ...)."""
-    from pullctl.run.fetch import Call
-
     redact = fetcher.redact
     if not fetcher.create_jobs:
         said = redact(
@@ -179,8 +178,6 @@ async def job_pages(fetcher: Fetcher, job: Job, task: FetchTask) -> AsyncIterato
 async def _wait(fetcher: Fetcher, job: Job, task: FetchTask, id_: str, created: Any) -> tuple[Any, str]:
     """Poll until the job is done: (the done answer, the poll URL); ``JobError`` when it failed or ran out
     of time."""
-    from pullctl.run.fetch import Call
-
     url = poll_url(job, task.context, id_)
     every, timeout = job.poll.every_seconds, job.poll.timeout_seconds
     loop = asyncio.get_running_loop()

@@ -14,9 +14,10 @@ from pullctl.config.paths import describe
 from pullctl.errors import FetchError, ItemSkippedError, IterationError
 from pullctl.pipeline.documents import RequestCounts
 from pullctl.run.context import RunState, record_skipped, run_secret, run_tokens
-from pullctl.run.fetch import Fetcher, Page
+from pullctl.run.fetch import Fetcher
 from pullctl.run.iteration import resolve_items
 from pullctl.run.plan import FetchTask, Planner
+from pullctl.run.reader import Page
 from pullctl.run.secrets import resolve_named_secrets
 from pullctl.run.windows import Window
 from pullctl.settings import Settings

@@ -10,8 +10,9 @@ from typing import Any
 from pullctl.pipeline.documents import Document, content_hash, document_id, utcnow
 from pullctl.pipeline.events import NoEvents
 from pullctl.run.context import BATCH_SIZE, RunState
-from pullctl.run.fetch import Page, json_bytes
-from pullctl.run.plan import FetchTask, Window
+from pullctl.run.plan import FetchTask
+from pullctl.run.reader import Page, json_bytes
+from pullctl.run.windows import Window
 
 BATCH_LINGER_SECONDS = 0.05
 
