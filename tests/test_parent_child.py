@@ -359,6 +359,28 @@ def test_a_parent_over_static_items_and_a_parent_page_without_records(
     )
 
 
+def test_a_parent_item_a_skip_rule_matches_is_counted_as_skipped_and_the_rest_go_on(
+    runner: Runner, upstream: Upstream
+) -> None:
+    """response_actions skip on a parent: that parent item is a skipped item of the child's run (said, with
+    the reason), not a failure; its siblings' records are all fetched. Without the rule the run fails."""
+    upstream.graph = GraphShape(teams=2, channels=2, messages=1)
+    teams = {"foreach": "team", "items": [{"id": "t1"}, {"id": "t9"}, {"id": "t2"}], "key": "id"}
+    skip = {"iteration": teams, "response_actions": [{"status": [404], "action": "skip"}]}
+    write(runner, graph_sources(upstream.url, **{"teams-channels": skip}))
+    code, [record], _ = runner.run_json("channel-messages")
+    assert code == 0, record["errors"]
+    c = record["counts"]
+    assert (c["items"], c["fetched"], c["stored"], c["skipped"], c["failed"]) == (4, 4, 4, 1, 0)
+    [error] = record["errors"]
+    assert error["item"] == "teams-channels:t9"
+    assert error["message"].startswith("skipped: parent item skipped: ")
+    assert error["message"].endswith("(response_actions[0]: skip)")
+    write(runner, graph_sources(upstream.url, **{"teams-channels": {"iteration": teams}}))
+    code, [record], _ = runner.run_json("channel-messages")
+    assert code == 1 and record["message"].startswith("parent source 'teams-channels' (item t9): ")
+
+
 def test_a_parent_sends_its_own_named_secret(runner: Runner, upstream: Upstream) -> None:
     upstream.graph = GraphShape(teams=2, channels=1, messages=1)
     secrets = {"secrets": {"graph": {"secret_store": "kubernetes", "secret_key": "graph-token"}}}

@@ -142,6 +142,8 @@ def test_backfill_windows_and_steps() -> None:
     assert len(backfill_windows(start, start + timedelta(minutes=10_000), timedelta(minutes=1))) == 10_000
     with pytest.raises(OptionsError, match=r"^end \(2026-01-01T00:00:00\+00:00\) must be after the start"):
         backfill_windows(start, start, timedelta(days=1))
+    with pytest.raises(OptionsError, match=r"^step \(0:00:00\) must be longer than zero$"):
+        backfill_windows(start, start + timedelta(days=1), timedelta(0))
 
 
 # -- named secrets (SOURCES.md §2): ingestion.secrets and {secret.NAME} ---------------------------------------

@@ -45,6 +45,8 @@ def scheduled_window(config: SourceConfig, now: datetime) -> Window:
 def backfill_windows(start: datetime, end: datetime, step: timedelta) -> list[Window]:
     if end <= start:
         raise OptionsError([("end", f"({end.isoformat()}) must be after the start ({start.isoformat()})")])
+    if step <= timedelta(0):
+        raise OptionsError([("step", f"({step}) must be longer than zero")])
     count = -((start - end) // step)  # the windows, rounded up (the last one may be shorter)
     if count > 10_000:
         detail = f"makes {count} windows of the backfill, at most 10000: use a longer step"
